@@ -1,0 +1,1 @@
+"""tracejudge's edges: OTLP receivers and write-ahead log, ClickHouse, HTTP API."""

@@ -1,0 +1,252 @@
+"""The HTTP API: seed-compatible span ingest, trace reads, read-only SQL, health and metrics.
+
+OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import ipaddress
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio.to_thread
+import orjson
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
+from connectors.clickhouse.migrate import SQL_DIR
+from connectors.otlp.http import JSON, handle_export
+from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
+from dataflow import metrics
+from dataflow.config import ApiConfig
+from dataflow.errors import QueryError
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _query(name: str) -> str:
+    return (SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID | ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def json_response(doc: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(doc, default=_json_default, option=orjson.OPT_NON_STR_KEYS), status, media_type=JSON
+    )
+
+
+class SqlRequest(BaseModel):
+    query: str = Field(..., min_length=1, max_length=100_000, description="One read-only ClickHouse SQL query.")
+
+
+class SqlResponse(BaseModel):
+    columns: list[str]
+    types: list[str]
+    data: list[list[Any]]
+    rows: int
+    truncated: bool = Field(description="True when the result was cut at the API's row limit.")
+    elapsed_ms: float
+
+
+class IngestResponse(BaseModel):
+    acceptedSpans: int  # noqa: N815 -- the seed's field names are a contract
+    rejectedSpans: int  # noqa: N815
+    traces: int
+
+
+@dataclass
+class ApiState:
+    """What the API needs from the running service."""
+
+    ingestor: Ingestor
+    reader: ClickHouse
+    readonly: ReadOnlyClient
+    config: ApiConfig
+    is_ready: Callable[[], bool]
+
+
+def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
+    doc: dict[str, Any] = {
+        "acceptedSpans": result.accepted,
+        "rejectedSpans": result.rejected,
+        "traces": result.traces,
+    }
+    if result.rejected:
+        doc["partialSuccess"] = {"rejectedSpans": str(result.rejected), "errorMessage": result.message}
+    return json_response(doc)
+
+
+def _span_doc(row: dict[str, Any]) -> dict[str, Any]:
+    events = [
+        {"timeUnixNano": str(t), "name": n, "attributes": dict(a)}
+        for t, n, a in zip(row["EventTimesNs"], row["EventNames"], row["EventAttributes"], strict=False)
+    ]
+    start = int(row["StartNs"])
+    return {
+        "traceId": row["TraceId"],
+        "spanId": row["SpanId"],
+        "parentSpanId": row["ParentSpanId"],
+        "name": row["SpanName"],
+        "kind": row["SpanKind"],
+        "serviceName": row["ServiceName"],
+        "project": row["Project"],
+        "sessionId": row["SessionId"],
+        "startTime": _iso(start),
+        "startTimeUnixNano": str(start),
+        "durationMs": int(row["Duration"]) / 1e6,
+        "statusCode": row["StatusCode"],
+        "statusMessage": row["StatusMessage"],
+        "input": row["Input"],
+        "output": row["Output"],
+        "attributes": dict(row["SpanAttributes"]),
+        "resource": dict(row["ResourceAttributes"]),
+        "scope": {"name": row["ScopeName"], "version": row["ScopeVersion"]},
+        "events": events,
+    }
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_since(value: str | None) -> int:
+    if not value:
+        return 0
+    if value.lstrip("-").isdigit():
+        number = int(value)
+        return number * 1_000_000_000 if abs(number) < 10**11 else number
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise HTTPException(400, f"since: {value!r} is neither ISO 8601 nor a Unix timestamp") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp() * 1e9)
+
+
+def build_api_app(state: ApiState) -> FastAPI:
+    app = FastAPI(
+        title="tracejudge API",
+        version="0.1.0",
+        description="Span ingest (OTLP/HTTP, seed-compatible answer), trace reads, read-only SQL, health.",
+    )
+
+    @app.post(
+        "/api/v1/traces",
+        response_model=IngestResponse,
+        summary="Ingest an OTLP ExportTraceServiceRequest (protobuf or JSON, gzip/deflate)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def ingest(request: Request) -> Response:
+        return await handle_export(request, state.ingestor, "api", _ingest_success)
+
+    @app.get("/api/v1/traces/{trace_id}", summary="One trace's spans with project, input, output, attributes")
+    async def get_trace(trace_id: str) -> Response:
+        tid = trace_id.lower()
+        if len(tid) != 32 or not _HEX.issuperset(tid):
+            raise HTTPException(400, "trace_id must be 32 hex characters")
+        table = await anyio.to_thread.run_sync(
+            lambda: state.reader.query_arrow(_query("trace_by_id"), {"trace_id": tid})
+        )
+        rows = table.to_pylist()
+        if not rows:
+            raise HTTPException(404, f"trace {tid} not found")
+        spans = [_span_doc(r) for r in rows]
+        roots = [s for s in spans if not s["parentSpanId"]]
+        return json_response(
+            {"traceId": tid, "project": spans[0]["project"], "rootSpanId": roots[0]["spanId"] if roots else None,
+             "spanCount": len(spans), "spans": spans}
+        )
+
+    @app.get("/api/v1/traces", summary="Recent traces, newest first")
+    async def list_traces(
+        project: Annotated[str, Query(description="Only this project; empty for all.")] = "",
+        since: Annotated[str | None, Query(description="ISO 8601 time or Unix seconds; traces starting at or after.")] = None,
+        limit: Annotated[int | None, Query(ge=1, description="Most traces to return.")] = None,
+    ) -> Response:
+        lim = min(limit or state.config.traces_default_limit, state.config.traces_max_limit)
+        params = {"project": project, "since_ns": _parse_since(since), "limit": lim}
+        table = await anyio.to_thread.run_sync(lambda: state.reader.query_arrow(_query("traces_list"), params))
+        traces = [
+            {
+                "traceId": r["trace_id"],
+                "project": r["project"],
+                "startTime": _iso(int(r["start_ns"])),
+                "durationMs": int(r["duration_ns"]) / 1e6,
+                "spans": int(r["spans"]),
+                "rootName": r["root_name"],
+                "input": r["root_input"],
+                "output": r["root_output"],
+                "errorSpans": int(r["error_spans"]),
+            }
+            for r in table.to_pylist()
+        ]
+        return json_response({"traces": traces, "count": len(traces)})
+
+    @app.post("/api/v1/sql", response_model=SqlResponse, summary="Run one read-only query")
+    async def sql(body: SqlRequest) -> Response:
+        started = time.perf_counter()
+        try:
+            columns, types, rows, truncated = await anyio.to_thread.run_sync(state.readonly.query, body.query)
+        except QueryError as exc:
+            metrics.API_SQL_QUERIES.labels("refused" if "readonly" in str(exc).lower() else "error").inc()
+            return json_response({"error": str(exc)}, 400)
+        metrics.API_SQL_QUERIES.labels("ok").inc()
+        return json_response(
+            {
+                "columns": columns,
+                "types": types,
+                "data": [list(r) for r in rows],
+                "rows": len(rows),
+                "truncated": truncated,
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
+
+    @app.get("/healthz", summary="Liveness", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz", summary="Ready to accept spans")
+    async def readyz() -> Response:
+        if state.is_ready():
+            return PlainTextResponse("ready")
+        return PlainTextResponse("not ready", status_code=503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prom() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return app

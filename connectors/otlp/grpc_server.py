@@ -1,0 +1,96 @@
+"""OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+
+A generic handler receives the raw request bytes (grpcio's own deserialisation would parse every request
+twice). Success is answered only once the spans are in the write-ahead log. Back-pressure is UNAVAILABLE
+with a `google.rpc.RetryInfo` detail, which OTLP exporters retry after the given delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from connectors.otlp.ingest import Ingestor
+from dataflow import metrics
+from dataflow.errors import DecodeError, WalError, WalFull
+
+logger = logging.getLogger(__name__)
+
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+_TRANSPORT = "grpc"
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, rpc_code: int, message: str, details: Any = None) -> None:
+    status = status_pb2.Status(code=rpc_code, message=message)
+    if details is not None:
+        status.details.add().Pack(details)
+    context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+    context.abort(code, message)
+
+
+class _ExportHandler:
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._ingestor.export(request, "protobuf", _TRANSPORT)
+            response = ExportTraceServiceResponse()
+            if result.rejected:
+                response.partial_success.rejected_spans = result.rejected
+                response.partial_success.error_message = result.message
+                outcome = "partial"
+            else:
+                outcome = "ok"
+            return response.SerializeToString()
+        except DecodeError as exc:
+            outcome = "bad_request"
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, str(exc))
+        except WalFull as exc:
+            outcome = "throttled"
+            retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=int(exc.retry_after_s),
+                                                                      nanos=int(exc.retry_after_s % 1 * 1e9)))
+            _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc), retry)
+        except WalError as exc:
+            logger.error("export failed: %s", exc)
+            _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc))
+        finally:
+            metrics.RECEIVER_REQUESTS.labels(_TRANSPORT, outcome).inc()
+            metrics.RECEIVER_REQUEST_DURATION.labels(_TRANSPORT).observe(time.perf_counter() - started)
+        return b""  # unreachable: abort raises
+
+
+def start_grpc_server(ingestor: Ingestor, host: str, port: int, max_message_bytes: int, workers: int = 8) -> tuple[grpc.Server, int]:
+    """Start the OTLP/gRPC receiver; return the server and the port it bound."""
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                _ExportHandler(ingestor), request_deserializer=None, response_serializer=None
+            )
+        },
+    )
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
+        handlers=[handler],
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        msg = f"cannot bind OTLP/gRPC on {host}:{port}"
+        raise OSError(msg)
+    server.start()
+    return server, bound

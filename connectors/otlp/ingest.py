@@ -1,0 +1,77 @@
+"""The one export path every receiver shares: decode, validate, normalise, append to the log, count.
+
+An export is answered with success only after its spans are durable in the write-ahead log. Malformed spans
+are skipped and counted; the rest of the request is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from connectors.otlp.builder import Normalizer
+from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
+from connectors.otlp.wal import Wal
+from dataflow import metrics
+from dataflow.config import IngestConfig
+from dataflow.errors import WalError
+
+Encoding = Literal["protobuf", "json"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    accepted: int
+    rejected: int
+    traces: int
+    message: str
+
+
+def normalizer_from(config: IngestConfig) -> Normalizer:
+    return Normalizer(
+        input_keys=tuple(config.input_keys),
+        output_keys=tuple(config.output_keys),
+        project_keys=tuple(config.project_keys),
+        session_keys=tuple(config.session_keys),
+        default_project=config.default_project,
+        keep_io_in_attributes=config.keep_io_in_attributes,
+        max_errors_in_message=config.max_errors_in_message,
+    )
+
+
+class Ingestor:
+    """Turns request bodies into durable span batches. Thread-safe; call from receiver threads."""
+
+    def __init__(self, wal: Wal, config: IngestConfig, append_timeout_s: float = 60.0) -> None:
+        self.wal = wal
+        self.config = config
+        self.normalizer = normalizer_from(config)
+        self._timeout = append_timeout_s
+
+    def decode(self, body: bytes, encoding: Encoding) -> DecodedRequest:
+        now = time.time_ns()
+        if encoding == "protobuf":
+            return decode_protobuf(body, self.normalizer, now)
+        return decode_json(body, self.normalizer, now)
+
+    def export(self, body: bytes, encoding: Encoding, transport: str) -> ExportResult:
+        """Decode and durably append. Raises DecodeError (bad body), WalFull (back-pressure), WalError."""
+        metrics.RECEIVER_REQUEST_BYTES.labels(transport).inc(len(body))
+        self.wal.check_capacity()
+        decoded = self.decode(body, encoding)
+        return self.append(decoded, transport)
+
+    def append(self, decoded: DecodedRequest, transport: str) -> ExportResult:
+        if decoded.batch is not None:
+            future = self.wal.append(decoded.batch)
+            try:
+                future.result(timeout=self._timeout)
+            except TimeoutError as exc:
+                msg = f"write-ahead log did not commit within {self._timeout:.0f}s"
+                raise WalError(msg) from exc
+        for reason, count in decoded.reject_reasons.items():
+            metrics.RECEIVER_REJECTED_SPANS.labels(reason).inc(count)
+        metrics.RECEIVER_SPANS.labels(transport, "accepted").inc(decoded.accepted)
+        metrics.RECEIVER_SPANS.labels(transport, "rejected").inc(decoded.rejected)
+        return ExportResult(decoded.accepted, decoded.rejected, decoded.traces, decoded.error_message())

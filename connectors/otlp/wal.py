@@ -1,0 +1,400 @@
+"""The write-ahead log: an acknowledgement means the spans are on disk.
+
+Layout under `<data_dir>/wal/`:
+
+    id                      random id of this log, written once; part of every dedup token
+    p<N>/last_seq           the last segment number handed out (segments are numbered without gaps)
+    p<N>/<seq>.open         the segment being written
+    p<N>/<seq>.seg          a sealed segment: complete, read by the flow, deleted once committed
+
+A segment is a sequence of framed records: a 20-byte header (magic, type, payload length, CRC-32, rows)
+then the payload. The first record is the Arrow schema; then one record per accepted request (an Arrow IPC
+record-batch message); the last record of a sealed segment is a seal. Appends are group-committed: one
+writer thread per partition writes every queued batch, fsyncs once (mode `always`), then resolves the
+callers' futures. Segments are sealed by rows, bytes or age, so a sealed segment is the unit ClickHouse
+receives as one deduplicated block.
+
+At start-up an `.open` segment left by a crash is checked record by record, its torn tail (never
+acknowledged) cut, and sealed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from dataflow import metrics
+from dataflow.config import WalConfig
+from dataflow.errors import WalCorrupt, WalError, WalFull
+from dataflow.model import SPAN_SCHEMA
+
+logger = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<4sB3xIII")
+_MAGIC = b"TJW1"
+REC_SCHEMA = 1
+REC_BATCH = 2
+REC_SEAL = 3
+
+
+def _frame(kind: int, payload: bytes | pa.Buffer, rows: int) -> list[bytes | pa.Buffer]:
+    return [_HEADER.pack(_MAGIC, kind, len(payload), zlib.crc32(payload), rows), payload]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: int
+    offset: int
+    rows: int
+    payload: pa.Buffer
+
+
+def iter_records(buf: pa.Buffer, verify: bool) -> Iterator[Record]:
+    """Records of a segment image, stopping at the first incomplete or damaged one."""
+    view = memoryview(buf)
+    size = len(view)
+    pos = 0
+    while pos + _HEADER.size <= size:
+        magic, kind, length, crc, rows = _HEADER.unpack_from(view, pos)
+        start = pos + _HEADER.size
+        if magic != _MAGIC or start + length > size:
+            return
+        payload = buf.slice(start, length)
+        if verify and zlib.crc32(view[start : start + length]) != crc:
+            return
+        yield Record(kind, pos, rows, payload)
+        pos = start + length
+
+
+def read_segment(path: Path) -> tuple[pa.Table, int]:
+    """A sealed segment's spans as one table (zero-copy over a memory map), and its row count."""
+    with pa.memory_map(str(path), "r") as source:
+        buf = source.read_buffer()
+    schema: pa.Schema | None = None
+    batches: list[pa.RecordBatch] = []
+    sealed = False
+    for rec in iter_records(buf, verify=False):
+        if rec.kind == REC_SCHEMA:
+            schema = pa.ipc.read_schema(rec.payload)
+        elif rec.kind == REC_BATCH:
+            if schema is None:
+                msg = f"{path}: batch record before the schema record"
+                raise WalCorrupt(msg)
+            batches.append(pa.ipc.read_record_batch(rec.payload, schema))
+        elif rec.kind == REC_SEAL:
+            sealed = True
+            break
+    if not sealed:
+        msg = f"{path}: sealed segment has no seal record (damaged file)"
+        raise WalCorrupt(msg)
+    table = pa.Table.from_batches(batches, schema=schema or SPAN_SCHEMA)
+    return table, table.num_rows
+
+
+class _Partition:
+    """One partition: its segment files and the writer thread that group-commits appends."""
+
+    def __init__(self, wal: Wal, index: int) -> None:
+        self.wal = wal
+        self.index = index
+        self.dir = wal.root / f"p{index}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._cond = threading.Condition()
+        self._queue: list[tuple[pa.Buffer, int, Future[None]]] = []
+        self._queued_bytes = 0
+        self._closing = False
+        self._fd: int | None = None
+        self._seq = self._read_last_seq()
+        self._seg_rows = 0
+        self._seg_bytes = 0
+        self._seg_opened_at = 0.0
+        self._recover_open_segments()
+        self.last_sealed = self._seq
+        self.sizes: dict[int, int] = {seq: p.stat().st_size for seq, p in self.sealed_segments()}
+        self._thread = threading.Thread(target=self._run, name=f"wal-writer-p{index}", daemon=True)
+
+    # --- files ---------------------------------------------------------------------------------------------
+    def seg_path(self, seq: int, sealed: bool = True) -> Path:
+        return self.dir / f"{seq:016d}.{'seg' if sealed else 'open'}"
+
+    def sealed_segments(self) -> list[tuple[int, Path]]:
+        out = []
+        for p in self.dir.glob("*.seg"):
+            try:
+                out.append((int(p.stem), p))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def _read_last_seq(self) -> int:
+        path = self.dir / "last_seq"
+        on_disk = [int(p.stem) for p in self.dir.glob("*.seg")] + [int(p.stem) for p in self.dir.glob("*.open")]
+        last = int(path.read_text().strip()) if path.exists() else 0
+        return max([last, *on_disk])
+
+    def _write_last_seq(self, seq: int) -> None:
+        tmp = self.dir / "last_seq.tmp"
+        tmp.write_text(str(seq))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / "last_seq")
+
+    def _recover_open_segments(self) -> None:
+        for path in sorted(self.dir.glob("*.open")):
+            with pa.memory_map(str(path), "r") as source:
+                buf = source.read_buffer()
+            good = 0
+            rows = 0
+            for rec in iter_records(buf, verify=True):
+                if rec.kind == REC_SEAL:
+                    break
+                good = rec.offset + _HEADER.size + rec.payload.size
+                rows += rec.rows
+            size = path.stat().st_size
+            if size > good:
+                metrics.WAL_TORN_BYTES.inc(size - good)
+                logger.warning("wal p%d: cut %d torn bytes from %s", self.index, size - good, path.name)
+            with open(path, "rb+") as fh:
+                fh.truncate(good)
+                if good == 0:
+                    for part in _frame(REC_SCHEMA, SPAN_SCHEMA.serialize(), 0):
+                        fh.write(part)
+                for part in _frame(REC_SEAL, b"", rows):
+                    fh.write(part)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(path, path.with_suffix(".seg"))
+            _fsync_dir(self.dir)
+            logger.info("wal p%d: recovered and sealed %s (%d spans)", self.index, path.stem, rows)
+
+    # --- appending -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def enqueue(self, payload: pa.Buffer, rows: int) -> Future[None]:
+        fut: Future[None] = Future()
+        with self._cond:
+            if self._closing:
+                msg = "the write-ahead log is closed"
+                raise WalError(msg)
+            self._queue.append((payload, rows, fut))
+            self._queued_bytes += payload.size
+            self._cond.notify()
+        return fut
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # the writer must never die silently
+            logger.exception("wal p%d: writer failed", self.index)
+            self.wal.failed = exc
+            with self._cond:
+                for _, _, fut in self._queue:
+                    fut.set_exception(WalError(f"write-ahead log writer failed: {exc}"))
+                self._queue.clear()
+
+    def _loop(self) -> None:
+        cfg = self.wal.config
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    timeout = None
+                    if self._fd is not None:
+                        timeout = max(0.0, self._seg_opened_at + cfg.segment_max_age_s - time.monotonic())
+                        if timeout == 0.0:
+                            break
+                    self._cond.wait(timeout)
+                items, self._queue = self._queue, []
+                closing = self._closing
+            if items:
+                self._write(items)
+            if self._fd is not None and (
+                closing
+                or self._seg_rows >= cfg.segment_max_rows
+                or self._seg_bytes >= cfg.segment_max_bytes
+                or time.monotonic() >= self._seg_opened_at + cfg.segment_max_age_s
+            ):
+                self._seal()
+            if closing:
+                with self._cond:
+                    if not self._queue:
+                        return
+
+    def _open_segment(self) -> None:
+        self._seq += 1
+        self._write_last_seq(self._seq)
+        path = self.seg_path(self._seq, sealed=False)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        header = _frame(REC_SCHEMA, SPAN_SCHEMA.serialize(), 0)
+        os.writev(self._fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in header])
+        self._seg_rows = 0
+        self._seg_bytes = sum(len(p) for p in header)
+        self._seg_opened_at = time.monotonic()
+        self.sizes[self._seq] = self._seg_bytes
+        self.wal.add_backlog(self._seg_bytes)
+
+    def _write(self, items: list[tuple[pa.Buffer, int, Future[None]]]) -> None:
+        started = time.perf_counter()
+        try:
+            if self._fd is None:
+                self._open_segment()
+            assert self._fd is not None
+            written = 0
+            rows = 0
+            for payload, n, _ in items:
+                for part in _frame(REC_BATCH, payload, n):
+                    view = memoryview(part)
+                    while view:
+                        view = view[os.write(self._fd, view) :]
+                written += _HEADER.size + payload.size
+                rows += n
+            if self.wal.config.fsync == "always":
+                os.fsync(self._fd)
+        except OSError as exc:
+            err = WalError(f"write-ahead log write failed: {exc.strerror}")
+            for _, _, fut in items:
+                fut.set_exception(err)
+            with self._cond:
+                self._queued_bytes -= sum(p.size for p, _, _ in items)
+            raise
+        with self._cond:
+            self._queued_bytes -= sum(p.size for p, _, _ in items)
+        self._seg_rows += rows
+        self._seg_bytes += written
+        self.sizes[self._seq] = self._seg_bytes
+        self.wal.add_backlog(written)
+        metrics.WAL_APPENDED_BYTES.inc(written)
+        metrics.WAL_APPENDED_SPANS.inc(rows)
+        metrics.WAL_SYNC_DURATION.observe(time.perf_counter() - started)
+        for _, _, fut in items:
+            fut.set_result(None)
+
+    def _seal(self) -> None:
+        assert self._fd is not None
+        seal = _frame(REC_SEAL, b"", self._seg_rows)
+        os.writev(self._fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in seal])
+        if self.wal.config.fsync == "always":
+            os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        os.replace(self.seg_path(self._seq, sealed=False), self.seg_path(self._seq))
+        if self.wal.config.fsync == "always":
+            _fsync_dir(self.dir)
+        self.sizes[self._seq] = self._seg_bytes + _HEADER.size
+        self.wal.add_backlog(_HEADER.size)
+        self.last_sealed = self._seq
+
+    # --- reclaiming ---------------------------------------------------------------------------------------------
+    def reclaim_below(self, seq: int) -> int:
+        """Delete sealed segments numbered below `seq`; return how many."""
+        removed = 0
+        for s, path in self.sealed_segments():
+            if s >= seq:
+                break
+            size = self.sizes.pop(s, 0)
+            path.unlink(missing_ok=True)
+            self.wal.add_backlog(-size)
+            removed += 1
+        if removed:
+            metrics.WAL_RECLAIMED_SEGMENTS.inc(removed)
+        return removed
+
+
+class Wal:
+    """The write-ahead log of one process: partitions, the size bound, reclaiming."""
+
+    def __init__(self, root: Path, config: WalConfig) -> None:
+        self.root = root
+        self.config = config
+        self.failed: BaseException | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        id_path = root / "id"
+        if not id_path.exists():
+            tmp = root / "id.tmp"
+            tmp.write_text(secrets.token_hex(8))
+            os.replace(tmp, id_path)
+        self.id = id_path.read_text().strip()
+        self._backlog_lock = threading.Lock()
+        self._backlog = 0
+        self._rr = 0
+        self.closed = False
+        existing = sorted(int(p.name[1:]) for p in root.glob("p*") if p.name[1:].isdigit())
+        if existing and existing[-1] >= config.partitions:
+            msg = (
+                f"wal.partitions is {config.partitions} but {root} has partition p{existing[-1]}: "
+                "partitions can be added, never removed, while they hold data"
+            )
+            raise WalError(msg)
+        self.partitions = [_Partition(self, i) for i in range(config.partitions)]
+        metrics.WAL_LIMIT_BYTES.set(config.max_bytes)
+
+    def start(self) -> None:
+        for part in self.partitions:
+            part.start()
+
+    def add_backlog(self, delta: int) -> None:
+        with self._backlog_lock:
+            self._backlog += delta
+            metrics.WAL_BACKLOG_BYTES.set(self._backlog)
+        metrics.WAL_SEGMENTS.set(sum(len(p.sizes) for p in self.partitions))
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog + sum(p.queued_bytes for p in self.partitions)
+
+    def check_capacity(self) -> None:
+        """Raise WalFull when over the bound (or WalError when unusable), before any work is spent."""
+        if self.failed is not None:
+            msg = f"write-ahead log unavailable: {self.failed}"
+            raise WalError(msg)
+        if self.closed:
+            msg = "write-ahead log is closed: the service is stopping"
+            raise WalFull(msg, self.config.retry_after_s)
+        if self.backlog_bytes >= self.config.max_bytes:
+            metrics.WAL_THROTTLED.inc()
+            msg = f"write-ahead log is full ({self.backlog_bytes} of {self.config.max_bytes} bytes)"
+            raise WalFull(msg, self.config.retry_after_s)
+
+    def append(self, batch: pa.RecordBatch) -> Future[None]:
+        """Queue a batch; the future resolves once it is durable. Raises WalFull over the bound."""
+        self.check_capacity()
+        payload = batch.serialize()
+        part = self.partitions[self._rr % len(self.partitions)]
+        self._rr += 1
+        return part.enqueue(payload, batch.num_rows)
+
+    def close(self) -> None:
+        """Stop accepting appends, write and seal everything queued."""
+        self.closed = True
+        for part in self.partitions:
+            part.close()

@@ -1,0 +1,1 @@
+"""tracejudge's processing core: model, config, errors, metrics and the Bytewax flow."""

@@ -1,0 +1,254 @@
+"""The service configuration, declared once.
+
+Precedence, highest first: command-line flags, `TRACEJUDGE_*` environment variables (nested keys with `__`,
+e.g. `TRACEJUDGE_WAL__MAX_BYTES`), the YAML config file, the defaults below. `tracejudge config check` runs
+exactly this validation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dataflow.errors import ConfigError
+
+DEFAULT_INPUT_KEYS = [
+    "tracejudge.input",
+    "dokimos.input",
+    "input.value",
+    "gen_ai.input.messages",
+    "gen_ai.prompt",
+    "traceloop.entity.input",
+    "llm.input",
+    "input",
+    "prompt",
+]
+DEFAULT_OUTPUT_KEYS = [
+    "tracejudge.output",
+    "dokimos.output",
+    "output.value",
+    "gen_ai.output.messages",
+    "gen_ai.completion",
+    "traceloop.entity.output",
+    "llm.output",
+    "output",
+    "completion",
+]
+DEFAULT_PROJECT_KEYS = ["tracejudge.project", "dokimos.project", "dokimos.project.name", "service.name"]
+DEFAULT_SESSION_KEYS = ["session.id", "gen_ai.conversation.id"]
+
+MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestConfig(_Section):
+    """How OTLP requests are received, validated and normalised (YAML key `ingest`)."""
+
+    max_body_bytes: int = Field(
+        20 * MIB, gt=0, description="Largest HTTP request body in bytes, counted after decompression (413 above)."
+    )
+    grpc_max_message_bytes: int = Field(
+        64 * MIB, gt=0, description="Largest gRPC message in bytes (RESOURCE_EXHAUSTED above)."
+    )
+    input_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INPUT_KEYS),
+        description="Span attributes searched in order for the span's Input text; the first present wins.",
+    )
+    output_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_OUTPUT_KEYS),
+        description="Span attributes searched in order for the span's Output text; the first present wins.",
+    )
+    project_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROJECT_KEYS),
+        description="Resource attributes searched in order for the project; 'default' when none is present.",
+    )
+    default_project: str = Field("default", min_length=1, description="Project of a trace that names none.")
+    session_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SESSION_KEYS),
+        description="Span, then resource, attributes searched in order for the session id.",
+    )
+    keep_io_in_attributes: bool = Field(
+        False,
+        description=(
+            "Keep the attribute that supplied Input/Output in SpanAttributes too. False halves storage: "
+            "the text lives once, in the Input and Output columns."
+        ),
+    )
+    max_errors_in_message: int = Field(
+        5, ge=1, description="How many rejected spans a partial-success message names."
+    )
+
+
+class WalConfig(_Section):
+    """The write-ahead log that makes an acknowledgement durable (YAML key `wal`)."""
+
+    fsync: Literal["always", "never"] = Field(
+        "always",
+        description=(
+            "'always': group-committed fsync before any acknowledgement (survives power loss). "
+            "'never': written to the OS before acknowledgement (survives a process crash only)."
+        ),
+    )
+    max_bytes: int = Field(
+        2048 * MIB,
+        gt=0,
+        description="Bound on unreclaimed log bytes; above it receivers answer 429 / UNAVAILABLE with Retry-After.",
+    )
+    segment_max_rows: int = Field(50_000, gt=0, description="A segment is sealed at this many spans.")
+    segment_max_bytes: int = Field(256 * MIB, gt=0, description="A segment is sealed at this many bytes.")
+    segment_max_age_s: float = Field(
+        1.0, gt=0, description="A segment is sealed this many seconds after its first batch (seconds)."
+    )
+    partitions: int = Field(1, ge=1, le=64, description="Log partitions, read in parallel by the flow's workers.")
+    retry_after_s: float = Field(2.0, gt=0, description="Retry-After (seconds) answered when the log is full.")
+    reclaim_interval_s: float = Field(2.0, gt=0, description="How often sealed, committed segments are deleted.")
+
+
+class FlowConfig(_Section):
+    """The Bytewax dataflow (YAML key `flow`)."""
+
+    workers: int = Field(1, ge=1, le=16, description="Bytewax workers in this process.")
+    epoch_interval_s: float = Field(
+        1.0, gt=0, description="Bytewax epoch (snapshot) interval in seconds; replays after a crash span about this."
+    )
+    recovery: bool = Field(True, description="Snapshot the flow's state under <data_dir>/recovery (at-least-once).")
+    recovery_partitions: int = Field(1, ge=1, description="SQLite partitions of the recovery store.")
+
+
+class SinkConfig(_Section):
+    """Writing spans to ClickHouse (YAML key `sink`)."""
+
+    retry_initial_s: float = Field(0.5, gt=0, description="First back-off after a failed insert (seconds).")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest back-off between insert attempts (seconds).")
+
+
+class ApiConfig(_Section):
+    """The HTTP API (YAML key `api`)."""
+
+    sql_max_rows: int = Field(10_000, gt=0, description="Most rows `POST /api/v1/sql` returns.")
+    sql_max_execution_s: int = Field(30, gt=0, description="Time limit of one read-only query (whole seconds).")
+    traces_default_limit: int = Field(50, gt=0, description="Default `limit` of `GET /api/v1/traces`.")
+    traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
+
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("tracejudge_config_file", default=None)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Everything `tracejudge run` needs; every field also from the config file and TRACEJUDGE_* env vars."""
+
+    model_config = SettingsConfigDict(env_prefix="TRACEJUDGE_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(Path("./data"), description="Where the log, recovery store and embedded ClickHouse live.")
+    host: str = Field("127.0.0.1", description="Address every listener binds.")
+    otlp_grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port (0 picks a free one).")
+    otlp_http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP port (0 picks a free one).")
+    api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 picks a free one).")
+    clickhouse_dsn: str | None = Field(
+        None,
+        description="chdb:///abs/dir (embedded) or http(s)://user:pass@host:8123/db; empty: chdb under data_dir.",
+    )
+    retention_days: int = Field(30, ge=1, le=36500, description="Days spans are kept in otel_traces (TTL).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    wal: WalConfig = Field(default_factory=WalConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+    sink: SinkConfig = Field(default_factory=SinkConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _check_dsn(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("chdb://", "http://", "https://")):
+            msg = "clickhouse_dsn: must start with chdb://, http:// or https://"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> Settings:
+        ports = [p for p in (self.otlp_grpc_port, self.otlp_http_port, self.api_port) if p]
+        if len(ports) != len(set(ports)):
+            msg = "otlp_grpc_port, otlp_http_port and api_port must differ"
+            raise ValueError(msg)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_FILE.get()
+        data = _read_yaml(path) if path is not None else {}
+        return init_settings, env_settings, _YamlSource(settings_cls, data)
+
+    @property
+    def resolved_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read config file {path}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        msg = f"config file {path} is not valid YAML: {exc}"
+        raise ConfigError(msg) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        msg = f"config file {path}: the top level must be a mapping"
+        raise ConfigError(msg)
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from flags (`overrides`, None values ignored), env, the config file and defaults."""
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, config_file)) from exc
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def format_validation_error(exc: ValidationError, config_file: Path | None) -> str:
+    where = f" in {config_file}" if config_file else ""
+    lines = [f"invalid configuration{where}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)

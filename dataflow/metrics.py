@@ -1,0 +1,122 @@
+"""Every Prometheus metric tracejudge exports, declared in one place.
+
+Names follow `tracejudge_<component>_<what>_<unit>`; counters end in `_total`; units are base units
+(seconds, bytes). Labels are fixed and low-cardinality: transport, outcome, reason, table. Never a trace id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# --- receivers -------------------------------------------------------------------------------------------
+RECEIVER_REQUESTS = Counter(
+    "tracejudge_receiver_requests_total",
+    "Export requests answered, by transport (grpc, http, api) and outcome "
+    "(ok, partial, bad_request, too_large, unsupported, throttled, error).",
+    ["transport", "outcome"],
+    registry=REGISTRY,
+)
+RECEIVER_SPANS = Counter(
+    "tracejudge_receiver_spans_total",
+    "Spans received, by transport and outcome (accepted: durable in the log; rejected: malformed, skipped; "
+    "refused: the whole request was refused, e.g. throttled).",
+    ["transport", "outcome"],
+    registry=REGISTRY,
+)
+RECEIVER_REJECTED_SPANS = Counter(
+    "tracejudge_receiver_rejected_spans_total",
+    "Malformed spans skipped at ingest, by reason (trace_id, span_id, parent_span_id, name, timestamp).",
+    ["reason"],
+    registry=REGISTRY,
+)
+RECEIVER_REQUEST_DURATION = Histogram(
+    "tracejudge_receiver_request_duration_seconds",
+    "Time to answer an export request, decode and durable log append included, by transport.",
+    ["transport"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RECEIVER_REQUEST_BYTES = Counter(
+    "tracejudge_receiver_request_bytes_total",
+    "Export request bytes received after decompression, by transport.",
+    ["transport"],
+    registry=REGISTRY,
+)
+
+# --- write-ahead log ---------------------------------------------------------------------------------------
+WAL_APPENDED_BYTES = Counter(
+    "tracejudge_wal_appended_bytes_total", "Bytes appended to the write-ahead log.", registry=REGISTRY
+)
+WAL_APPENDED_SPANS = Counter(
+    "tracejudge_wal_appended_spans_total", "Spans appended to the write-ahead log.", registry=REGISTRY
+)
+WAL_BACKLOG_BYTES = Gauge(
+    "tracejudge_wal_backlog_bytes",
+    "Bytes in the write-ahead log not yet reclaimed (stored in ClickHouse and in a committed snapshot).",
+    registry=REGISTRY,
+)
+WAL_LIMIT_BYTES = Gauge(
+    "tracejudge_wal_limit_bytes", "The write-ahead log bound; receivers throttle above it.", registry=REGISTRY
+)
+WAL_SEGMENTS = Gauge("tracejudge_wal_segments", "Segment files in the write-ahead log.", registry=REGISTRY)
+WAL_SYNC_DURATION = Histogram(
+    "tracejudge_wal_sync_duration_seconds",
+    "Time of one group commit (write and fsync) of the write-ahead log.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+WAL_RECLAIMED_SEGMENTS = Counter(
+    "tracejudge_wal_reclaimed_segments_total", "Segments deleted once committed downstream.", registry=REGISTRY
+)
+WAL_THROTTLED = Counter(
+    "tracejudge_wal_throttled_total",
+    "Appends refused because the write-ahead log was over its bound.",
+    registry=REGISTRY,
+)
+WAL_TORN_BYTES = Counter(
+    "tracejudge_wal_torn_bytes_total",
+    "Bytes of unacknowledged, partly written records cut from a segment tail at start-up.",
+    registry=REGISTRY,
+)
+
+# --- ClickHouse sink -----------------------------------------------------------------------------------------
+SINK_ROWS = Counter(
+    "tracejudge_sink_rows_total", "Rows inserted into ClickHouse, by table.", ["table"], registry=REGISTRY
+)
+SINK_INSERTS = Counter(
+    "tracejudge_sink_inserts_total",
+    "Insert attempts into ClickHouse, by table and outcome (ok, error).",
+    ["table", "outcome"],
+    registry=REGISTRY,
+)
+SINK_INSERT_DURATION = Histogram(
+    "tracejudge_sink_insert_duration_seconds",
+    "Time of one successful insert into ClickHouse, by table.",
+    ["table"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+SINK_LAG = Gauge(
+    "tracejudge_sink_lag_seconds",
+    "Time from the acknowledgement of the oldest span in the last inserted block to its insert.",
+    ["table"],
+    registry=REGISTRY,
+)
+
+# --- flow ------------------------------------------------------------------------------------------------------
+FLOW_SEGMENTS_READ = Counter(
+    "tracejudge_flow_segments_read_total", "Sealed log segments read by the flow.", registry=REGISTRY
+)
+FLOW_RUNNING = Gauge("tracejudge_flow_running", "1 while the Bytewax flow runs.", registry=REGISTRY)
+
+# --- API -------------------------------------------------------------------------------------------------------
+API_SQL_QUERIES = Counter(
+    "tracejudge_api_sql_queries_total",
+    "Read-only queries run through the API, by outcome (ok, refused, error).",
+    ["outcome"],
+    registry=REGISTRY,
+)

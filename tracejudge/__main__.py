@@ -1,0 +1,5 @@
+import sys
+
+from tracejudge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,221 @@
+"""`tracejudge run`: wire the receivers, the write-ahead log, the Bytewax flow and ClickHouse together.
+
+Start-up fails fast (bad config, ports taken, ClickHouse unreachable, a damaged log). After start-up
+nothing crashes the process: errors are answered, counted or retried. SIGINT/SIGTERM stop it gracefully:
+receivers stop accepting, the log is sealed, the flow drains every acknowledged span into ClickHouse and
+ends, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from bytewax._bytewax import cli_main
+from bytewax.recovery import RecoveryConfig, init_db_dir
+
+from connectors.api.app import ApiState, build_api_app
+from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.migrate import apply_retention, migrate
+from connectors.clickhouse.sink import SpanSink, SpanWriter
+from connectors.otlp.grpc_server import start_grpc_server
+from connectors.otlp.http import build_otlp_http_app
+from connectors.otlp.ingest import Ingestor
+from connectors.otlp.reclaim import Reclaimer
+from connectors.otlp.source import WalBlockSource
+from connectors.otlp.wal import Wal
+from dataflow import metrics
+from dataflow.config import Settings
+from dataflow.flow import BLOCKS_STEP, FLOW_ID, build_flow
+
+logger = logging.getLogger("tracejudge")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        msg = f"cannot listen on {host}:{port}: {exc.strerror}"
+        raise OSError(msg) from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Service:
+    """The whole tracejudge process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_requested = threading.Event()
+        self.flow_stop = threading.Event()
+        self.flow_error: BaseException | None = None
+        self._ready = False
+        self._threads: list[threading.Thread] = []
+        self._uvicorn: list[uvicorn.Server] = []
+        self._grpc: Any = None
+        self.ports: dict[str, int] = {}
+
+    # --- start-up ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+        data_dir = s.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        logger.info("data directory %s", data_dir)
+
+        self.writer_ch = ClickHouse(s.resolved_dsn)
+        migrate(self.writer_ch)
+        apply_retention(self.writer_ch, s.retention_days)
+        self.reader_ch = ClickHouse(s.resolved_dsn)
+        self.readonly = self.reader_ch.readonly(s.api.sql_max_rows, s.api.sql_max_execution_s)
+        logger.info("ClickHouse ready at %s", self.writer_ch.safe_dsn)
+
+        self.wal = Wal(data_dir / "wal", s.wal)
+        recovery_dir: Path | None = None
+        if s.flow.recovery:
+            recovery_dir = data_dir / "recovery"
+            if not any(recovery_dir.glob("*.sqlite3")):
+                recovery_dir.mkdir(parents=True, exist_ok=True)
+                init_db_dir(recovery_dir, s.flow.recovery_partitions)
+        self.reclaimer = Reclaimer(self.wal, s.wal.reclaim_interval_s, recovery_dir, [f"{FLOW_ID}.{BLOCKS_STEP}"])
+        writer = SpanWriter(self.writer_ch, s.sink, self.flow_stop, on_written=self.reclaimer.on_written)
+        flow = build_flow(WalBlockSource(self.wal, self.flow_stop), SpanSink(writer))
+        self.wal.start()
+        self._start_thread("bytewax-flow", self._run_flow, flow, recovery_dir)
+        self.reclaimer.start()
+
+        self.ingestor = Ingestor(self.wal, s.ingest)
+        grpc_server, grpc_port = start_grpc_server(
+            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes
+        )
+        self._grpc = grpc_server
+        self.ports["otlp_grpc"] = grpc_port
+        logger.info("listening: OTLP/gRPC on %s:%d", s.host, grpc_port)
+
+        api_state = ApiState(self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready)
+        http_sock = _bind(s.host, s.otlp_http_port)
+        api_sock = _bind(s.host, s.api_port)
+        self.ports["otlp_http"] = http_sock.getsockname()[1]
+        self.ports["api"] = api_sock.getsockname()[1]
+        apps = [(build_otlp_http_app(self.ingestor), http_sock), (build_api_app(api_state), api_sock)]
+        started = threading.Event()
+        self._start_thread("http", self._run_http, apps, started)
+        if not started.wait(30):
+            msg = "HTTP listeners did not start within 30 s"
+            raise RuntimeError(msg)
+        logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])
+        logger.info("listening: API on %s:%d (POST /api/v1/traces, /docs, /metrics)", s.host, self.ports["api"])
+        self._ready = True
+        logger.info("ready")
+
+    def _start_thread(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def is_ready(self) -> bool:
+        return self._ready and not self.stop_requested.is_set()
+
+    def _run_flow(self, flow: Any, recovery_dir: Path | None) -> None:
+        s = self.settings.flow
+        recovery = RecoveryConfig(str(recovery_dir)) if recovery_dir is not None else None
+        metrics.FLOW_RUNNING.set(1)
+        try:
+            cli_main(
+                flow,
+                workers_per_process=s.workers,
+                epoch_interval=timedelta(seconds=s.epoch_interval_s),
+                recovery_config=recovery,
+            )
+        except BaseException as exc:  # the flow ending on an error stops the service, loudly
+            self.flow_error = exc
+            logger.error("the dataflow stopped with an error: %s", exc)
+            self.stop_requested.set()
+        finally:
+            metrics.FLOW_RUNNING.set(0)
+            if not self.flow_stop.is_set():
+                self.stop_requested.set()
+
+    def _run_http(self, apps: list[tuple[Any, socket.socket]], started: threading.Event) -> None:
+        async def serve_all() -> None:
+            servers = []
+            for app, sock in apps:
+                config = uvicorn.Config(
+                    app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
+                )
+                servers.append(uvicorn.Server(config))
+            self._uvicorn = servers
+            tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, (_, sock) in zip(servers, apps, strict=True)]
+            while not all(srv.started for srv in servers):
+                if any(t.done() for t in tasks):
+                    break
+                await asyncio.sleep(0.01)
+            started.set()
+            await asyncio.gather(*tasks)
+
+        try:
+            asyncio.run(serve_all())
+        except BaseException:
+            logger.exception("HTTP listeners failed")
+            self.stop_requested.set()
+
+    # --- running and stopping --------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            logger.info("received %s: stopping", signal.Signals(signum).name)
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def wait(self) -> None:
+        while not self.stop_requested.wait(0.5):
+            pass
+
+    def stop(self) -> int:
+        """Stop gracefully; return the process exit code."""
+        self._ready = False
+        self.stop_requested.set()
+        logger.info("stopping: no longer accepting spans")
+        if self._grpc is not None:
+            self._grpc.stop(grace=10).wait()
+        for srv in self._uvicorn:
+            srv.should_exit = True
+        for t in self._threads:
+            if t.name == "http":
+                t.join(timeout=15)
+        self.wal.close()
+        logger.info("stopping: write-ahead log sealed; draining it into ClickHouse")
+        self.flow_stop.set()
+        for t in self._threads:
+            if t.name == "bytewax-flow":
+                t.join()
+        self.reclaimer.stop()
+        try:
+            self.reclaimer.reclaim_once()
+        except Exception:  # best effort: the next start reclaims too
+            logger.exception("final reclaim failed")
+        self.readonly.close()
+        self.reader_ch.close()
+        self.writer_ch.close()
+        if self.flow_error is not None:
+            logger.error("stopped after a dataflow error; acknowledged spans remain in the log for the next start")
+            return 1
+        logger.info("stopped cleanly")
+        return 0
