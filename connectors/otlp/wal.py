@@ -175,6 +175,7 @@ class _Partition:
                 logger.warning("wal p%d: cut %d torn bytes from %s", self.index, size - good, path.name)
             with open(path, "rb+") as fh:
                 fh.truncate(good)
+                fh.seek(good)
                 if good == 0:
                     for part in _frame(REC_SCHEMA, SPAN_SCHEMA.serialize(), 0):
                         fh.write(part)

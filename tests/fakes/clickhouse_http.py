@@ -119,7 +119,8 @@ _RESERVED_PARAMS = frozenset(
 _STATUS_BY_NAME: dict[str, int] = {
     "REQUIRED_PASSWORD": 401,
     **dict.fromkeys(
-        ("UNKNOWN_USER", "WRONG_PASSWORD", "AUTHENTICATION_FAILED", "SET_NON_GRANTED_ROLE", "ACCESS_DENIED"), 403
+        ("UNKNOWN_USER", "WRONG_PASSWORD", "AUTHENTICATION_FAILED", "SET_NON_GRANTED_ROLE", "ACCESS_DENIED"),
+        403,
     ),
     **dict.fromkeys(
         (
@@ -256,7 +257,8 @@ def _tokens(buf: bytes, final: bool, start: int = 0) -> Iterator[tuple[str, int,
         end = match.end()
         if not final and end == size and kind in ("word", "number", "comment", "ws"):
             raise _Incomplete
-        if kind == "other" and buf[pos : pos + 1] in (b"'", b'"', b"`") or buf.startswith(b"/*", pos) and kind != "comment":
+        unterminated_quote = kind == "other" and buf[pos : pos + 1] in (b"'", b'"', b"`")
+        if unterminated_quote or (kind != "comment" and buf.startswith(b"/*", pos)):
             if not final:
                 raise _Incomplete
             kind = "unterminated"
@@ -340,7 +342,9 @@ def _analyse_query(sql: bytes, output_formats: dict[str, str]) -> _QueryInfo:
     for kind, start, end in toks:
         text = sql[start:end]
         if not first_word:
-            first_word = text.decode(errors="replace").upper() if kind == "word" else text.decode(errors="replace")
+            first_word = (
+                text.decode(errors="replace").upper() if kind == "word" else text.decode(errors="replace")
+            )
             is_insert = first_word == "INSERT"
         if kind == "other":
             if text == b"(":
@@ -421,7 +425,9 @@ def _iter_decoded(chunks: Iterable[bytes], encoding: str | None) -> Iterator[byt
         try:
             import brotli  # type: ignore[import-not-found]
         except ImportError:
-            raise ClickHouseError.own("UNKNOWN_COMPRESSION_METHOD", "Unknown compression method 'br'") from None
+            raise ClickHouseError.own(
+                "UNKNOWN_COMPRESSION_METHOD", "Unknown compression method 'br'"
+            ) from None
         decoder = brotli.Decompressor()
         for chunk in chunks:
             out = decoder.process(chunk)
@@ -450,7 +456,9 @@ def _iter_decoded(chunks: Iterable[bytes], encoding: str | None) -> Iterator[byt
     except ClickHouseError:
         raise
     except Exception as ex:
-        raise ClickHouseError.own("CANNOT_READ_ALL_DATA", f"Cannot decompress {enc} request body: {ex}") from ex
+        raise ClickHouseError.own(
+            "CANNOT_READ_ALL_DATA", f"Cannot decompress {enc} request body: {ex}"
+        ) from ex
     if pending:
         raise ClickHouseError.own("CANNOT_READ_ALL_DATA", f"Truncated {enc} request body")
 
@@ -567,7 +575,9 @@ def _parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
     for part in message.iter_parts():  # type: ignore[attr-defined]
         name = part.get_param("name", header="content-disposition")
         if part.get_param("filename", header="content-disposition") is not None:
-            raise ClickHouseError.own("NOT_IMPLEMENTED", "External data (multipart file parts) is not supported by the test front")
+            raise ClickHouseError.own(
+                "NOT_IMPLEMENTED", "External data (multipart file parts) is not supported by the test front"
+            )
         if not name:
             continue
         payload = part.get_payload(decode=True) or b""
@@ -606,7 +616,9 @@ class ChdbHttpFront:
             return self._error_response(err, query_id)
         except Exception as ex:
             logger.exception("unexpected failure in the front")
-            return self._error_response(ClickHouseError.own("STD_EXCEPTION", f"std::exception. {ex!r}"), query_id)
+            return self._error_response(
+                ClickHouseError.own("STD_EXCEPTION", f"std::exception. {ex!r}"), query_id
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -649,12 +661,15 @@ class ChdbHttpFront:
                 scheme, _, info = auth.partition(" ")
                 if scheme.lower() != "basic":
                     raise ClickHouseError.own(
-                        "AUTHENTICATION_FAILED", f"Invalid authentication: '{scheme}' HTTP Authorization scheme is not supported"
+                        "AUTHENTICATION_FAILED",
+                        f"Invalid authentication: '{scheme}' HTTP Authorization scheme is not supported",
                     )
                 try:
                     user, _, password = base64.b64decode(info.strip()).decode().partition(":")
                 except (binascii.Error, UnicodeDecodeError):
-                    raise ClickHouseError.own("AUTHENTICATION_FAILED", "Invalid authentication: bad Basic credentials") from None
+                    raise ClickHouseError.own(
+                        "AUTHENTICATION_FAILED", "Invalid authentication: bad Basic credentials"
+                    ) from None
             else:
                 values = dict(params)
                 user = values.get("user", "default")
@@ -691,7 +706,9 @@ class ChdbHttpFront:
             elif key == "query_id":
                 query_id = value
             elif key in ("compress", "decompress") and value not in ("", "0", "false"):
-                raise ClickHouseError.own("NOT_IMPLEMENTED", f"'{key}=1' (internal compression) is not supported by the test front")
+                raise ClickHouseError.own(
+                    "NOT_IMPLEMENTED", f"'{key}=1' (internal compression) is not supported by the test front"
+                )
             elif key in _RESERVED_PARAMS or not key:
                 continue
             elif key.startswith("param_"):
@@ -716,7 +733,8 @@ class ChdbHttpFront:
             want *= 2
 
         if isinstance(kind, _InsertWithData):
-            _analyse_query(kind.head, self._output_formats)  # multi-statement / OUTFILE checks on the head only
+            # multi-statement / OUTFILE checks on the statement only, never on the data
+            _analyse_query(kind.head, self._output_formats)
             return query_id, self._run_insert(kind, stream, database, settings, query_id)
 
         sql = stream.read_all()
@@ -724,7 +742,9 @@ class ChdbHttpFront:
             raise ClickHouseError.own("SYNTAX_ERROR", "Empty query")
         info = _analyse_query(sql, self._output_formats)
         fmt = info.output_format or default_format or "TabSeparated"
-        produces_result = info.output_format is not None or info.first_word in _RESULT_KEYWORDS or info.first_word == "("
+        produces_result = (
+            info.output_format is not None or info.first_word in _RESULT_KEYWORDS or info.first_word == "("
+        )
         try:
             sql_arg: str | bytes = sql.decode("utf-8")
         except UnicodeDecodeError:
@@ -766,7 +786,12 @@ class ChdbHttpFront:
         return query_id, FrontResponse(200, out, response_headers)
 
     def _run_insert(
-        self, insert: _InsertWithData, stream: _HeadStream, database: str, settings: dict[str, str], query_id: str
+        self,
+        insert: _InsertWithData,
+        stream: _HeadStream,
+        database: str,
+        settings: dict[str, str],
+        query_id: str,
     ) -> FrontResponse:
         head = insert.head.decode("utf-8")
         with self._lock:
@@ -805,7 +830,9 @@ class ChdbHttpFront:
         response_headers.append(("Content-Type", "text/plain; charset=UTF-8"))
         return FrontResponse(200, b"", response_headers)
 
-    def _common_headers(self, query_id: str, settings: dict[str, str], summary: dict[str, str]) -> list[tuple[str, str]]:
+    def _common_headers(
+        self, query_id: str, settings: dict[str, str], summary: dict[str, str]
+    ) -> list[tuple[str, str]]:
         return [
             ("X-ClickHouse-Server-Display-Name", _DISPLAY_NAME),
             ("X-ClickHouse-Query-Id", query_id),
@@ -921,7 +948,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self._read_body()
             except _BadRequest as ex:
                 self.close_connection = True
-                self._send(FrontResponse(400, f"Bad request: {ex}\n".encode(), [("Content-Type", "text/plain")]))
+                self._send(
+                    FrontResponse(400, f"Bad request: {ex}\n".encode(), [("Content-Type", "text/plain")])
+                )
                 return
             except ClickHouseError as err:
                 self.close_connection = True
@@ -930,12 +959,16 @@ class _Handler(BaseHTTPRequestHandler):
             path = split.path or "/"
             headers = {k.lower(): v for k, v in self.headers.items()}
             has_query = any(key == "query" for key, _ in parse_qsl(split.query, keep_blank_values=True))
-            if path in ("/ping", "/replicas_status") or (path == "/" and self.command == "GET" and not has_query):
+            if path in ("/ping", "/replicas_status") or (
+                path == "/" and self.command == "GET" and not has_query
+            ):
                 self._send(FrontResponse(200, b"Ok.\n", [("Content-Type", "text/html; charset=UTF-8")]))
                 return
             if path != "/":
                 message = f"There is no handle {path}\n\nUse / or /ping for health checks.\n"
-                self._send(FrontResponse(404, message.encode(), [("Content-Type", "text/plain; charset=UTF-8")]))
+                self._send(
+                    FrontResponse(404, message.encode(), [("Content-Type", "text/plain; charset=UTF-8")])
+                )
                 return
             request = FrontRequest(method=self.command, query_string=split.query, headers=headers, body=body)
             self._send(self.server.front.execute(request))
@@ -968,7 +1001,9 @@ def serve(
     stop = stop or threading.Event()
     front = ChdbHttpFront(data_dir, user=user, password=password)
     server = _FrontServer((host, port), front)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="front-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="front-http", daemon=True
+    )
     thread.start()
     try:
         if on_ready is not None:
@@ -976,10 +1011,12 @@ def serve(
         while not stop.wait(0.5):
             pass
     finally:
+        started = time.monotonic()
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
         front.close()
+        logger.info("stopped in %.2fs", time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -989,7 +1026,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--user", default="default")
     parser.add_argument("--password", default="")
-    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes (parent died)")
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="stop when stdin closes (parent died)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -1008,8 +1047,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.exit_on_stdin_eof:
 
         def _watch_stdin() -> None:
-            with contextlib.suppress(Exception):
-                while sys.stdin.buffer.read(4096):
+            # os.read on the raw fd: a daemon thread blocked in sys.stdin's buffered reader aborts shutdown
+            with contextlib.suppress(OSError):
+                while os.read(0, 4096):
                     pass
             stop.set()
 
@@ -1164,4 +1204,9 @@ def clickhouse_http_front(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The engine is already closed (front.close()); skip interpreter finalisation, which spends seconds
+    # tearing down chDB's native thread pools and can trip over daemon threads.
+    os._exit(exit_code)

@@ -354,10 +354,7 @@ def _messages_text(messages: Any) -> tuple[str, str]:
         for m in messages:
             if not isinstance(m, dict):
                 continue
-            if "content" in m:
-                t = _content_text(m.get("content"))
-            else:
-                t = _content_text([m])
+            t = _content_text(m.get("content")) if "content" in m else _content_text([m])
             if t:
                 texts.append(t)
             if m.get("role") == "user" and t:
@@ -532,6 +529,8 @@ class FakeLLMServer:
         config = uvicorn.Config(
             self.app,
             lifespan="on",
+            interface="asgi3",
+            proxy_headers=False,
             log_level=log_level,
             access_log=False,
             ws="none",
@@ -706,19 +705,27 @@ class FakeLLMServer:
         """Sleep, but give up when the client disconnects or the server stops."""
         if seconds <= 0:
             return
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(asyncio.sleep(seconds)),
-            asyncio.ensure_future(receive()),
-        ]
+        sleep: asyncio.Future[Any] = asyncio.ensure_future(asyncio.sleep(seconds))
+        recv: asyncio.Future[Any] | None = asyncio.ensure_future(receive())
+        stop: asyncio.Future[Any] | None = None
         if self._stop_event is not None:
-            waiters.append(asyncio.ensure_future(self._stop_event.wait()))
+            stop = asyncio.ensure_future(self._stop_event.wait())
         try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                waiting = {f for f in (sleep, recv, stop) if f is not None}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if sleep in done:
+                    return
+                if stop is not None and stop in done:
+                    raise _Disconnected
+                if recv is not None and recv in done:
+                    if recv.result().get("type") == "http.disconnect":
+                        raise _Disconnected
+                    recv = None  # not a disconnect: stop watching, just sleep
         finally:
-            for w in waiters:
-                w.cancel()
-        if waiters[0] not in done:
-            raise _Disconnected
+            for f in (sleep, recv, stop):
+                if f is not None:
+                    f.cancel()
 
     async def _api(
         self,
@@ -764,11 +771,14 @@ class FakeLLMServer:
             await _send_json(send, status, obj, extra)
 
         async def error(status: int, message: str, extra: Mapping[str, str] | None = None) -> None:
-            await answer(status, _error_body(flavor, status, message), {**_request_id(flavor), **(extra or {})})
+            err = _error_body(flavor, status, message)
+            if status == 401 and flavor == "openai" and not key:
+                err["error"]["code"] = None
+            await answer(status, err, {**_request_id(flavor), **(extra or {})})
 
+        key = _api_key(headers)
         try:
             await self._hold(latency, receive)
-            key = _api_key(headers)
             if not key:
                 msg = (
                     "x-api-key header is required"

@@ -79,21 +79,26 @@ def _spans(n: int, offset: int = 0, pad: int = 0) -> pa.Table:
             "TraceId": [f"trace-{i:06d}" + "x" * pad for i in range(offset, offset + n)],
             "ServiceName": [f"svc-{i % 3}" for i in range(offset, offset + n)],
             "SpanAttributes": pa.array(
-                [[("llm.model", f"m{i}"), ("quote", "it's \"q\" ü")] for i in range(offset, offset + n)],
+                [[("llm.model", f"m{i}"), ("quote", 'it\'s "q" ü')] for i in range(offset, offset + n)],
                 pa.map_(pa.string(), pa.string()),
             ),
             "Duration": pa.array(list(range(offset, offset + n)), pa.uint64()),
-            "Events.Timestamp": pa.array([[base + i, base + i + 1] for i in range(offset, offset + n)], pa.list_(pa.timestamp("ns"))),
+            "Events.Timestamp": pa.array(
+                [[base + i, base + i + 1] for i in range(offset, offset + n)], pa.list_(pa.timestamp("ns"))
+            ),
             "Events.Name": [["start", "end"] for _ in range(n)],
             "Events.Attributes": pa.array(
-                [[[("k", str(i))], []] for i in range(offset, offset + n)], pa.list_(pa.map_(pa.string(), pa.string()))
+                [[[("k", str(i))], []] for i in range(offset, offset + n)],
+                pa.list_(pa.map_(pa.string(), pa.string())),
             ),
             "Tags": [["a", "b"] if i % 2 else [] for i in range(offset, offset + n)],
         }
     )
 
 
-def _raw(url: str, query: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _raw(
+    url: str, query: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     target = f"{url}/?query={urllib.request.quote(query)}" if body is not None else f"{url}/"
     data = body if body is not None else query.encode()
     req = urllib.request.Request(target, data=data, headers=headers or {}, method="POST")
@@ -123,7 +128,10 @@ def test_insert_arrow_roundtrip_query_arrow_and_query(client: Client) -> None:
 
     back = client.query_arrow(f"SELECT * FROM {table} ORDER BY Duration")
     assert back.num_rows == 50
-    assert back.column("Timestamp").cast(pa.int64()).to_pylist() == tbl.column("Timestamp").cast(pa.int64()).to_pylist()
+    assert (
+        back.column("Timestamp").cast(pa.int64()).to_pylist()
+        == tbl.column("Timestamp").cast(pa.int64()).to_pylist()
+    )
     assert back.column("TraceId").to_pylist() == tbl.column("TraceId").to_pylist()
     assert back.column("ServiceName").to_pylist() == tbl.column("ServiceName").to_pylist()
     assert back.column("SpanAttributes").to_pylist() == tbl.column("SpanAttributes").to_pylist()
@@ -131,15 +139,17 @@ def test_insert_arrow_roundtrip_query_arrow_and_query(client: Client) -> None:
     assert back.column("Events.Attributes").to_pylist() == tbl.column("Events.Attributes").to_pylist()
     assert back.column("Tags").to_pylist() == tbl.column("Tags").to_pylist()
     ev_ts = back.column("Events.Timestamp").to_pylist()
-    assert [[int(t.value) for t in row] for row in ev_ts] == [[t.value for t in row] for row in tbl.column("Events.Timestamp").to_pylist()]
+    assert [[int(t.value) for t in row] for row in ev_ts] == [
+        [t.value for t in row] for row in tbl.column("Events.Timestamp").to_pylist()
+    ]
 
     res = client.query(
         f"SELECT Timestamp, ServiceName, SpanAttributes, Events.Name, Tags FROM {table} WHERE Duration = 1"
     )
-    (ts, svc, attrs, names, tags), = res.result_rows
+    ((ts, svc, attrs, names, tags),) = res.result_rows
     assert ts == dt.datetime(2023, 11, 14, 22, 13, 20, 123456)  # naive UTC, cut to microseconds
     assert svc == "svc-1"
-    assert attrs == {"llm.model": "m1", "quote": "it's \"q\" ü"}
+    assert attrs == {"llm.model": "m1", "quote": 'it\'s "q" ü'}
     assert names == ["start", "end"]
     assert tags == ["a", "b"]
 
@@ -159,9 +169,9 @@ def test_insert_arrow_roundtrip_query_arrow_and_query(client: Client) -> None:
             "Tags",
         ],
     )
-    assert client.query(f"SELECT SpanAttributes['k'], Tags FROM {table} WHERE TraceId = 'native'").result_rows == [
-        ("v", ["t"])
-    ]
+    assert client.query(
+        f"SELECT SpanAttributes['k'], Tags FROM {table} WHERE TraceId = 'native'"
+    ).result_rows == [("v", ["t"])]
 
 
 @pytest.mark.parametrize("compress", [False, "gzip", "zstd", "lz4", True])
@@ -169,7 +179,9 @@ def test_compression_variants(front_url: str, compress: bool | str) -> None:
     c = _client(front_url, compress=compress)
     table = _table(c, "CREATE TABLE {name} (a UInt64, s String) ENGINE = MergeTree ORDER BY a")
     c.insert(table, [[i, "v" * (i % 50)] for i in range(5000)], column_names=["a", "s"])
-    assert c.query(f"SELECT count(), sum(length(s)) FROM {table}").result_rows == [(5000, sum(i % 50 for i in range(5000)))]
+    assert c.query(f"SELECT count(), sum(length(s)) FROM {table}").result_rows == [
+        (5000, sum(i % 50 for i in range(5000)))
+    ]
     assert c.query(f"SELECT a FROM {table} ORDER BY a LIMIT 3").result_rows == [(0,), (1,), (2,)]
     c.close()
 
@@ -179,15 +191,19 @@ def test_parameters_both_styles(client: Client) -> None:
     tricky = ["it's", 'say "hi"', "back\\slash", "tab\tnew\nline", "ünïcödé ✓ 日本語 🚀", "100%", ""]
     client.insert(table, [[s, i] for i, s in enumerate(tricky)], column_names=["k", "v"])
     for i, s in enumerate(tricky):
-        server_side = client.query(f"SELECT v, {{s:String}} FROM {table} WHERE k = {{s:String}}", parameters={"s": s})
+        server_side = client.query(
+            f"SELECT v, {{s:String}} FROM {table} WHERE k = {{s:String}}", parameters={"s": s}
+        )
         assert server_side.result_rows == [(i, s)], s
         client_side = client.query(f"SELECT v, %(s)s FROM {table} WHERE k = %(s)s", parameters={"s": s})
         assert client_side.result_rows == [(i, s)], s
         arrow = client.query_arrow(f"SELECT k FROM {table} WHERE k = {{s:String}}", parameters={"s": s})
         assert arrow.column("k").to_pylist() == [s]
-    assert client.query("SELECT {n:Nullable(String)} IS NULL", parameters={"n": None}).result_rows == [(True,)]
+    assert client.query("SELECT {n:Nullable(String)} IS NULL", parameters={"n": None}).result_rows == [
+        (True,)
+    ]
     big = "é" * 100_000  # large bind parameters travel as multipart/form-data
-    assert client.query("SELECT length({b:String})", parameters={"b": big}).result_rows == [(100_000,)]
+    assert client.query("SELECT lengthUTF8({b:String})", parameters={"b": big}).result_rows == [(100_000,)]
     assert client.command("SELECT {x:UInt8} + 1", parameters={"x": 41}) == 42
 
 
@@ -202,11 +218,16 @@ def test_dedup_token(client: Client) -> None:
 
 
 def test_settings_final_database_and_limits(front_url: str, client: Client) -> None:
-    table = _table(client, "CREATE TABLE {name} (k String, ver UInt32, v String) ENGINE = ReplacingMergeTree(ver) ORDER BY k")
+    table = _table(
+        client,
+        "CREATE TABLE {name} (k String, ver UInt32, v String) ENGINE = ReplacingMergeTree(ver) ORDER BY k",
+    )
     client.insert(table, [["a", 1, "old"]], column_names=["k", "ver", "v"])
     client.insert(table, [["a", 2, "new"]], column_names=["k", "ver", "v"])
     assert client.query(f"SELECT v FROM {table}", settings={"final": 1}).result_rows == [("new",)]
-    assert client.query_arrow(f"SELECT v FROM {table}", settings={"final": 1}).column("v").to_pylist() == ["new"]
+    assert client.query_arrow(f"SELECT v FROM {table}", settings={"final": 1}).column("v").to_pylist() == [
+        "new"
+    ]
 
     client.command("CREATE DATABASE IF NOT EXISTS other")
     client.command("CREATE TABLE IF NOT EXISTS other.only_here (x UInt8) ENGINE = Memory")
@@ -251,7 +272,9 @@ def test_error_then_success_on_same_client(front_url: str, client: Client) -> No
         assert "Code: 396" in str(info.value)
         assert client.query("SELECT 42 AS x").result_rows == [(42,)]
         with pytest.raises(DatabaseError):
-            client.query_arrow("SELECT throwIf(number = 5000) FROM numbers(10000)", settings={"max_block_size": 100})
+            client.query_arrow(
+                "SELECT throwIf(number = 5000) FROM numbers(10000)", settings={"max_block_size": 100}
+            )
         assert client.query_arrow("SELECT number FROM numbers(3)").column("number").to_pylist() == [0, 1, 2]
         assert client.query("SELECT number FROM numbers(3)").result_rows == [(0,), (1,), (2,)]
 
@@ -285,6 +308,35 @@ def test_authentication(front_url: str) -> None:
     assert "516" in str(info.value)
 
 
+@pytest.mark.parametrize("ncols", [9, 10, 32])
+def test_native_insert_column_counts_and_raw_bodies(front_url: str, client: Client, ncols: int) -> None:
+    # Native data starts with the column count: 9 = TAB, 10 = LF, 32 = space right after "FORMAT Native\n"
+    cols = ", ".join(f"c{i} UInt32" for i in range(ncols))
+    table = _table(client, f"CREATE TABLE {{name}} ({cols}) ENGINE = MergeTree ORDER BY c0")
+    for compress in (False, True):
+        c = _client(front_url, compress=compress)
+        c.insert(
+            table,
+            [[r * 100 + i for i in range(ncols)] for r in range(3)],
+            column_names=[f"c{i}" for i in range(ncols)],
+        )
+        c.close()
+    assert client.query(f"SELECT c0, c{ncols - 1} FROM {table} ORDER BY c0").result_rows == [
+        (0, ncols - 1),
+        (0, ncols - 1),
+        (100, 100 + ncols - 1),
+        (100, 100 + ncols - 1),
+        (200, 200 + ncols - 1),
+        (200, 200 + ncols - 1),
+    ]
+    # raw_insert with a bytes block: the INSERT statement travels at the start of the body
+    line = ",".join(str(7000 + i) for i in range(ncols)) + "\n"
+    client.raw_insert(table, [f"c{i}" for i in range(ncols)], line.encode(), fmt="CSV")
+    # command() with data: statement in the URL, VALUES data in the body
+    client.command(f"INSERT INTO {table} (c0) VALUES", data="(9000), (9001)")
+    assert client.command(f"SELECT countIf(c0 >= 7000) FROM {table}") == 3
+
+
 def test_large_insert_20mb(client: Client) -> None:
     table = _table(client)
     tbl = _spans(20_000, pad=1000)  # ~20 MB of TraceId alone
@@ -292,6 +344,12 @@ def test_large_insert_20mb(client: Client) -> None:
     client.insert_arrow(table, tbl, settings={"insert_deduplication_token": "big-1"})
     assert client.query(f"SELECT count(), sum(length(TraceId)) FROM {table}").result_rows == [
         (20_000, sum(len(s) for s in tbl.column("TraceId").to_pylist()))
+    ]
+    # ~20 MB through the Native path too: many blocks, each its own lz4 frame, chunked transfer encoding
+    native = _table(client, "CREATE TABLE {name} (a UInt64, s String) ENGINE = MergeTree ORDER BY a")
+    client.insert(native, [[i, f"{i:08d}" * 125] for i in range(20_000)], column_names=["a", "s"])
+    assert client.query(f"SELECT count(), sum(length(s)), max(a) FROM {native}").result_rows == [
+        (20_000, 20_000_000, 19_999)
     ]
 
 
@@ -304,7 +362,10 @@ def test_concurrent_writer_and_readers(front_url: str) -> None:
         try:
             c = _client(front_url)
             for i in range(20):
-                c.insert_arrow(table, pa.table({"a": pa.array(range(i * 100, i * 100 + 100), pa.uint64()), "s": ["x"] * 100}))
+                c.insert_arrow(
+                    table,
+                    pa.table({"a": pa.array(range(i * 100, i * 100 + 100), pa.uint64()), "s": ["x"] * 100}),
+                )
             c.close()
         except BaseException as ex:  # pragma: no cover - reported below
             errors.append(ex)

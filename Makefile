@@ -1,0 +1,47 @@
+# tracejudge: `make run` starts the service on the embedded defaults; `make test` runs lint, types and tests.
+# Both create the virtual environment and install everything on a fresh machine (Python 3.11 needed).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: run test lint typecheck unit integration bench-ingest clean-data venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tracejudge needs Python 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tracejudge run $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/ingest.py $(ARGS)
+
+clean-data:
+	rm -rf data
