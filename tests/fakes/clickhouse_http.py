@@ -80,7 +80,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 logger = logging.getLogger("tests.fakes.clickhouse_http")
@@ -393,26 +393,26 @@ class _Decompressor(Protocol):
 
 def _decompressor_factory(encoding: str) -> Callable[[], _Decompressor] | None:
     if encoding in ("gzip", "x-gzip"):
-        return lambda: zlib.decompressobj(wbits=31)  # type: ignore[return-value]
+        return lambda: zlib.decompressobj(wbits=31)
     if encoding == "deflate":
-        return lambda: zlib.decompressobj()  # type: ignore[return-value]
+        return lambda: zlib.decompressobj()
     if encoding == "xz":
         return lzma.LZMADecompressor
     if encoding == "zstd":
         zstd = _zstd_module()
-        return zstd.ZstdDecompressor  # type: ignore[no-any-return]
+        return cast("Callable[[], _Decompressor]", zstd.ZstdDecompressor)
     if encoding == "lz4":
         import lz4.frame
 
-        return lz4.frame.LZ4FrameDecompressor  # type: ignore[no-any-return]
+        return cast("Callable[[], _Decompressor]", lz4.frame.LZ4FrameDecompressor)
     return None
 
 
 def _zstd_module() -> Any:
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python >= 3.14
+        from compression import zstd  # Python >= 3.14
     except ImportError:
-        from backports import zstd  # type: ignore[no-redef]
+        from backports import zstd
     return zstd
 
 
@@ -423,7 +423,7 @@ def _iter_decoded(chunks: Iterable[bytes], encoding: str | None) -> Iterator[byt
         return
     if enc == "br":
         try:
-            import brotli  # type: ignore[import-not-found]
+            import brotli
         except ImportError:
             raise ClickHouseError.own(
                 "UNKNOWN_COMPRESSION_METHOD", "Unknown compression method 'br'"
@@ -572,7 +572,7 @@ def _parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
     )
     fields: list[tuple[str, str]] = []
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if part.get_param("filename", header="content-disposition") is not None:
             raise ClickHouseError.own(
@@ -580,8 +580,8 @@ def _parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
             )
         if not name:
             continue
-        payload = part.get_payload(decode=True) or b""
-        fields.append((str(name), payload.decode("utf-8")))
+        payload = part.get_payload(decode=True)
+        fields.append((str(name), payload.decode("utf-8") if isinstance(payload, bytes) else ""))
     return fields
 
 
@@ -591,7 +591,7 @@ class ChdbHttpFront:
     def __init__(self, data_dir: str | os.PathLike[str], user: str = "default", password: str = "") -> None:
         import chdb
 
-        self._chdb = chdb
+        self._chdb: Any = chdb
         self._path = os.path.abspath(os.fspath(data_dir))
         os.makedirs(self._path, exist_ok=True)
         self._user = user
@@ -599,7 +599,7 @@ class ChdbHttpFront:
         self._lock = threading.Lock()
         self._closed = False
         # The anchor keeps the engine alive between requests; it never runs a failing query.
-        self._anchor = chdb.connect(self._path)
+        self._anchor = self._chdb.connect(self._path)
         info = self._anchor.query("SELECT version(), timezone()", "TabSeparated").bytes().decode().strip()
         self.version, self.timezone = info.split("\t")
         rows = self._anchor.query("SELECT name FROM system.formats WHERE is_output", "TabSeparated").bytes()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.service import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One running tracejudge shared by a test module."""
+    svc = ServiceProcess(tmp_path_factory.mktemp("svc") / "data").start()
+    yield svc
+    if svc.proc is not None and svc.proc.poll() is None:
+        code = svc.stop()
+        assert code == 0, svc.output
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
