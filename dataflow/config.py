@@ -53,7 +53,9 @@ class IngestConfig(_Section):
     """How OTLP requests are received, validated and normalised (YAML key `ingest`)."""
 
     max_body_bytes: int = Field(
-        20 * MIB, gt=0, description="Largest HTTP request body in bytes, counted after decompression (413 above)."
+        20 * MIB,
+        gt=0,
+        description="Largest HTTP request body in bytes, counted after decompression (413 above).",
     )
     grpc_max_message_bytes: int = Field(
         64 * MIB, gt=0, description="Largest gRPC message in bytes (RESOURCE_EXHAUSTED above)."
@@ -107,9 +109,15 @@ class WalConfig(_Section):
     segment_max_age_s: float = Field(
         1.0, gt=0, description="A segment is sealed this many seconds after its first batch (seconds)."
     )
-    partitions: int = Field(1, ge=1, le=64, description="Log partitions, read in parallel by the flow's workers.")
-    retry_after_s: float = Field(2.0, gt=0, description="Retry-After (seconds) answered when the log is full.")
-    reclaim_interval_s: float = Field(2.0, gt=0, description="How often sealed, committed segments are deleted.")
+    partitions: int = Field(
+        1, ge=1, le=64, description="Log partitions, read in parallel by the flow's workers."
+    )
+    retry_after_s: float = Field(
+        2.0, gt=0, description="Retry-After (seconds) answered when the log is full."
+    )
+    reclaim_interval_s: float = Field(
+        2.0, gt=0, description="How often sealed, committed segments are deleted."
+    )
 
 
 class FlowConfig(_Section):
@@ -117,9 +125,13 @@ class FlowConfig(_Section):
 
     workers: int = Field(1, ge=1, le=16, description="Bytewax workers in this process.")
     epoch_interval_s: float = Field(
-        1.0, gt=0, description="Bytewax epoch (snapshot) interval in seconds; replays after a crash span about this."
+        1.0,
+        gt=0,
+        description="Bytewax epoch (snapshot) interval in seconds; replays after a crash span about this.",
     )
-    recovery: bool = Field(True, description="Snapshot the flow's state under <data_dir>/recovery (at-least-once).")
+    recovery: bool = Field(
+        True, description="Snapshot the flow's state under <data_dir>/recovery (at-least-once)."
+    )
     recovery_partitions: int = Field(1, ge=1, description="SQLite partitions of the recovery store.")
 
 
@@ -134,12 +146,16 @@ class ApiConfig(_Section):
     """The HTTP API (YAML key `api`)."""
 
     sql_max_rows: int = Field(10_000, gt=0, description="Most rows `POST /api/v1/sql` returns.")
-    sql_max_execution_s: int = Field(30, gt=0, description="Time limit of one read-only query (whole seconds).")
+    sql_max_execution_s: int = Field(
+        30, gt=0, description="Time limit of one read-only query (whole seconds)."
+    )
     traces_default_limit: int = Field(50, gt=0, description="Default `limit` of `GET /api/v1/traces`.")
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 
 
-_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("tracejudge_config_file", default=None)
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "tracejudge_config_file", default=None
+)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -159,7 +175,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRACEJUDGE_", env_nested_delimiter="__", extra="forbid")
 
-    data_dir: Path = Field(Path("./data"), description="Where the log, recovery store and embedded ClickHouse live.")
+    data_dir: Path = Field(
+        Path("./data"), description="Where the log, recovery store and embedded ClickHouse live."
+    )
     host: str = Field("127.0.0.1", description="Address every listener binds.")
     otlp_grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port (0 picks a free one).")
     otlp_http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP port (0 picks a free one).")

@@ -70,7 +70,9 @@ WAL_SYNC_DURATION = Histogram(
     registry=REGISTRY,
 )
 WAL_RECLAIMED_SEGMENTS = Counter(
-    "tracejudge_wal_reclaimed_segments_total", "Segments deleted once committed downstream.", registry=REGISTRY
+    "tracejudge_wal_reclaimed_segments_total",
+    "Segments deleted once committed downstream.",
+    registry=REGISTRY,
 )
 WAL_THROTTLED = Counter(
     "tracejudge_wal_throttled_total",

@@ -44,7 +44,9 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
-        level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
 
 
@@ -76,12 +78,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         ch = ClickHouse(settings.resolved_dsn)
     except TracejudgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print("(a running tracejudge holds an embedded data directory; it migrates at start)", file=sys.stderr)
+        print(
+            "(a running tracejudge holds an embedded data directory; it migrates at start)", file=sys.stderr
+        )
         return 1
     applied = migrate(ch)
     apply_retention(ch, settings.retention_days)
     ch.close()
-    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(m.path.name for m in applied) if applied else ""))
+    print(
+        f"applied {len(applied)} migration(s)"
+        + (": " + ", ".join(m.path.name for m in applied) if applied else "")
+    )
     return 0
 
 
@@ -151,7 +158,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def _add_common(p: argparse.ArgumentParser, server: bool) -> None:
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
-    p.add_argument("--clickhouse-dsn", help="chdb:///abs/dir or http(s)://host:8123 (default: chDB under the data dir)")
+    p.add_argument(
+        "--clickhouse-dsn", help="chdb:///abs/dir or http(s)://host:8123 (default: chDB under the data dir)"
+    )
     if server:
         p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
         p.add_argument("--otlp-grpc-port", type=int, help="OTLP/gRPC port (default 4317)")

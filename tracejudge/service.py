@@ -92,8 +92,10 @@ class Service:
             recovery_dir = data_dir / "recovery"
             if not any(recovery_dir.glob("*.sqlite3")):
                 recovery_dir.mkdir(parents=True, exist_ok=True)
-                init_db_dir(recovery_dir, s.flow.recovery_partitions)
-        self.reclaimer = Reclaimer(self.wal, s.wal.reclaim_interval_s, recovery_dir, [f"{FLOW_ID}.{BLOCKS_STEP}"])
+                init_db_dir(recovery_dir, s.flow.recovery_partitions)  # type: ignore[no-untyped-call]
+        self.reclaimer = Reclaimer(
+            self.wal, s.wal.reclaim_interval_s, recovery_dir, [f"{FLOW_ID}.{BLOCKS_STEP}"]
+        )
         writer = SpanWriter(self.writer_ch, s.sink, self.flow_stop, on_written=self.reclaimer.on_written)
         flow = build_flow(WalBlockSource(self.wal, self.flow_stop), SpanSink(writer))
         self.wal.start()
@@ -120,7 +122,9 @@ class Service:
             msg = "HTTP listeners did not start within 30 s"
             raise RuntimeError(msg)
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])
-        logger.info("listening: API on %s:%d (POST /api/v1/traces, /docs, /metrics)", s.host, self.ports["api"])
+        logger.info(
+            "listening: API on %s:%d (POST /api/v1/traces, /docs, /metrics)", s.host, self.ports["api"]
+        )
         self._ready = True
         logger.info("ready")
 
@@ -134,10 +138,12 @@ class Service:
 
     def _run_flow(self, flow: Any, recovery_dir: Path | None) -> None:
         s = self.settings.flow
-        recovery = RecoveryConfig(str(recovery_dir)) if recovery_dir is not None else None
+        recovery = None
+        if recovery_dir is not None:
+            recovery = RecoveryConfig(str(recovery_dir))  # type: ignore[no-untyped-call]
         metrics.FLOW_RUNNING.set(1)
         try:
-            cli_main(
+            cli_main(  # type: ignore[no-untyped-call]
                 flow,
                 workers_per_process=s.workers,
                 epoch_interval=timedelta(seconds=s.epoch_interval_s),
@@ -155,13 +161,16 @@ class Service:
     def _run_http(self, apps: list[tuple[Any, socket.socket]], started: threading.Event) -> None:
         async def serve_all() -> None:
             servers = []
-            for app, sock in apps:
+            for app, _sock in apps:
                 config = uvicorn.Config(
                     app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
                 )
                 servers.append(uvicorn.Server(config))
             self._uvicorn = servers
-            tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, (_, sock) in zip(servers, apps, strict=True)]
+            tasks = [
+                asyncio.create_task(srv.serve(sockets=[sock]))
+                for srv, (_, sock) in zip(servers, apps, strict=True)
+            ]
             while not all(srv.started for srv in servers):
                 if any(t.done() for t in tasks):
                     break
@@ -215,7 +224,9 @@ class Service:
         self.reader_ch.close()
         self.writer_ch.close()
         if self.flow_error is not None:
-            logger.error("stopped after a dataflow error; acknowledged spans remain in the log for the next start")
+            logger.error(
+                "stopped after a dataflow error; acknowledged spans remain in the log for the next start"
+            )
             return 1
         logger.info("stopped cleanly")
         return 0

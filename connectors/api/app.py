@@ -56,7 +56,9 @@ def json_response(doc: Any, status: int = 200) -> Response:
 
 
 class SqlRequest(BaseModel):
-    query: str = Field(..., min_length=1, max_length=100_000, description="One read-only ClickHouse SQL query.")
+    query: str = Field(
+        ..., min_length=1, max_length=100_000, description="One read-only ClickHouse SQL query."
+    )
 
 
 class SqlResponse(BaseModel):
@@ -69,8 +71,8 @@ class SqlResponse(BaseModel):
 
 
 class IngestResponse(BaseModel):
-    acceptedSpans: int  # noqa: N815 -- the seed's field names are a contract
-    rejectedSpans: int  # noqa: N815
+    acceptedSpans: int
+    rejectedSpans: int
     traces: int
 
 
@@ -182,19 +184,28 @@ def build_api_app(state: ApiState) -> FastAPI:
         spans = [_span_doc(r) for r in rows]
         roots = [s for s in spans if not s["parentSpanId"]]
         return json_response(
-            {"traceId": tid, "project": spans[0]["project"], "rootSpanId": roots[0]["spanId"] if roots else None,
-             "spanCount": len(spans), "spans": spans}
+            {
+                "traceId": tid,
+                "project": spans[0]["project"],
+                "rootSpanId": roots[0]["spanId"] if roots else None,
+                "spanCount": len(spans),
+                "spans": spans,
+            }
         )
 
     @app.get("/api/v1/traces", summary="Recent traces, newest first")
     async def list_traces(
         project: Annotated[str, Query(description="Only this project; empty for all.")] = "",
-        since: Annotated[str | None, Query(description="ISO 8601 time or Unix seconds; traces starting at or after.")] = None,
+        since: Annotated[
+            str | None, Query(description="ISO 8601 time or Unix seconds; traces starting at or after.")
+        ] = None,
         limit: Annotated[int | None, Query(ge=1, description="Most traces to return.")] = None,
     ) -> Response:
         lim = min(limit or state.config.traces_default_limit, state.config.traces_max_limit)
         params = {"project": project, "since_ns": _parse_since(since), "limit": lim}
-        table = await anyio.to_thread.run_sync(lambda: state.reader.query_arrow(_query("traces_list"), params))
+        table = await anyio.to_thread.run_sync(
+            lambda: state.reader.query_arrow(_query("traces_list"), params)
+        )
         traces = [
             {
                 "traceId": r["trace_id"],

@@ -69,7 +69,7 @@ class ClickHouse:
         if self._raw is None:
             import chdb
 
-            self._raw = chdb.connect(self.path)
+            self._raw = chdb.connect(self.path)  # type: ignore[no-untyped-call]
         return self._raw
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
@@ -83,7 +83,7 @@ class ClickHouse:
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return list(self.client.query(sql, parameters=parameters).result_rows)
+                return [tuple(r) for r in self.client.query(sql, parameters=parameters).result_rows]
             except ClickHouseError as exc:
                 self._recover()
                 raise QueryError(str(exc)) from exc
@@ -108,7 +108,10 @@ class ClickHouse:
         if not _SAFE_TOKEN.issuperset(token):
             msg = f"unsafe deduplication token {token!r}"
             raise SinkError(msg)
-        settings = {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
+        settings = {
+            "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+        }
         with self._lock:
             try:
                 if self.embedded:
@@ -182,9 +185,9 @@ class ReadOnlyClient:
                 except ClickHouseError:
                     logger.debug("throwaway query after an error failed too", exc_info=True)
                 raise QueryError(_short_error(str(exc))) from exc
-        rows = list(result.result_rows)
+        rows = [tuple(r) for r in result.result_rows]
         truncated = len(rows) > self.max_rows
-        types = [t.name for t in result.column_types]
+        types = [str(t.name) for t in result.column_types]
         return list(result.column_names), types, rows[: self.max_rows], truncated
 
     def close(self) -> None:

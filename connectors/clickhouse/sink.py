@@ -66,7 +66,11 @@ class SpanWriter:
                         msg = f"gave up inserting segment {block.segment} while stopping: {exc}"
                         raise SinkError(msg) from exc
                 logger.warning(
-                    "insert of %d spans into %s failed (retrying in %.1fs): %s", block.rows, SPANS_TABLE, delay, exc
+                    "insert of %d spans into %s failed (retrying in %.1fs): %s",
+                    block.rows,
+                    SPANS_TABLE,
+                    delay,
+                    exc,
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, self._config.retry_max_s)

@@ -219,7 +219,9 @@ class SpanBatchBuilder:
         self._attr_v.extend(attr_v)
         self._attr_off.append(len(self._attr_k))
         self._duration.append(end_ns - start_ns if end_ns > start_ns else 0)
-        self._status.append(STATUS_CODES[status_code] if 0 <= status_code < len(STATUS_CODES) else STATUS_CODES[0])
+        self._status.append(
+            STATUS_CODES[status_code] if 0 <= status_code < len(STATUS_CODES) else STATUS_CODES[0]
+        )
         self._status_msg.append(status_message)
         for ev_ts, ev_name, ev_k, ev_v in events:
             self._ev_ts.append(ev_ts if 0 <= ev_ts <= _MAX_TS else 0)

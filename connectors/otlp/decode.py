@@ -326,7 +326,12 @@ def _json_span(
         for ev in span.get("events") or ():
             ek, evv = _json_attrs(ev.get("attributes"))
             events.append(
-                (_json_int(_get(ev, "timeUnixNano", "time_unix_nano", 0)), str(ev.get("name", "") or ""), ek, evv)
+                (
+                    _json_int(_get(ev, "timeUnixNano", "time_unix_nano", 0)),
+                    str(ev.get("name", "") or ""),
+                    ek,
+                    evv,
+                )
             )
         links = []
         for ln in span.get("links") or ():

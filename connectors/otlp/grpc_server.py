@@ -27,7 +27,9 @@ EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _TRANSPORT = "grpc"
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, rpc_code: int, message: str, details: Any = None) -> None:
+def _abort(
+    context: grpc.ServicerContext, code: grpc.StatusCode, rpc_code: int, message: str, details: Any = None
+) -> None:
     status = status_pb2.Status(code=rpc_code, message=message)
     if details is not None:
         status.details.add().Pack(details)
@@ -51,14 +53,15 @@ class _ExportHandler:
                 outcome = "partial"
             else:
                 outcome = "ok"
-            return response.SerializeToString()
+            return bytes(response.SerializeToString())
         except DecodeError as exc:
             outcome = "bad_request"
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, str(exc))
         except WalFull as exc:
             outcome = "throttled"
-            retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=int(exc.retry_after_s),
-                                                                      nanos=int(exc.retry_after_s % 1 * 1e9)))
+            retry = error_details_pb2.RetryInfo(
+                retry_delay=Duration(seconds=int(exc.retry_after_s), nanos=int(exc.retry_after_s % 1 * 1e9))
+            )
             _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc), retry)
         except WalError as exc:
             logger.error("export failed: %s", exc)
@@ -69,7 +72,9 @@ class _ExportHandler:
         return b""  # unreachable: abort raises
 
 
-def start_grpc_server(ingestor: Ingestor, host: str, port: int, max_message_bytes: int, workers: int = 8) -> tuple[grpc.Server, int]:
+def start_grpc_server(
+    ingestor: Ingestor, host: str, port: int, max_message_bytes: int, workers: int = 8
+) -> tuple[grpc.Server, int]:
     """Start the OTLP/gRPC receiver; return the server and the port it bound."""
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",

@@ -33,7 +33,9 @@ JSON = "application/json"
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, outcome: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, outcome: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.outcome = outcome
@@ -53,7 +55,9 @@ def request_encoding(content_type: str | None) -> Encoding:
         return "protobuf"
     if media == JSON:
         return "json"
-    raise HttpError(415, "unsupported", f"unsupported Content-Type {media or '(none)'!r}; use {PROTOBUF} or {JSON}")
+    raise HttpError(
+        415, "unsupported", f"unsupported Content-Type {media or '(none)'!r}; use {PROTOBUF} or {JSON}"
+    )
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
@@ -92,7 +96,12 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
 async def read_export_request(request: Request, limit: int) -> ExportRequest:
     encoding = request_encoding(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit and not request.headers.get("content-encoding"):
+    if (
+        declared
+        and declared.isdigit()
+        and int(declared) > limit
+        and not request.headers.get("content-encoding")
+    ):
         raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
     chunks = []
     size = 0
@@ -124,8 +133,13 @@ def otlp_success(encoding: Encoding, result: ExportResult) -> Response:
     return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
 
 
-_RPC_CODES = {400: code_pb2.INVALID_ARGUMENT, 413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.INVALID_ARGUMENT,
-              429: code_pb2.UNAVAILABLE, 503: code_pb2.UNAVAILABLE}
+_RPC_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    413: code_pb2.RESOURCE_EXHAUSTED,
+    415: code_pb2.INVALID_ARGUMENT,
+    429: code_pb2.UNAVAILABLE,
+    503: code_pb2.UNAVAILABLE,
+}
 
 
 async def handle_export(

@@ -57,7 +57,7 @@ def committed_offsets(recovery_dir: Path, step_id: str) -> dict[str, Any]:
             if blob is None:
                 continue
             if key not in snaps or epoch > snaps[key][0]:
-                snaps[key] = (epoch, pickle.loads(blob))  # noqa: S301 -- our own recovery store
+                snaps[key] = (epoch, pickle.loads(blob))
     return {k: v for k, (_, v) in snaps.items()}
 
 

@@ -55,7 +55,7 @@ class _WalBlockPartition(StatefulSourcePartition[SpanBlock, WalOffset]):
                 raise StopIteration
             return []
         seq = self._next
-        table, rows = read_segment(self._part.seg_path(seq))
+        table, _rows = read_segment(self._part.seg_path(seq))
         self._next = seq + 1
         metrics.FLOW_SEGMENTS_READ.inc()
         token = f"tj-{self._wal.id}-p{self._part.index}-{seq}"

@@ -147,7 +147,9 @@ class _Partition:
 
     def _read_last_seq(self) -> int:
         path = self.dir / "last_seq"
-        on_disk = [int(p.stem) for p in self.dir.glob("*.seg")] + [int(p.stem) for p in self.dir.glob("*.open")]
+        on_disk = [int(p.stem) for p in self.dir.glob("*.seg")] + [
+            int(p.stem) for p in self.dir.glob("*.open")
+        ]
         last = int(path.read_text().strip()) if path.exists() else 0
         return max([last, *on_disk])
 

@@ -810,11 +810,19 @@ class FakeLLMServer:
                     entry["status"] = 200
                     is_stream = isinstance(body, dict) and body.get("stream") is True
                     if is_stream and route == "/v1/chat/completions":
-                        await _send_raw(send, 200, b'data: {"id": "chatcmpl-broken", "choices": [\n\n',
-                                        "text/event-stream")
+                        await _send_raw(
+                            send,
+                            200,
+                            b'data: {"id": "chatcmpl-broken", "choices": [\n\n',
+                            "text/event-stream",
+                        )
                     else:
-                        await _send_raw(send, 200, b'{"id": "broken", "object": "chat.completion", "choi',
-                                        "application/json")
+                        await _send_raw(
+                            send,
+                            200,
+                            b'{"id": "broken", "object": "chat.completion", "choi',
+                            "application/json",
+                        )
                     return
             if bad_json:
                 await error(400, "We could not parse the JSON body of your request.")
@@ -874,7 +882,11 @@ class FakeLLMServer:
     def _chat_answer(self, body: dict[str, Any], reply: str | None, bad: Any) -> tuple[str, str | None, Any]:
         """(prompt text, content, tool call) for a chat request."""
         text, last_user = _messages_text(body.get("messages"))
-        tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type", "function") == "function"]
+        tools = [
+            t
+            for t in body.get("tools") or []
+            if isinstance(t, dict) and t.get("type", "function") == "function"
+        ]
         tool_choice = body.get("tool_choice")
         if tools and tool_choice != "none":
             tool = tools[0]
@@ -883,8 +895,11 @@ class FakeLLMServer:
                 tool = next((t for t in tools if (t.get("function") or {}).get("name") == wanted), tool)
             fn = tool.get("function") or {}
             args = self._structured(fn.get("parameters"), text, bad)
-            call = {"id": self._next_id("call_"), "type": "function",
-                    "function": {"name": fn.get("name", "tool"), "arguments": args}}
+            call = {
+                "id": self._next_id("call_"),
+                "type": "function",
+                "function": {"name": fn.get("name", "tool"), "arguments": args},
+            }
             return text, None, call
         rf = body.get("response_format")
         if isinstance(rf, dict) and rf.get("type") == "json_schema":
@@ -896,7 +911,12 @@ class FakeLLMServer:
     def _chat(self, body: dict[str, Any], reply: str | None, bad: Any) -> dict[str, Any]:
         text, content, call = self._chat_answer(body, reply, bad)
         out_text = content if content is not None else call["function"]["arguments"]
-        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            "refusal": None,
+            "annotations": [],
+        }
         if call is not None:
             message["tool_calls"] = [call]
         pt, ct = _tokens(text), _tokens(out_text)
@@ -918,8 +938,12 @@ class FakeLLMServer:
                 "completion_tokens": ct,
                 "total_tokens": pt + ct,
                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                              "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
             },
             "service_tier": "default",
             "system_fingerprint": "fp_fake",
@@ -932,14 +956,27 @@ class FakeLLMServer:
         model = body.get("model") or "fake-model"
 
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                   "system_fingerprint": "fp_fake",
-                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            obj = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-            (b"x-request-id", f"req_{cid}".encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-request-id", f"req_{cid}".encode()),
+                ],
+            }
+        )
         parts = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
         if call is not None:
             parts.append(chunk({"tool_calls": [{"index": 0, **call}]}, None))
@@ -952,9 +989,14 @@ class FakeLLMServer:
         opts = body.get("stream_options")
         if isinstance(opts, dict) and opts.get("include_usage"):
             pt, ct = _tokens(text), _tokens(out_text)
-            usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [], "usage": {"prompt_tokens": pt, "completion_tokens": ct,
-                                              "total_tokens": pt + ct}}
+            usage: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+            }
             parts.append(b"data: " + orjson.dumps(usage) + b"\n\n")
         parts.append(b"data: [DONE]\n\n")
         for p in parts:
@@ -977,8 +1019,16 @@ class FakeLLMServer:
                 tool = next((t for t in tools if t.get("name") == tool_choice["name"]), tool)
             args = self._structured(tool.get("parameters"), text, bad)
             out_text = args
-            output.append({"type": "function_call", "id": self._next_id("fc_"), "call_id": self._next_id("call_"),
-                           "name": tool.get("name", "tool"), "arguments": args, "status": "completed"})
+            output.append(
+                {
+                    "type": "function_call",
+                    "id": self._next_id("fc_"),
+                    "call_id": self._next_id("call_"),
+                    "name": tool.get("name", "tool"),
+                    "arguments": args,
+                    "status": "completed",
+                }
+            )
         else:
             if fmt.get("type") == "json_schema":
                 out_text = self._structured(fmt.get("schema"), text, bad)
@@ -986,10 +1036,15 @@ class FakeLLMServer:
                 out_text = self._structured(_DEFAULT_SCHEMA, text, bad)
             else:
                 out_text = reply if reply is not None else "echo: " + last_user
-            output.append({"type": "message", "id": self._next_id("msg_"), "status": "completed",
-                           "role": "assistant",
-                           "content": [{"type": "output_text", "text": out_text, "annotations": [],
-                                        "logprobs": []}]})
+            output.append(
+                {
+                    "type": "message",
+                    "id": self._next_id("msg_"),
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": out_text, "annotations": [], "logprobs": []}],
+                }
+            )
         it, ot = _tokens(text), _tokens(out_text)
         return {
             "id": self._next_id("resp_"),
@@ -1030,7 +1085,8 @@ class FakeLLMServer:
         if system:
             text = system + "\n" + text
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "input_schema" in t]
-        tool_choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+        raw_choice = body.get("tool_choice")
+        tool_choice: dict[str, Any] = raw_choice if isinstance(raw_choice, dict) else {}
         content: list[dict[str, Any]]
         if tools and tool_choice.get("type") != "none":
             tool = tools[0]
@@ -1041,12 +1097,21 @@ class FakeLLMServer:
                 tool_input: Any = orjson.loads(args)
             except orjson.JSONDecodeError:
                 tool_input = args  # bad_structured="not_json": a string where an object belongs
-            content = [{"type": "tool_use", "id": self._next_id("toolu_"), "name": tool.get("name", "tool"),
-                        "input": tool_input}]
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": self._next_id("toolu_"),
+                    "name": tool.get("name", "tool"),
+                    "input": tool_input,
+                }
+            ]
             out_text, stop = args, "tool_use"
         else:
-            fmt = (body.get("output_config") or {}).get("format") if isinstance(body.get("output_config"),
-                                                                                   dict) else None
+            fmt = (
+                (body.get("output_config") or {}).get("format")
+                if isinstance(body.get("output_config"), dict)
+                else None
+            )
             if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
                 out_text = self._structured(fmt.get("schema"), text, bad)
             else:
@@ -1142,8 +1207,11 @@ def _default_message(status: int) -> str:
 def _error_body(flavor: str, status: int, message: str) -> dict[str, Any]:
     if flavor == "anthropic":
         etype = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-        return {"type": "error", "error": {"type": etype, "message": message},
-                "request_id": f"req_fake{time.monotonic_ns()}"}
+        return {
+            "type": "error",
+            "error": {"type": etype, "message": message},
+            "request_id": f"req_fake{time.monotonic_ns()}",
+        }
     etype, code = _OPENAI_ERROR_TYPES.get(status, ("server_error", None))
     return {"error": {"message": message, "type": etype, "param": None, "code": code}}
 
@@ -1151,13 +1219,19 @@ def _error_body(flavor: str, status: int, message: str) -> dict[str, Any]:
 def _models(flavor: str) -> dict[str, Any]:
     ids = ["fake-model", "gpt-5-mini", "claude-fake"]
     if flavor == "anthropic":
-        data = [{"type": "model", "id": i, "display_name": i, "created_at": "2025-01-01T00:00:00Z"} for i in ids]
+        data = [
+            {"type": "model", "id": i, "display_name": i, "created_at": "2025-01-01T00:00:00Z"} for i in ids
+        ]
         return {"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]}
-    return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "fake"} for i in ids]}
+    return {
+        "object": "list",
+        "data": [{"id": i, "object": "model", "created": 0, "owned_by": "fake"} for i in ids],
+    }
 
 
-async def _send_raw(send: Send, status: int, body: bytes, content_type: str,
-                    headers: Mapping[str, str] | None = None) -> None:
+async def _send_raw(
+    send: Send, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+) -> None:
     hdrs = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     hdrs.extend((k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (headers or {}).items())
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
@@ -1178,8 +1252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record-bodies", action="store_true", help="log requests without their bodies")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    srv = FakeLLMServer(args.host, args.port, latency=args.latency, reply=args.reply, api_key=args.api_key,
-                        record_bodies=not args.no_record_bodies)
+    srv = FakeLLMServer(
+        args.host,
+        args.port,
+        latency=args.latency,
+        reply=args.reply,
+        api_key=args.api_key,
+        record_bodies=not args.no_record_bodies,
+    )
     srv.serve_forever(log_level=args.log_level)
     return 0
 

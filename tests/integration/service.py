@@ -23,7 +23,9 @@ _NAMES = {"OTLP/gRPC": "grpc", "OTLP/HTTP": "http", "API": "api"}
 class ServiceProcess:
     """One `tracejudge run` process. Ports are chosen by the OS (0) and read from its log lines."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.env = env or {}
         self.args = args or []
@@ -136,7 +138,9 @@ def http(
     method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None, timeout: float = 30.0
 ) -> tuple[int, dict[str, str], bytes]:
     """A raw HTTP call that returns error statuses instead of raising."""
-    req = urllib.request.Request(url, data=body if method != "GET" else None, method=method, headers=headers or {})
+    req = urllib.request.Request(
+        url, data=body if method != "GET" else None, method=method, headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, dict(resp.headers), resp.read()

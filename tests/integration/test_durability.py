@@ -20,7 +20,9 @@ PB = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def make_request(n_traces: int, spans_per_trace: int = 5, text: int = 500) -> tuple[bytes, list[tuple[str, str]]]:
+def make_request(
+    n_traces: int, spans_per_trace: int = 5, text: int = 500
+) -> tuple[bytes, list[tuple[str, str]]]:
     """A protobuf export with fresh ids; returns the body and its (trace id, span id) pairs."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
@@ -108,7 +110,9 @@ def test_backpressure_then_recovery(data_dir: Path) -> None:
         assert status == 200, svc.output
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert 'tracejudge_receiver_requests_total{outcome="throttled",transport="http"}' in metrics
-        assert "tracejudge_wal_reclaimed_segments_total 1.0" in metrics or "reclaimed_segments_total" in metrics
+        assert (
+            "tracejudge_wal_reclaimed_segments_total 1.0" in metrics or "reclaimed_segments_total" in metrics
+        )
     finally:
         assert svc.stop() == 0, svc.output
 
@@ -167,6 +171,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(data_dir: Path) -> None:
     assert svc.stop() == 0, svc.output
     assert len(acked) > 1000
     total, distinct = count_offline(data_dir)
+    print(f"acked={len(acked)} stored={total} distinct={distinct}")
     assert total == distinct, f"{total - distinct} duplicated spans"
     missing = _missing(data_dir, acked)
     assert missing == 0, f"{missing} acknowledged spans lost"
@@ -178,7 +183,7 @@ def _missing(data_dir: Path, acked: set[tuple[str, str]]) -> int:
     code = (
         "import chdb\n"
         f"c = chdb.connect({str((data_dir / 'clickhouse').resolve())!r})\n"
-        "print(c.query(\"SELECT count() FROM file(" + repr(str(listing)).replace("'", "\\'") + ", 'TSV', "
+        'print(c.query("SELECT count() FROM file(' + repr(str(listing)).replace("'", "\\'") + ", 'TSV', "
         "'t String, s String') WHERE (t, s) NOT IN (SELECT TraceId, SpanId FROM otel_traces)\", 'CSV'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -82,7 +82,7 @@ def test_default_scorer_rule() -> None:
     assert default_scorer("<output>this is Wrong.</output>", 0, 10)[0] == 0
     assert default_scorer("<output>  </output>", 0, 10)[0] == 0
     assert default_scorer("no tags at all", 0, 10)[0] == 0
-    score, rationale = default_scorer(MISMATCH, 0, 1)
+    _, rationale = default_scorer(MISMATCH, 0, 1)
     assert "paris" in rationale
 
 
@@ -118,10 +118,18 @@ def test_chat_configured_reply(srv: FakeLLMServer) -> None:
 def test_chat_json_schema_scores_max_and_min(srv: FakeLLMServer) -> None:
     client = oai(srv)
     rf = {"type": "json_schema", "json_schema": {"name": "grade", "schema": SCORE_SCHEMA, "strict": True}}
-    good = json.loads(client.chat.completions.create(model="m", messages=user(MATCH), response_format=rf)
-                      .choices[0].message.content or "")
-    bad = json.loads(client.chat.completions.create(model="m", messages=user(MISMATCH), response_format=rf)
-                     .choices[0].message.content or "")
+    good = json.loads(
+        client.chat.completions.create(model="m", messages=user(MATCH), response_format=rf)
+        .choices[0]
+        .message.content
+        or ""
+    )
+    bad = json.loads(
+        client.chat.completions.create(model="m", messages=user(MISMATCH), response_format=rf)
+        .choices[0]
+        .message.content
+        or ""
+    )
     assert good == {"score": 5, "reasoning": good["reasoning"], "label": "good", "passed": True}
     assert bad["score"] == 1 and bad["label"] == "bad" and bad["passed"] is False
     assert "expected" in good["reasoning"]
@@ -142,7 +150,10 @@ def test_chat_parse_with_pydantic_model(srv: FakeLLMServer) -> None:
 
 def test_chat_tool_call(srv: FakeLLMServer) -> None:
     tools = [
-        {"type": "function", "function": {"name": "other", "parameters": {"type": "object", "properties": {}}}},
+        {
+            "type": "function",
+            "function": {"name": "other", "parameters": {"type": "object", "properties": {}}},
+        },
         {"type": "function", "function": {"name": "submit_grade", "parameters": SCORE_SCHEMA}},
     ]
     r = oai(srv).chat.completions.create(
@@ -222,7 +233,10 @@ def test_responses_parse_with_pydantic_model(srv: FakeLLMServer) -> None:
 def test_responses_function_tool_required(srv: FakeLLMServer) -> None:
     tools = [{"type": "function", "name": "select_choice", "parameters": SCORE_SCHEMA, "strict": True}]
     r = oai(srv).responses.create(
-        model="m", input=[{"role": "user", "content": MATCH}], tools=tools, tool_choice="required"  # type: ignore[arg-type]
+        model="m",
+        input=[{"role": "user", "content": MATCH}],
+        tools=tools,
+        tool_choice="required",  # type: ignore[arg-type]
     )
     [item] = r.output
     assert item.type == "function_call"
@@ -235,7 +249,10 @@ def test_responses_function_tool_required(srv: FakeLLMServer) -> None:
 
 def test_anthropic_plain(srv: FakeLLMServer) -> None:
     m = ant(srv).messages.create(
-        model="claude-x", max_tokens=100, system="be nice", messages=user("hi claude")  # type: ignore[arg-type]
+        model="claude-x",
+        max_tokens=100,
+        system="be nice",
+        messages=user("hi claude"),  # type: ignore[arg-type]
     )
     assert m.content[0].type == "text" and m.content[0].text == "echo: hi claude"
     assert m.stop_reason == "end_turn"
@@ -256,7 +273,9 @@ def test_anthropic_forced_tool(srv: FakeLLMServer) -> None:
     ]
     for text, score in ((MATCH, 5), (MISMATCH, 1)):
         m = client.messages.create(
-            model="c", max_tokens=100, system=[{"type": "text", "text": "You grade."}],
+            model="c",
+            max_tokens=100,
+            system=[{"type": "text", "text": "You grade."}],
             messages=user(text),  # type: ignore[arg-type]
             tools=tools,  # type: ignore[arg-type]
             tool_choice={"type": "tool", "name": "grade"},
@@ -341,7 +360,10 @@ def test_timeout_fault_raises_sdk_timeout(srv: FakeLLMServer) -> None:
         time.sleep(0.05)
     assert [r["status"] for r in srv.requests] == [499, 499]
     # and it still answers at once
-    assert oai(srv).chat.completions.create(model="m", messages=user("y")).choices[0].message.content == "echo: y"
+    assert (
+        oai(srv).chat.completions.create(model="m", messages=user("y")).choices[0].message.content
+        == "echo: y"
+    )
 
 
 def test_timeout_fault_then_sdk_retry_succeeds(srv: FakeLLMServer) -> None:
@@ -385,12 +407,16 @@ def test_bad_structured_modes(srv: FakeLLMServer) -> None:
     srv.fail_next(bad_structured=True, path="/v1/responses")
     srv.fail_next(bad_structured="out_of_range", path="/v1/messages")
     r = client.responses.create(
-        model="m", input=MATCH, tool_choice="required",
+        model="m",
+        input=MATCH,
+        tool_choice="required",
         tools=[{"type": "function", "name": "g", "parameters": SCORE_SCHEMA, "strict": True}],  # type: ignore[list-item]
     )
     assert "score" not in json.loads(r.output[0].arguments)  # type: ignore[union-attr]
     m = ant(srv).messages.create(
-        model="c", max_tokens=10, messages=user(MATCH),
+        model="c",
+        max_tokens=10,
+        messages=user(MATCH),
         tools=[{"name": "g", "input_schema": SCORE_SCHEMA}],  # type: ignore[list-item]
         tool_choice={"type": "tool", "name": "g"},
     )
@@ -406,7 +432,10 @@ def test_fault_path_scope_and_fifo(srv: FakeLLMServer) -> None:
     assert [r["status"] for r in srv.requests] == [500]
     with pytest.raises(openai.RateLimitError):
         oai(srv).chat.completions.create(model="m", messages=user("x"))
-    assert oai(srv).chat.completions.create(model="m", messages=user("x")).choices[0].message.content == "echo: x"
+    assert (
+        oai(srv).chat.completions.create(model="m", messages=user("x")).choices[0].message.content
+        == "echo: x"
+    )
     assert srv.pending_faults == [{"status": 503, "path": "/v1/messages"}]
     with pytest.raises(anthropic.InternalServerError) as e:
         ant(srv).messages.create(model="c", max_tokens=10, messages=user("x"))
@@ -422,7 +451,10 @@ def test_401_without_key(srv: FakeLLMServer) -> None:
     assert oe.value.status_code == 401
     assert isinstance(oe.value.body, dict) and oe.value.body["type"] == "invalid_request_error"
     no_key = anthropic.Anthropic(
-        base_url=srv.anthropic_base_url, api_key=None, auth_token=None, max_retries=0,
+        base_url=srv.anthropic_base_url,
+        api_key=None,
+        auth_token=None,
+        max_retries=0,
         default_headers={"Authorization": anthropic.Omit()},
     )
     with pytest.raises(anthropic.AuthenticationError) as ae:
@@ -435,8 +467,11 @@ def test_401_without_key(srv: FakeLLMServer) -> None:
             assert resp.status_code == 401 and "message" in resp.json()["error"]
         resp = h.post("/v1/messages", json={"model": "c", "max_tokens": 5, "messages": user("x")})
         assert resp.status_code == 401 and resp.json()["type"] == "error"
-        resp = h.post("/v1/messages", headers={"x-api-key": "k"},
-                      json={"model": "c", "max_tokens": 5, "messages": user("x")})
+        resp = h.post(
+            "/v1/messages",
+            headers={"x-api-key": "k"},
+            json={"model": "c", "max_tokens": 5, "messages": user("x")},
+        )
         assert resp.status_code == 200
     assert [r["status"] for r in srv.requests][-6:] == [401, 401, 401, 401, 401, 200]
 
@@ -447,7 +482,9 @@ def test_required_api_key() -> None:
             oai(s).chat.completions.create(model="m", messages=user("x"))
         assert e.value.code == "invalid_api_key"
         ok = openai.OpenAI(base_url=s.openai_base_url, api_key="right", max_retries=0)
-        assert ok.chat.completions.create(model="m", messages=user("x")).choices[0].message.content == "echo: x"
+        assert (
+            ok.chat.completions.create(model="m", messages=user("x")).choices[0].message.content == "echo: x"
+        )
 
 
 def test_pluggable_scorer() -> None:
@@ -470,9 +507,14 @@ def test_pluggable_scorer() -> None:
 
 def test_http_control_endpoints(srv: FakeLLMServer) -> None:
     with httpx.Client(base_url=srv.base_url) as h:
-        state = h.post("/_control/faults", json={
-            "latency": 0.3, "reply": "canned", "faults": [{"status": 500, "path": "/v1/chat"}],
-        }).json()
+        state = h.post(
+            "/_control/faults",
+            json={
+                "latency": 0.3,
+                "reply": "canned",
+                "faults": [{"status": 500, "path": "/v1/chat"}],
+            },
+        ).json()
         assert state["latency"] == 0.3 and state["faults"] == [{"status": 500, "path": "/v1/chat"}]
         assert h.post("/_control/faults", json={"faults": [{"nope": 1}]}).status_code == 400
         client = oai(srv, max_retries=1)
@@ -491,29 +533,47 @@ def test_http_control_endpoints(srv: FakeLLMServer) -> None:
 
 
 def test_latency_is_cheap_under_concurrency(srv: FakeLLMServer) -> None:
+    """1,000 requests held 1 s each at once finish in about 1 s: one coroutine per request, not a thread."""
     srv.set_latency(1.0)
-    n = 400
+    srv.record_bodies = False
+    n = 1000
+    body = b'{"model":"m","messages":[{"role":"user","content":"x"}]}'
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: fake\r\nAuthorization: Bearer k\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
 
-    async def run() -> list[int]:
-        limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-        async with httpx.AsyncClient(base_url=srv.base_url, limits=limits, timeout=30) as c:
-            body = {"model": "m", "messages": user("x")}
-            hdrs = {"authorization": "Bearer k"}
-            rs = await asyncio.gather(*[c.post("/v1/chat/completions", json=body, headers=hdrs) for _ in range(n)])
-            return [r.status_code for r in rs]
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        writer.write(head.encode() + body)
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return data.split(b" ", 2)[1]
+
+    async def run() -> list[bytes]:
+        return await asyncio.gather(*[one() for _ in range(n)])
 
     t0 = time.monotonic()
-    statuses = asyncio.run(run())
+    try:
+        statuses = asyncio.run(run())
+    finally:
+        srv.record_bodies = True
     elapsed = time.monotonic() - t0
-    assert statuses == [200] * n
-    assert 1.0 <= elapsed < 15  # all held at once, not one after another
+    assert statuses == [b"200"] * n
+    assert 1.0 <= elapsed < 10  # all held at once, not one after another
+    assert len(srv.requests) == n and srv.requests[0]["body"] is None
 
 
 def test_cli_prints_ready_and_serves() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.llm_server", "--port", "0", "--reply", "from cli"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -521,7 +581,10 @@ def test_cli_prints_ready_and_serves() -> None:
         assert line.startswith("READY "), (line, proc.stderr.read() if proc.poll() is not None else "")
         port = int(line.split()[1])
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=5)
-        assert client.chat.completions.create(model="m", messages=user("x")).choices[0].message.content == "from cli"
+        assert (
+            client.chat.completions.create(model="m", messages=user("x")).choices[0].message.content
+            == "from cli"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -535,10 +598,12 @@ def test_autoevals_factuality_against_fake(srv: FakeLLMServer) -> None:
     try:
         # Factuality's tool has no "score": it picks an enum `choice` in A..E. The fake picks the first value
         # for its maximum (tags match -> "A", worth 0.4) and the last for its minimum ("E", worth 1).
-        good = Factuality()(output="<output>Paris</output>", expected="<expected>paris</expected>",
-                            input="Capital of France?")
-        bad = Factuality()(output="<output>Lyon</output>", expected="<expected>paris</expected>",
-                           input="Capital of France?")
+        good = Factuality()(
+            output="<output>Paris</output>", expected="<expected>paris</expected>", input="Capital of France?"
+        )
+        bad = Factuality()(
+            output="<output>Lyon</output>", expected="<expected>paris</expected>", input="Capital of France?"
+        )
     finally:
         autoevals.init(client=None)
     assert good.metadata["choice"] == "A" and good.score == 0.4

@@ -31,7 +31,9 @@ JS = {"Content-Type": "application/json"}
 
 def emit(exporter: SpanExporter, project: str, n_traces: int) -> list[str]:
     """Create `n_traces` traces of a root and a child LLM span through the real SDK; return trace ids."""
-    provider = TracerProvider(resource=Resource.create({"service.name": "sdk-test", "tracejudge.project": project}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "sdk-test", "tracejudge.project": project})
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("tests")
     ids = []
@@ -123,7 +125,9 @@ def test_otlp_http_partial_success_in_both_encodings(service: ServiceProcess) ->
     assert json.loads(answer)["partialSuccess"]["rejectedSpans"] == "1"
     from tests.unit.test_decode import to_protobuf
 
-    status, headers, answer = http("POST", service.otlp_http + "/v1/traces", to_protobuf(json.loads(body)), PB)
+    status, headers, answer = http(
+        "POST", service.otlp_http + "/v1/traces", to_protobuf(json.loads(body)), PB
+    )
     assert status == 200 and headers["content-type"] == "application/x-protobuf"
     response = ExportTraceServiceResponse.FromString(answer)
     assert response.partial_success.rejected_spans == 1
@@ -133,9 +137,9 @@ def test_otlp_http_partial_success_in_both_encodings(service: ServiceProcess) ->
 @pytest.mark.parametrize("path", ["/v1/traces", "/api/v1/traces"])
 def test_empty_request_succeeds(service: ServiceProcess, path: str) -> None:
     base = service.otlp_http if path == "/v1/traces" else service.api
-    status, _, answer = http("POST", base + path, ExportTraceServiceRequest().SerializeToString(), PB)
+    status, _, _ = http("POST", base + path, ExportTraceServiceRequest().SerializeToString(), PB)
     assert status == 200
-    status, _, answer = http("POST", base + path, b"{}", JS)
+    status, _, _answer = http("POST", base + path, b"{}", JS)
     assert status == 200
 
 
@@ -201,12 +205,19 @@ def test_body_limit_counted_after_decompression(tmp_path: Path) -> None:
 
 def test_sql_endpoint_is_read_only_and_limited(service: ServiceProcess) -> None:
     status, _, body = http(
-        "POST", service.api + "/api/v1/sql", json.dumps({"query": "INSERT INTO otel_traces (TraceId) VALUES ('x')"}).encode(), JS
+        "POST",
+        service.api + "/api/v1/sql",
+        json.dumps({"query": "INSERT INTO otel_traces (TraceId) VALUES ('x')"}).encode(),
+        JS,
     )
     assert status == 400 and "readonly" in json.loads(body)["error"].lower()
-    status, _, body = http("POST", service.api + "/api/v1/sql", json.dumps({"query": "DROP TABLE otel_traces"}).encode(), JS)
+    status, _, body = http(
+        "POST", service.api + "/api/v1/sql", json.dumps({"query": "DROP TABLE otel_traces"}).encode(), JS
+    )
     assert status == 400
-    status, _, body = http("POST", service.api + "/api/v1/sql", json.dumps({"query": "SELEC nonsense"}).encode(), JS)
+    status, _, body = http(
+        "POST", service.api + "/api/v1/sql", json.dumps({"query": "SELEC nonsense"}).encode(), JS
+    )
     assert status == 400 and "error" in json.loads(body)
     doc = service.post_json("/api/v1/sql", {"query": "SELECT number FROM numbers(100000)"})
     assert doc["rows"] == 10_000 and doc["truncated"] is True

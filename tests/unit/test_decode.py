@@ -161,7 +161,12 @@ def test_a_malformed_span_is_skipped_and_counted(name: str, reason: str) -> None
 
 @pytest.mark.parametrize(
     "name",
-    ["reject_zero_trace_id.json", "reject_short_trace_id.json", "reject_zero_span_id.json", "reject_empty_name.json"],
+    [
+        "reject_zero_trace_id.json",
+        "reject_short_trace_id.json",
+        "reject_zero_span_id.json",
+        "reject_empty_name.json",
+    ],
 )
 def test_protobuf_rejects_the_same_spans(name: str) -> None:
     result = decode_protobuf(to_protobuf(json.loads(load(name))), NORM, NOW)
@@ -216,7 +221,9 @@ def test_keep_io_in_attributes_when_configured() -> None:
     assert dict(row["SpanAttributes"])["input.value"] == "from input.value"
 
 
-@pytest.mark.parametrize("key", ["tracejudge.project", "dokimos.project", "dokimos.project.name", "service.name"])
+@pytest.mark.parametrize(
+    "key", ["tracejudge.project", "dokimos.project", "dokimos.project.name", "service.name"]
+)
 def test_project_from_each_resource_key(key: str) -> None:
     (row,) = rows(decode(f"project_from_{key.replace('.', '_')}.json"))
     assert row["Project"] == f"p-{key}"

@@ -80,7 +80,7 @@ def test_torn_tail_is_cut_and_the_segment_sealed_at_restart(tmp_path: Path) -> N
         fh.write(b"TJW1\x02\x00\x00\x00" + b"\xff" * 40)
     restarted = Wal(tmp_path / "wal", cfg)
     assert restarted.partitions[0].last_sealed == 1
-    table, rows = read_segment(restarted.partitions[0].seg_path(1))
+    _table, rows = read_segment(restarted.partitions[0].seg_path(1))
     assert rows == 5
     # Numbering continues after the recovered segment.
     restarted.start()

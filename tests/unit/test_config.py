@@ -1,0 +1,78 @@
+"""Configuration: one model, documented example, precedence, clear errors; metric naming rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dataflow import metrics
+from dataflow.config import Settings, load_settings
+from dataflow.errors import ConfigError
+from tracejudge.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "tracejudge.example.yaml"
+
+
+def test_example_config_lists_every_option_with_its_default() -> None:
+    documented = yaml.safe_load(EXAMPLE.read_text())
+    defaults = Settings().model_dump(mode="json")
+    defaults["data_dir"] = "./data"
+    assert documented == defaults
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("api_port: 7000\notlp_http_port: 7001\nwal:\n  segment_max_rows: 7\n")
+    monkeypatch.setenv("TRACEJUDGE_OTLP_HTTP_PORT", "7101")
+    monkeypatch.setenv("TRACEJUDGE_WAL__FSYNC", "never")
+    s = load_settings(cfg, api_port=7200)
+    assert (s.api_port, s.otlp_http_port, s.wal.segment_max_rows, s.wal.fsync) == (7200, 7101, 7, "never")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("bogus: 1\n", "bogus: Extra inputs are not permitted"),
+        ("wal:\n  max_bytes: 0\n", "wal.max_bytes"),
+        ("clickhouse_dsn: mysql://x\n", "clickhouse_dsn"),
+        ("api_port: 4317\n", "must differ"),
+        ("- a list\n", "top level must be a mapping"),
+        ("a: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_settings(cfg)
+
+
+def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", "--config", str(EXAMPLE)]) == 0
+    assert "configuration OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("wal:\n  fsync: sometimes\n")
+    assert main(["config", "check", "--config", str(bad)]) == 1
+    assert "wal.fsync" in capsys.readouterr().err
+    assert main(["config", "check", "--config", str(tmp_path / "missing.yaml")]) == 1
+
+
+_NAME = re.compile(r"^tracejudge_[a-z]+_[a-z_]+$")
+_UNITS = ("_total", "_seconds", "_bytes", "_segments", "_running")
+
+
+def test_metric_names_units_and_help() -> None:
+    seen = set()
+    for family in metrics.REGISTRY.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        seen.add(name)
+        assert _NAME.match(name), name
+        assert name.endswith(_UNITS), f"{name}: no base unit suffix"
+        assert len(family.documentation) > 20, f"{name}: help text too short"
+        if family.type == "counter":
+            assert name.endswith("_total")
+        assert "trace_id" not in {lbl for s in family.samples for lbl in s.labels}
+    assert "tracejudge_receiver_requests_total" in seen
