@@ -65,6 +65,16 @@ def test_sdk_grpc_exporter(service: ServiceProcess) -> None:
     ]
 
 
+def test_sdk_grpc_exporter_with_gzip(service: ServiceProcess) -> None:
+    from grpc import Compression as GrpcCompression
+
+    project = f"grpcgz-{uuid.uuid4().hex[:8]}"
+    emit(
+        GrpcExporter(endpoint=service.otlp_grpc, insecure=True, compression=GrpcCompression.Gzip), project, 3
+    )
+    service.wait_for(f"SELECT count() FROM otel_traces WHERE Project = '{project}'", 6)
+
+
 def test_sdk_http_exporter_with_gzip(service: ServiceProcess) -> None:
     project = f"http-{uuid.uuid4().hex[:8]}"
     exporter = HttpExporter(endpoint=service.otlp_http + "/v1/traces", compression=Compression.Gzip)
@@ -186,7 +196,13 @@ def test_grpc_bad_input_and_partial_success(service: ServiceProcess) -> None:
 
 
 def test_body_limit_counted_after_decompression(tmp_path: Path) -> None:
-    svc = ServiceProcess(tmp_path / "data", env={"TRACEJUDGE_INGEST__MAX_BODY_BYTES": "20000"}).start()
+    svc = ServiceProcess(
+        tmp_path / "data",
+        env={
+            "TRACEJUDGE_INGEST__MAX_BODY_BYTES": "20000",
+            "TRACEJUDGE_INGEST__GRPC_MAX_MESSAGE_BYTES": "30000",
+        },
+    ).start()
     try:
         url = svc.otlp_http + "/v1/traces"
         big = json.dumps({"resourceSpans": [], "padding": "x" * 50_000}).encode()
@@ -198,6 +214,17 @@ def test_body_limit_counted_after_decompression(tmp_path: Path) -> None:
         assert status == 413
         status, _, _ = http("POST", url, gzip.compress(b"{}"), {**JS, "Content-Encoding": "gzip"})
         assert status == 200
+        # gRPC's message limit is its own setting (ingest.grpc_max_message_bytes, 30000 here).
+        channel = grpc.insecure_channel(svc.otlp_grpc)
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            export(b"\x0a" + b"\x00" * 40_000, timeout=10)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        channel.close()
         assert svc.ready()
     finally:
         assert svc.stop() == 0, svc.output
