@@ -79,6 +79,11 @@ WAL_THROTTLED = Counter(
     "Appends refused because the write-ahead log was over its bound.",
     registry=REGISTRY,
 )
+WAL_WRITE_ERRORS = Counter(
+    "tracejudge_wal_write_errors_total",
+    "Group commits that failed to write or fsync (their requests were answered 503, nothing acknowledged).",
+    registry=REGISTRY,
+)
 WAL_TORN_BYTES = Counter(
     "tracejudge_wal_torn_bytes_total",
     "Bytes of unacknowledged, partly written records cut from a segment tail at start-up.",

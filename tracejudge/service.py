@@ -75,6 +75,9 @@ class Service:
         s = self.settings
         os.environ["TZ"] = "UTC"
         time.tzset()
+        # Claim the HTTP ports first: a taken port fails start-up before anything else is touched.
+        http_sock = _bind(s.host, s.otlp_http_port)
+        api_sock = _bind(s.host, s.api_port)
         data_dir = s.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         logger.info("data directory %s", data_dir)
@@ -111,8 +114,6 @@ class Service:
         logger.info("listening: OTLP/gRPC on %s:%d", s.host, grpc_port)
 
         api_state = ApiState(self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready)
-        http_sock = _bind(s.host, s.otlp_http_port)
-        api_sock = _bind(s.host, s.api_port)
         self.ports["otlp_http"] = http_sock.getsockname()[1]
         self.ports["api"] = api_sock.getsockname()[1]
         apps = [(build_otlp_http_app(self.ingestor), http_sock), (build_api_app(api_state), api_sock)]

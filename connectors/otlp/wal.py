@@ -254,23 +254,34 @@ class _Partition:
                         return
 
     def _open_segment(self) -> None:
-        self._seq += 1
-        self._write_last_seq(self._seq)
-        path = self.seg_path(self._seq, sealed=False)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # Create the file before recording its number, so a failure never leaves a gap in the numbering.
+        seq = self._seq + 1
+        path = self.seg_path(seq, sealed=False)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         header = _frame(REC_SCHEMA, SPAN_SCHEMA.serialize(), 0)
-        os.writev(self._fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in header])
+        try:
+            os.writev(fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in header])
+            self._write_last_seq(seq)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        self._seq = seq
+        self._fd = fd
         self._seg_rows = 0
         self._seg_bytes = sum(len(p) for p in header)
         self._seg_opened_at = time.monotonic()
-        self.sizes[self._seq] = self._seg_bytes
+        self.sizes[seq] = self._seg_bytes
         self.wal.add_backlog(self._seg_bytes)
 
     def _write(self, items: list[tuple[pa.Buffer, int, Future[None]]]) -> None:
         started = time.perf_counter()
+        queued = sum(p.size for p, _, _ in items)
+        start_offset = self._seg_bytes
         try:
             if self._fd is None:
                 self._open_segment()
+                start_offset = self._seg_bytes
             assert self._fd is not None
             written = 0
             rows = 0
@@ -284,14 +295,21 @@ class _Partition:
             if self.wal.config.fsync == "always":
                 os.fsync(self._fd)
         except OSError as exc:
+            # Nothing of this group is acknowledged: answer every caller with the error (503, retried by
+            # exporters), cut what was partly written, and keep serving (e.g. after a full disk frees up).
+            logger.error("wal p%d: write failed: %s", self.index, exc)
+            metrics.WAL_WRITE_ERRORS.inc()
             err = WalError(f"write-ahead log write failed: {exc.strerror}")
             for _, _, fut in items:
                 fut.set_exception(err)
             with self._cond:
-                self._queued_bytes -= sum(p.size for p, _, _ in items)
-            raise
+                self._queued_bytes -= queued
+            if self._fd is not None:
+                os.ftruncate(self._fd, start_offset)  # if this fails too, the writer stops, loudly
+                os.lseek(self._fd, start_offset, os.SEEK_SET)
+            return
         with self._cond:
-            self._queued_bytes -= sum(p.size for p, _, _ in items)
+            self._queued_bytes -= queued
         self._seg_rows += rows
         self._seg_bytes += written
         self.sizes[self._seq] = self._seg_bytes

@@ -171,3 +171,29 @@ def test_source_emits_blocks_in_order_with_stable_tokens_then_ends(tmp_path: Pat
     replay = WalBlockSource(wal, threading.Event()).build_part("s", "p0", (wal.id, 2))
     (block,) = replay.next_batch()
     assert (block.segment, block.token) == (2, got[1].token)
+
+
+def test_a_failed_write_answers_the_callers_and_the_log_keeps_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connectors.otlp.wal as walmod
+
+    wal = Wal(tmp_path / "wal", WalConfig(segment_max_age_s=60))
+    wal.start()
+    wal.append(batch(2)).result(timeout=5)
+    real_fsync = walmod.os.fsync
+    calls = {"n": 0}
+
+    def failing_fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(walmod.os, "fsync", failing_fsync)
+    with pytest.raises(WalError, match="No space left"):
+        wal.append(batch(3)).result(timeout=5)
+    wal.append(batch(4)).result(timeout=5)
+    wal.close()
+    _, rows = read_segment(wal.partitions[0].seg_path(1))
+    assert rows == 6  # the failed group was cut out; the others are intact
