@@ -7,7 +7,8 @@ Output, IngestedAt). Only the few fields that windows and rules need ever become
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -69,3 +70,37 @@ class SpanBlock:
     @property
     def rows(self) -> int:
         return int(self.table.num_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The Python view of one span that windows, rules and scorers read (decoded from a span batch).
+
+    Field names are the filter language's: `name`, `input`, `output`, `kind`, `status_code`, ...
+    `attributes` and `resource` are the span's and its resource's attributes, values as text.
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    status_code: str
+    status_message: str
+    service_name: str
+    project: str
+    session_id: str
+    start_ns: int
+    duration_ns: int
+    input: str
+    output: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    resource: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_span_id == ""
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_ns / 1e6
