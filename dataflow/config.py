@@ -39,8 +39,14 @@ DEFAULT_OUTPUT_KEYS = [
     "output",
     "completion",
 ]
-DEFAULT_PROJECT_KEYS = ["tracejudge.project", "dokimos.project", "dokimos.project.name", "service.name"]
-DEFAULT_SESSION_KEYS = ["session.id", "gen_ai.conversation.id"]
+DEFAULT_PROJECT_KEYS = [
+    "tracejudge.project",
+    "dokimos.project",
+    "dokimos.project.name",
+    "openinference.project.name",
+    "service.name",
+]
+DEFAULT_SESSION_KEYS = ["session.id", "gen_ai.conversation.id", "traceloop.association.properties.session_id"]
 
 MIB = 1024 * 1024
 

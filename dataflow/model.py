@@ -72,6 +72,19 @@ class SpanBlock:
         return int(self.table.num_rows)
 
 
+@dataclass(frozen=True)
+class SpanRecords:
+    """One durable batch of the write-ahead log, read as soon as it was committed.
+
+    `offset` is the byte offset just after the batch in its segment: where a reader resumes.
+    """
+
+    partition: int
+    segment: int
+    offset: int
+    batch: pa.RecordBatch
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """The Python view of one span that windows, rules and scorers read (decoded from a span batch).

@@ -110,6 +110,40 @@ def read_segment(path: Path) -> tuple[pa.Table, int]:
     return table, table.num_rows
 
 
+def read_records_from(
+    path: Path, offset: int, end: int | None
+) -> tuple[pa.Schema, list[tuple[int, pa.RecordBatch]], int, bool]:
+    """Batches of a segment from byte `offset` up to `end` (None: the whole file).
+
+    Returns the schema, (offset after the record, batch) pairs, the offset reached, and whether the seal was
+    read. Reads stop at the first incomplete record, so a reader never sees a torn write.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER.size)
+        magic, kind, length, _, _ = _HEADER.unpack(head)
+        if magic != _MAGIC or kind != REC_SCHEMA:
+            msg = f"{path}: does not start with a schema record"
+            raise WalCorrupt(msg)
+        schema = pa.ipc.read_schema(pa.py_buffer(fh.read(length)))
+        start = max(offset, _HEADER.size + length)
+        fh.seek(start)
+        data = fh.read() if end is None else fh.read(max(0, end - start))
+    buf = pa.py_buffer(data)
+    out: list[tuple[int, pa.RecordBatch]] = []
+    reached = start
+    sealed = False
+    for rec in iter_records(buf, verify=False):
+        after = start + rec.offset + _HEADER.size + rec.payload.size
+        if rec.kind == REC_SEAL:
+            sealed = True
+            reached = after
+            break
+        if rec.kind == REC_BATCH:
+            out.append((after, pa.ipc.read_record_batch(rec.payload, schema)))
+        reached = after
+    return schema, out, reached, sealed
+
+
 class _Partition:
     """One partition: its segment files and the writer thread that group-commits appends."""
 
@@ -129,6 +163,8 @@ class _Partition:
         self._seg_opened_at = 0.0
         self._recover_open_segments()
         self.last_sealed = self._seq
+        # (segment being written, end of its durable records): what incremental readers may read.
+        self.durable: tuple[int, int] = (0, 0)
         self.sizes: dict[int, int] = {seq: p.stat().st_size for seq, p in self.sealed_segments()}
         self._thread = threading.Thread(target=self._run, name=f"wal-writer-p{index}", daemon=True)
 
@@ -273,6 +309,7 @@ class _Partition:
         self._seg_opened_at = time.monotonic()
         self.sizes[seq] = self._seg_bytes
         self.wal.add_backlog(self._seg_bytes)
+        self.durable = (seq, self._seg_bytes)
 
     def _write(self, items: list[tuple[pa.Buffer, int, Future[None]]]) -> None:
         started = time.perf_counter()
@@ -313,6 +350,7 @@ class _Partition:
         self._seg_rows += rows
         self._seg_bytes += written
         self.sizes[self._seq] = self._seg_bytes
+        self.durable = (self._seq, self._seg_bytes)
         self.wal.add_backlog(written)
         metrics.WAL_APPENDED_BYTES.inc(written)
         metrics.WAL_APPENDED_SPANS.inc(rows)

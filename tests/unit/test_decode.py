@@ -240,6 +240,7 @@ def test_project_precedence_and_default() -> None:
         ("session_from_session_id.json", "s-1"),
         ("session_from_conversation_id.json", "c-1"),
         ("session_from_resource.json", "r-1"),
+        ("session_from_traceloop_association.json", "t-1"),
     ],
 )
 def test_session(name: str, session: str) -> None:

@@ -197,3 +197,33 @@ def test_a_failed_write_answers_the_callers_and_the_log_keeps_working(
     wal.close()
     _, rows = read_segment(wal.partitions[0].seg_path(1))
     assert rows == 6  # the failed group was cut out; the others are intact
+
+
+def test_record_source_reads_committed_batches_before_the_seal_and_resumes(tmp_path: Path) -> None:
+    from connectors.otlp.source import WalRecordSource
+
+    wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=5, segment_max_age_s=60))
+    wal.start()
+    stop = threading.Event()
+    part = WalRecordSource(wal, stop).build_part("s", "p0", None)
+    assert part.next_batch() == []
+    wal.append(batch(2)).result(timeout=5)
+    (first,) = part.next_batch()  # segment 1 is still open
+    assert (first.segment, first.batch.num_rows) == (1, 2)
+    assert not wal.partitions[0].seg_path(1).exists()
+    wal.append(batch(3)).result(timeout=5)  # reaches 5 rows: sealed
+    wait_sealed(wal, 1)
+    wal.append(batch(1)).result(timeout=5)
+    got = part.next_batch() + part.next_batch()
+    assert [(r.segment, r.batch.num_rows) for r in got] == [(1, 3), (2, 1)]
+    snap = part.snapshot()
+    # Resuming from an earlier snapshot re-reads exactly what came after it.
+    again = WalRecordSource(wal, threading.Event()).build_part("s", "p0", (wal.id, 1, first.offset))
+    replay = again.next_batch() + again.next_batch()
+    assert [(r.segment, r.batch.num_rows) for r in replay] == [(1, 3), (2, 1)]
+    wal.close()
+    stop.set()
+    resumed = WalRecordSource(wal, stop).build_part("s", "p0", snap)
+    assert resumed.next_batch() == []  # segment 2 sealed at close, nothing after the snapshot
+    with pytest.raises(StopIteration):
+        resumed.next_batch()
