@@ -141,6 +141,54 @@ class FlowConfig(_Section):
     recovery_partitions: int = Field(1, ge=1, description="SQLite partitions of the recovery store.")
 
 
+class WindowConfig(_Section):
+    """How spans are gathered into traces before rules run (YAML key `windows`)."""
+
+    settle_s: float = Field(
+        2.0, gt=0, description="Once the root span arrived, close after this many seconds with no new span."
+    )
+    idle_gap_s: float = Field(
+        30.0, gt=0, description="Without a root span, close after this many seconds with no new span."
+    )
+    max_wait_s: float = Field(
+        600.0, gt=0, description="Close this many seconds after the trace's first span."
+    )
+    max_spans: int = Field(10_000, gt=0, description="Close a trace as soon as it holds this many spans.")
+    max_open_traces: int = Field(
+        100_000,
+        gt=0,
+        description="Bound on open traces per process; past it the oldest close early (counted).",
+    )
+    shards: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="Window state is kept in this many keyed shards (recovery granularity).",
+    )
+    late_spans: Literal["rescore", "ignore"] = Field(
+        "rescore",
+        description=(
+            "A span arriving after its trace closed is always stored; 'rescore' re-runs the trace's trace-scope "
+            "rules over the whole trace, 'ignore' only counts it."
+        ),
+    )
+    remember_closed: int = Field(
+        1_000_000,
+        ge=0,
+        description="How many closed trace ids are remembered to recognise late spans (per process; 0: none).",
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> WindowConfig:
+        if self.settle_s > self.idle_gap_s:
+            msg = "windows.settle_s must not exceed windows.idle_gap_s"
+            raise ValueError(msg)
+        if self.idle_gap_s > self.max_wait_s:
+            msg = "windows.idle_gap_s must not exceed windows.max_wait_s"
+            raise ValueError(msg)
+        return self
+
+
 class SinkConfig(_Section):
     """Writing spans to ClickHouse (YAML key `sink`)."""
 
@@ -197,6 +245,7 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     wal: WalConfig = Field(default_factory=WalConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
 

@@ -1,0 +1,1 @@
+"""Windowing spans into traces."""
