@@ -120,6 +120,34 @@ FLOW_SEGMENTS_READ = Counter(
 )
 FLOW_RUNNING = Gauge("tracejudge_flow_running", "1 while the Bytewax flow runs.", registry=REGISTRY)
 
+# --- trace windows ----------------------------------------------------------------------------------------------
+WINDOW_OPEN_TRACES = Gauge(
+    "tracejudge_window_open_traces", "Traces whose window is open in this process.", registry=REGISTRY
+)
+WINDOW_CLOSED_TRACES = Counter(
+    "tracejudge_window_closed_traces_total",
+    "Trace windows closed, by reason (root_settled, idle_gap, max_wait, max_spans, evicted, shutdown).",
+    ["reason"],
+    registry=REGISTRY,
+)
+WINDOW_CLOSE_DELAY = Histogram(
+    "tracejudge_window_close_delay_seconds",
+    "Time from a trace's last span arriving to its window closing (settle or idle gap included).",
+    buckets=(0.1, 0.5, 1.0, 2.0, 2.1, 2.25, 2.5, 3.0, 5.0, 10.0, 30.0, 31.0, 60.0, 300.0, 600.0),
+    registry=REGISTRY,
+)
+WINDOW_LATE_SPANS = Counter(
+    "tracejudge_window_late_spans_total",
+    "Spans that arrived after their trace's window had closed (stored; rescored or ignored per config).",
+    registry=REGISTRY,
+)
+WINDOW_SPAN_LATENESS = Histogram(
+    "tracejudge_window_span_lateness_seconds",
+    "How long after its trace closed a late span arrived.",
+    buckets=(0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+    registry=REGISTRY,
+)
+
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",

@@ -1,0 +1,110 @@
+"""The trace-window step in the Bytewax flow: span batches in, closed traces out.
+
+Spans are keyed by shard (`shard_of`), one `WindowShardLogic` per shard key; its timers come from the
+shard's heap through `notify_at`. At the end of input the open traces are kept (and snapshotted) when
+recovery is on, so a restart continues them; without recovery they are closed (`shutdown`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from bytewax.operators import StatefulBatchLogic
+
+from dataflow import metrics
+from dataflow.config import WindowConfig
+from dataflow.model import Span
+from dataflow.windowing.trace_window import NS, CloseReason, ShardState, Trace, WindowShard
+
+_SPAN_COLUMNS = (
+    "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "StatusCode", "StatusMessage", "ServiceName",
+    "Project", "SessionId", "Timestamp", "Duration", "Input", "Output", "SpanAttributes", "ResourceAttributes",
+)  # fmt: skip
+
+
+def spans_from_batch(batch: pa.RecordBatch, projects: frozenset[str] | None = None) -> list[Span]:
+    """The Python view of a span batch; with `projects`, only spans of those projects are built."""
+    if projects is not None:
+        if not projects:
+            return []
+        mask = pc.is_in(batch.column("Project"), value_set=pa.array(sorted(projects), pa.string()))
+        batch = batch.filter(mask)
+        if batch.num_rows == 0:
+            return []
+    cols = [batch.column(name) for name in _SPAN_COLUMNS]
+    (tid, sid, parent, name, kind, status, status_msg, service, project, session, ts, dur, inp, out) = (
+        c.to_pylist() for c in cols[:14]
+    )
+    ts_ns = cols[10].cast(pa.int64()).to_pylist()
+    attrs = cols[14].to_pylist()
+    res = cols[15].to_pylist()
+    return [
+        Span(
+            tid[i],
+            sid[i],
+            parent[i],
+            name[i],
+            kind[i],
+            status[i],
+            status_msg[i],
+            service[i],
+            project[i],
+            session[i],
+            ts_ns[i],
+            dur[i],
+            inp[i],
+            out[i],
+            dict(attrs[i]),
+            dict(res[i]),
+        )  # fmt: skip
+        for i in range(batch.num_rows)
+    ]
+
+
+class WindowShardLogic(StatefulBatchLogic[Span, Trace, ShardState]):
+    """Bytewax adapter around one `WindowShard`."""
+
+    def __init__(self, config: WindowConfig, keep_open_at_eof: bool, state: ShardState | None) -> None:
+        self._shard = WindowShard.create(config, state)
+        self._keep_open_at_eof = keep_open_at_eof
+        metrics.WINDOW_OPEN_TRACES.inc(self._shard.open_count)
+
+    def _emit(self, traces: list[Trace]) -> tuple[Iterable[Trace], bool]:
+        if traces:
+            metrics.WINDOW_OPEN_TRACES.dec(len(traces))
+            now = time.time_ns()
+            for t in traces:
+                metrics.WINDOW_CLOSED_TRACES.labels(t.close_reason.value).inc()
+                metrics.WINDOW_CLOSE_DELAY.observe(max(0, now - t.last_seen_ns) / NS)
+                if t.late:
+                    metrics.WINDOW_LATE_SPANS.inc(len(t.spans))
+                    metrics.WINDOW_SPAN_LATENESS.observe(t.lateness_ns / NS)
+        return traces, StatefulBatchLogic.RETAIN
+
+    def on_batch(self, values: list[Span]) -> tuple[Iterable[Trace], bool]:
+        now = time.time_ns()
+        before = self._shard.open_count
+        closed = self._shard.add(values, now)
+        metrics.WINDOW_OPEN_TRACES.inc(self._shard.open_count - before + len(closed))
+        return self._emit(closed + self._shard.due(now))
+
+    def on_notify(self) -> tuple[Iterable[Trace], bool]:
+        return self._emit(self._shard.due(time.time_ns()))
+
+    def on_eof(self) -> tuple[Iterable[Trace], bool]:
+        if self._keep_open_at_eof:
+            return (), StatefulBatchLogic.RETAIN
+        return self._emit(self._shard.close_all(CloseReason.SHUTDOWN, time.time_ns()))
+
+    def notify_at(self) -> datetime | None:
+        deadline = self._shard.next_deadline()
+        if deadline is None:
+            return None
+        return datetime.fromtimestamp(deadline / NS, tz=UTC)
+
+    def snapshot(self) -> ShardState:
+        return self._shard.snapshot()
