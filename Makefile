@@ -7,7 +7,12 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest clean-data venv
+.PHONY: run test lint typecheck unit integration bench-ingest clean-data venv system-deps
+
+# Validators the tests of docker/ need, from Debian's packages: docker-compose (compose file) and promtool
+# (Prometheus config, alert rules and their unit tests). Installed when missing and we are root.
+SYSTEM_TOOLS = docker-compose promtool
+SYSTEM_PACKAGES = docker-compose prometheus
 
 venv: $(STAMP)
 
@@ -17,6 +22,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,test]'
 	@touch $(STAMP)
+
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages: $(SYSTEM_PACKAGES) (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing:$$missing; install the Debian packages: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; \
+	  fi; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/tracejudge run $(ARGS)
@@ -34,7 +50,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration -q
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -97,7 +97,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     source = str(args.config) if args.config else "defaults and environment"
     print(f"configuration OK ({source})")
     print(f"  data_dir       {settings.data_dir}")
-    print(f"  clickhouse     {settings.resolved_dsn}")
+    from connectors.clickhouse.client import redact_dsn
+
+    print(f"  clickhouse     {redact_dsn(settings.resolved_dsn)}")
     print(
         f"  listeners      OTLP/gRPC {settings.host}:{settings.otlp_grpc_port}, OTLP/HTTP "
         f"{settings.host}:{settings.otlp_http_port}, API {settings.host}:{settings.api_port}"

@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 _SAFE_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_:.")
 
 
+def redact_dsn(dsn: str) -> str:
+    """A DSN with its password replaced by ***."""
+    parsed = urlparse(dsn)
+    return dsn.replace(f":{parsed.password}@", ":***@") if parsed.password else dsn
+
+
 def _quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -60,10 +66,7 @@ class ClickHouse:
     @property
     def safe_dsn(self) -> str:
         """The DSN without its password, for logs and errors."""
-        parsed = urlparse(self.dsn)
-        if parsed.password:
-            return self.dsn.replace(f":{parsed.password}@", ":***@")
-        return self.dsn
+        return redact_dsn(self.dsn)
 
     def _raw_conn(self) -> Any:
         if self._raw is None:

@@ -20,9 +20,9 @@ from dataflow.config import WindowConfig
 from dataflow.model import Span
 from dataflow.windowing.trace_window import NS, CloseReason, ShardState, Trace, WindowShard
 
-_SPAN_COLUMNS = (
+_TEXT_COLUMNS = (
     "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "StatusCode", "StatusMessage", "ServiceName",
-    "Project", "SessionId", "Timestamp", "Duration", "Input", "Output", "SpanAttributes", "ResourceAttributes",
+    "Project", "SessionId", "Duration", "Input", "Output",
 )  # fmt: skip
 
 
@@ -35,13 +35,13 @@ def spans_from_batch(batch: pa.RecordBatch, projects: frozenset[str] | None = No
         batch = batch.filter(mask)
         if batch.num_rows == 0:
             return []
-    cols = [batch.column(name) for name in _SPAN_COLUMNS]
-    (tid, sid, parent, name, kind, status, status_msg, service, project, session, ts, dur, inp, out) = (
-        c.to_pylist() for c in cols[:14]
+    col = batch.column
+    tid, sid, parent, name, kind, status, status_msg, service, project, session, dur, inp, out = (
+        col(n).to_pylist() for n in _TEXT_COLUMNS
     )
-    ts_ns = cols[10].cast(pa.int64()).to_pylist()
-    attrs = cols[14].to_pylist()
-    res = cols[15].to_pylist()
+    ts_ns = col("Timestamp").cast(pa.int64()).to_pylist()
+    attrs = col("SpanAttributes").to_pylist()
+    res = col("ResourceAttributes").to_pylist()
     return [
         Span(
             tid[i],
@@ -60,7 +60,7 @@ def spans_from_batch(batch: pa.RecordBatch, projects: frozenset[str] | None = No
             out[i],
             dict(attrs[i]),
             dict(res[i]),
-        )  # fmt: skip
+        )
         for i in range(batch.num_rows)
     ]
 
