@@ -53,6 +53,32 @@ HOST = "127.0.0.1"
 # ---------------------------------------------------------------------------
 
 
+def thread_cpu_by_name(pid: int) -> dict[str, float]:
+    """CPU seconds per OS thread name (``/proc/PID/task/*/comm``) of one process; {} if unavailable."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+        out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
+def cpu_by_thread_delta(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
+    delta = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+    return dict(sorted(delta.items(), key=lambda kv: -kv[1])[:top])
+
+
 class TreeSampler(threading.Thread):
     """Samples RSS and CPU time of a process and its descendants (psutil)."""
 
@@ -319,8 +345,7 @@ def mix_from_args(args: argparse.Namespace) -> dict[str, int]:
 def mix_label(mix: dict[str, int], args: argparse.Namespace) -> str:
     parts = [f"{n} {t}" for t, n in mix.items()]
     extra = []
-    if args.concurrency > 1:
-        extra.append(f"x{args.concurrency} conns")
+    extra.append(f"{args.concurrency} conn{'s' if args.concurrency > 1 else ''} each")
     if args.gzip:
         extra.append("gzip")
     extra.append(f"{args.traces_per_request * args.spans_per_trace} spans/req")
@@ -356,6 +381,7 @@ def bench_tracejudge(
         sampler = TreeSampler(server.proc.pid)
         sampler.start()
         cpu0 = sampler.cpu_s
+        threads0 = thread_cpu_by_name(server.proc.pid)
         count_q = "SELECT count() FROM otel_traces"
         poller = CountPoller(lambda: sql_row(server.api, count_q, timeout=args.query_timeout)[0])
         poller.poll_once()
@@ -388,7 +414,9 @@ def bench_tracejudge(
         wait_drained(poller, base + acked, args.drain_timeout, args.stall_timeout)
         poller.stop()
         poller.poll_once()
+        sampler.sample()
         result["server_cpu_s"] = sampler.cpu_s - cpu0
+        result["server_cpu_by_thread_s"] = cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid))
         try:
             cnt, uniq = sql_row(
                 server.api,
@@ -549,6 +577,7 @@ def print_details(r: dict[str, Any]) -> None:
         "spans_abandoned",
         "max_ms",
         "server_cpu_s",
+        "server_cpu_by_thread_s",
         "client_cpu_s",
         "peak_main_rss_mb",
         "count_query_ms_p50",
@@ -891,7 +920,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc", type=int, default=2, help="gRPC client processes (default 2)")
     p.add_argument("--http", type=int, default=2, help="HTTP protobuf client processes (default 2)")
     p.add_argument("--http-json", type=int, default=0, help="HTTP OTLP/JSON client processes (default 0)")
-    p.add_argument("--concurrency", type=int, default=1, help="connections (threads) per client process")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="connections (threads, requests in flight) per client process (default 2)",
+    )
     p.add_argument(
         "--rate", type=float, default=0.0, help="total target spans/s (default: as fast as allowed)"
     )

@@ -242,6 +242,7 @@ def bench_phoenix(args: argparse.Namespace) -> dict[str, Any]:
         sampler = ingest.TreeSampler(server.proc.pid)
         sampler.start()
         cpu0 = sampler.cpu_s
+        threads0 = ingest.thread_cpu_by_name(server.proc.pid)
         poller = ingest.CountPoller(server.count)
         poller.poll_once()
         base = poller.last()
@@ -273,7 +274,11 @@ def bench_phoenix(args: argparse.Namespace) -> dict[str, Any]:
         poller.stop()
         poller.poll_once()
         result["observed_drain_s"] = time.time() - t_wait
+        sampler.sample()
         result["server_cpu_s"] = sampler.cpu_s - cpu0
+        result["server_cpu_by_thread_s"] = ingest.cpu_by_thread_delta(
+            threads0, ingest.thread_cpu_by_name(server.proc.pid)
+        )
         try:
             cnt, uniq = server.query("SELECT count(*), count(DISTINCT span_id) FROM spans")
         except Exception as e:
