@@ -221,6 +221,7 @@ class Service:
             self.reclaimer.reclaim_once()
         except Exception:  # best effort: the next start reclaims too
             logger.exception("final reclaim failed")
+        self.reclaimer.close()
         self.readonly.close()
         self.reader_ch.close()
         self.writer_ch.close()

@@ -259,8 +259,12 @@ class SpanBatchBuilder:
         def lst(off: list[int], values: pa.Array) -> pa.Array:
             return pa.ListArray.from_arrays(pa.array(off, pa.int32()), values)
 
+        def tstamp(values: list[int]) -> pa.Array:
+            # ~40x faster than pa.array(values, ts): build int64, then view the same buffer as timestamps.
+            return pa.array(values, pa.int64()).view(ts)
+
         columns = [
-            pa.array(self._ts, ts),
+            tstamp(self._ts),
             pa.array(self._trace, string),
             pa.array(self._span, string),
             pa.array(self._parent, string),
@@ -275,7 +279,7 @@ class SpanBatchBuilder:
             pa.array(self._duration, pa.uint64()),
             pa.array(self._status, string),
             pa.array(self._status_msg, string),
-            lst(self._ev_off, pa.array(self._ev_ts, ts)),
+            lst(self._ev_off, tstamp(self._ev_ts)),
             lst(self._ev_off, pa.array(self._ev_name, string)),
             lst(self._ev_off, smap(self._ev_attr_off, self._ev_attr_k, self._ev_attr_v)),
             lst(self._ln_off, pa.array(self._ln_trace, string)),
@@ -286,7 +290,7 @@ class SpanBatchBuilder:
             pa.array(self._session, string),
             pa.array(self._input, string),
             pa.array(self._output, string),
-            pa.array([self.ingested_at_ns] * n, ts),
+            tstamp([self.ingested_at_ns] * n),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=SPAN_SCHEMA)
 

@@ -5,13 +5,20 @@ the flow's committed snapshot no longer points at or before it, so a crash canno
 has no hook that says an epoch was committed, so the committed offsets are read from its recovery store
 (SQLite, read-only): the resume epoch is the smallest worker frontier of the latest execution, and each
 source partition's committed offset is its newest snapshot below that epoch.
+
+The store is read from a separate helper process, never from this one: Bytewax links its own SQLite, and two
+SQLite libraries on one database in one process break each other's POSIX locks (closing our connection drops
+Bytewax's locks; its WAL index was then re-initialised under a live mapping and the flow died with SIGBUS).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -61,6 +68,52 @@ def committed_offsets(recovery_dir: Path, step_id: str) -> dict[str, Any]:
     return {k: v for k, (_, v) in snaps.items()}
 
 
+class RecoveryReader:
+    """A long-lived helper process that reads committed offsets from the recovery store on request."""
+
+    def __init__(self, recovery_dir: Path, timeout_s: float = 30.0) -> None:
+        self._dir = recovery_dir
+        self._timeout = timeout_s
+        self._proc: subprocess.Popen[str] | None = None
+
+    def _ensure(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "connectors.otlp.reclaim", str(self._dir)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        return self._proc
+
+    def offsets(self, step_ids: list[str]) -> dict[str, dict[str, Any]]:
+        proc = self._ensure()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(step_ids) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            self.close()
+            raise
+        if not line:
+            self.close()
+            msg = "recovery reader exited"
+            raise RuntimeError(msg)
+        answer: dict[str, dict[str, Any]] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                logger.debug("recovery reader did not stop", exc_info=True)
+            self._proc = None
+
+
 class Reclaimer:
     """Background thread deleting segments below what every consumer has committed."""
 
@@ -78,6 +131,7 @@ class Reclaimer:
         self._written: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._reader = RecoveryReader(recovery_dir) if recovery_dir is not None else None
         self._thread = threading.Thread(target=self._run, name="wal-reclaimer", daemon=True)
 
     def on_written(self, partition: int, segment: int) -> None:
@@ -93,16 +147,22 @@ class Reclaimer:
         if self._thread.is_alive():
             self._thread.join()
 
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
     def reclaim_once(self) -> int:
         with self._lock:
             limits = dict(self._written)
-        if self._recovery_dir is not None:
+        if self._reader is not None:
+            by_step = self._reader.offsets(self._steps)
             for step in self._steps:
-                offsets = committed_offsets(self._recovery_dir, step)
+                offsets = by_step.get(step, {})
                 for part in self._wal.partitions:
+                    # A snapshot is (log id, next segment, ...): segments below `next` are committed.
                     snap = offsets.get(f"p{part.index}")
-                    committed = snap[1] if snap and snap[0] == self._wal.id else 0
-                    limits[part.index] = min(limits.get(part.index, 0), committed)
+                    next_seq = int(snap[1]) if snap and snap[0] == self._wal.id else 0
+                    limits[part.index] = min(limits.get(part.index, 0), next_seq)
         removed = 0
         for part in self._wal.partitions:
             below = limits.get(part.index, 0)
@@ -116,3 +176,16 @@ class Reclaimer:
                 self.reclaim_once()
             except Exception:  # never let reclaiming take the service down; it retries next tick
                 logger.exception("reclaiming write-ahead log segments failed")
+
+
+def _serve(recovery_dir: Path) -> None:
+    """Helper process: for each line (a JSON list of step ids) answer one line of committed offsets."""
+    for line in sys.stdin:
+        steps = json.loads(line)
+        answer = {step: committed_offsets(recovery_dir, step) for step in steps}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve(Path(sys.argv[1]))

@@ -7,7 +7,7 @@ Layout under `<data_dir>/wal/`:
     p<N>/<seq>.open         the segment being written
     p<N>/<seq>.seg          a sealed segment: complete, read by the flow, deleted once committed
 
-A segment is a sequence of framed records: a 20-byte header (magic, type, payload length, CRC-32, rows)
+A segment is a sequence of framed records: a 24-byte header (magic, type, payload length, CRC-32, rows)
 then the payload. The first record is the Arrow schema; then one record per accepted request (an Arrow IPC
 record-batch message); the last record of a sealed segment is a seal. Appends are group-committed: one
 writer thread per partition writes every queued batch, fsyncs once (mode `always`), then resolves the
@@ -41,14 +41,18 @@ from dataflow.model import SPAN_SCHEMA
 
 logger = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<4sB3xIII")
-_MAGIC = b"TJW1"
+# 24 bytes, and Arrow IPC payloads are multiples of 8: every payload starts 8-byte aligned in the file,
+# so record batches read from a memory map are zero-copy and aligned.
+_HEADER = struct.Struct("<4sB3xIII4x")
+_MAGIC = b"TJW2"
 REC_SCHEMA = 1
 REC_BATCH = 2
 REC_SEAL = 3
 
 
 def _frame(kind: int, payload: bytes | pa.Buffer, rows: int) -> list[bytes | pa.Buffer]:
+    if len(payload) % 8:
+        payload = bytes(payload) + b"\x00" * (8 - len(payload) % 8)
     return [_HEADER.pack(_MAGIC, kind, len(payload), zlib.crc32(payload), rows), payload]
 
 

@@ -77,7 +77,7 @@ def test_torn_tail_is_cut_and_the_segment_sealed_at_restart(tmp_path: Path) -> N
     open_path = part.seg_path(1, sealed=False)
     assert open_path.exists()
     with open(open_path, "ab") as fh:
-        fh.write(b"TJW1\x02\x00\x00\x00" + b"\xff" * 40)
+        fh.write(b"TJW2\x02\x00\x00\x00" + b"\xff" * 40)
     restarted = Wal(tmp_path / "wal", cfg)
     assert restarted.partitions[0].last_sealed == 1
     _table, rows = read_segment(restarted.partitions[0].seg_path(1))
