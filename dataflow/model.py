@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import pyarrow as pa
 
@@ -117,3 +118,40 @@ class Span:
     @property
     def duration_ms(self) -> float:
         return self.duration_ns / 1e6
+
+
+class CloseReason(StrEnum):
+    ROOT_SETTLED = "root_settled"
+    IDLE_GAP = "idle_gap"
+    MAX_WAIT = "max_wait"
+    MAX_SPANS = "max_spans"
+    EVICTED = "evicted"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A closed window: the spans of one trace that arrived together, and why it closed."""
+
+    trace_id: str
+    spans: tuple[Span, ...]
+    close_reason: CloseReason
+    first_seen_ns: int
+    last_seen_ns: int
+    closed_at_ns: int
+    late: bool = False
+    lateness_ns: int = 0
+    complete: bool = True
+
+    @property
+    def project(self) -> str:
+        return self.spans[0].project if self.spans else ""
+
+    @property
+    def root(self) -> Span | None:
+        """The root span, or the earliest span when no root arrived."""
+        if not self.spans:
+            return None
+        roots = [s for s in self.spans if s.is_root]
+        pool = roots or list(self.spans)
+        return min(pool, key=lambda s: (s.start_ns, s.span_id))

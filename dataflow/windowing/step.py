@@ -17,8 +17,8 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflow import metrics
 from dataflow.config import WindowConfig
-from dataflow.model import Span
-from dataflow.windowing.trace_window import NS, CloseReason, ShardState, Trace, WindowShard
+from dataflow.model import CloseReason, Span, Trace
+from dataflow.windowing.trace_window import NS, ShardState, WindowShard
 
 _TEXT_COLUMNS = (
     "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "StatusCode", "StatusMessage", "ServiceName",

@@ -20,49 +20,11 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
 from dataflow.config import WindowConfig
-from dataflow.model import Span
+from dataflow.model import CloseReason, Span, Trace
 
 NS = 1_000_000_000
-
-
-class CloseReason(StrEnum):
-    ROOT_SETTLED = "root_settled"
-    IDLE_GAP = "idle_gap"
-    MAX_WAIT = "max_wait"
-    MAX_SPANS = "max_spans"
-    EVICTED = "evicted"
-    SHUTDOWN = "shutdown"
-
-
-@dataclass(frozen=True)
-class Trace:
-    """A closed window: the spans of one trace that arrived together, and why it closed."""
-
-    trace_id: str
-    spans: tuple[Span, ...]
-    close_reason: CloseReason
-    first_seen_ns: int
-    last_seen_ns: int
-    closed_at_ns: int
-    late: bool = False
-    lateness_ns: int = 0
-    complete: bool = True
-
-    @property
-    def project(self) -> str:
-        return self.spans[0].project if self.spans else ""
-
-    @property
-    def root(self) -> Span | None:
-        """The root span, or the earliest span when no root arrived."""
-        if not self.spans:
-            return None
-        roots = [s for s in self.spans if s.is_root]
-        pool = roots or list(self.spans)
-        return min(pool, key=lambda s: (s.start_ns, s.span_id))
 
 
 @dataclass

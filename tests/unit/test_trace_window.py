@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataflow.config import WindowConfig
-from dataflow.model import Span
-from dataflow.windowing.trace_window import NS, CloseReason, WindowShard, shard_of
+from dataflow.model import CloseReason, Span
+from dataflow.windowing.trace_window import NS, WindowShard, shard_of
 
 T0 = 1_800_000_000 * NS
 

@@ -1,0 +1,1 @@
+"""Scorers: code scorers now, LLM judges next."""
