@@ -6,6 +6,8 @@
     ├── WalError               the write-ahead log cannot be used
     │   ├── WalFull            back-pressure: the log is over its bound (answered 429 / UNAVAILABLE)
     │   └── WalCorrupt         a segment is torn or missing where it must not be
+    ├── RuleCompileError       a rule cannot be compiled; raised when the rule is saved or loaded
+    │   └── FilterError        (dataflow.rules) a filter outside the language; names position and token
     ├── SinkError              ClickHouse refused or failed a write
     └── QueryError             a read-only query was refused or failed (answered 400)
 
@@ -42,6 +44,10 @@ class WalFull(WalError):
 
 class WalCorrupt(WalError):
     """A log segment is missing or damaged where the readers need it."""
+
+
+class RuleCompileError(TracejudgeError):
+    """A rule cannot be compiled; the message says which part and why."""
 
 
 class SinkError(TracejudgeError):
