@@ -93,6 +93,15 @@ class IngestConfig(_Section):
     max_errors_in_message: int = Field(
         5, ge=1, description="How many rejected spans a partial-success message names."
     )
+    decode_workers: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description=(
+            "Processes that decode request bodies, off the receiving process's GIL; 0 decodes in the "
+            "receiving process."
+        ),
+    )
 
 
 class WalConfig(_Section):

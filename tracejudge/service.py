@@ -28,9 +28,10 @@ from connectors.api.app import ApiState, build_api_app
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.migrate import apply_retention, migrate
 from connectors.clickhouse.sink import SpanSink, SpanWriter
+from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.http import build_otlp_http_app
-from connectors.otlp.ingest import Ingestor
+from connectors.otlp.ingest import Ingestor, normalizer_from
 from connectors.otlp.reclaim import Reclaimer
 from connectors.otlp.source import WalBlockSource
 from connectors.otlp.wal import Wal
@@ -105,7 +106,11 @@ class Service:
         self._start_thread("bytewax-flow", self._run_flow, flow, recovery_dir)
         self.reclaimer.start()
 
-        self.ingestor = Ingestor(self.wal, s.ingest)
+        self.decode_pool: DecodePool | None = None
+        if s.ingest.decode_workers:
+            self.decode_pool = DecodePool(s.ingest.decode_workers, normalizer_from(s.ingest))
+            self.decode_pool.warm_up()
+        self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool)
         grpc_server, grpc_port = start_grpc_server(
             self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes
         )
@@ -210,6 +215,8 @@ class Service:
         for t in self._threads:
             if t.name == "http":
                 t.join(timeout=15)
+        if self.decode_pool is not None:
+            self.decode_pool.close()
         self.wal.close()
         logger.info("stopping: write-ahead log sealed; draining it into ClickHouse")
         self.flow_stop.set()

@@ -12,6 +12,7 @@ from typing import Literal
 
 from connectors.otlp.builder import Normalizer
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
+from connectors.otlp.decode_pool import DecodedPayload, DecodePool, to_payload
 from connectors.otlp.wal import Wal
 from dataflow import metrics
 from dataflow.config import IngestConfig
@@ -43,11 +44,14 @@ def normalizer_from(config: IngestConfig) -> Normalizer:
 class Ingestor:
     """Turns request bodies into durable span batches. Thread-safe; call from receiver threads."""
 
-    def __init__(self, wal: Wal, config: IngestConfig, append_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, wal: Wal, config: IngestConfig, append_timeout_s: float = 60.0, pool: DecodePool | None = None
+    ) -> None:
         self.wal = wal
         self.config = config
         self.normalizer = normalizer_from(config)
         self._timeout = append_timeout_s
+        self._pool = pool
 
     def decode(self, body: bytes, encoding: Encoding) -> DecodedRequest:
         now = time.time_ns()
@@ -59,12 +63,15 @@ class Ingestor:
         """Decode and durably append. Raises DecodeError (bad body), WalFull (back-pressure), WalError."""
         metrics.RECEIVER_REQUEST_BYTES.labels(transport).inc(len(body))
         self.wal.check_capacity()
-        decoded = self.decode(body, encoding)
+        if self._pool is not None:
+            decoded = self._pool.decode(body, encoding, time.time_ns())
+        else:
+            decoded = to_payload(self.decode(body, encoding))
         return self.append(decoded, transport)
 
-    def append(self, decoded: DecodedRequest, transport: str) -> ExportResult:
-        if decoded.batch is not None:
-            future = self.wal.append(decoded.batch)
+    def append(self, decoded: DecodedPayload, transport: str) -> ExportResult:
+        if decoded.payload is not None:
+            future = self.wal.append_payload(decoded.payload, decoded.accepted)
             try:
                 future.result(timeout=self._timeout)
             except TimeoutError as exc:
@@ -74,4 +81,4 @@ class Ingestor:
             metrics.RECEIVER_REJECTED_SPANS.labels(reason).inc(count)
         metrics.RECEIVER_SPANS.labels(transport, "accepted").inc(decoded.accepted)
         metrics.RECEIVER_SPANS.labels(transport, "rejected").inc(decoded.rejected)
-        return ExportResult(decoded.accepted, decoded.rejected, decoded.traces, decoded.error_message())
+        return ExportResult(decoded.accepted, decoded.rejected, decoded.traces, decoded.message)

@@ -450,11 +450,15 @@ class Wal:
 
     def append(self, batch: pa.RecordBatch) -> Future[None]:
         """Queue a batch; the future resolves once it is durable. Raises WalFull over the bound."""
+        return self.append_payload(batch.serialize(), batch.num_rows)
+
+    def append_payload(self, payload: bytes | pa.Buffer, rows: int) -> Future[None]:
+        """Queue a batch already serialised as an Arrow IPC record-batch message of SPAN_SCHEMA."""
         self.check_capacity()
-        payload = batch.serialize()
+        buf = payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload)
         part = self.partitions[self._rr % len(self.partitions)]
         self._rr += 1
-        return part.enqueue(payload, batch.num_rows)
+        return part.enqueue(buf, rows)
 
     def close(self) -> None:
         """Stop accepting appends, write and seal everything queued."""

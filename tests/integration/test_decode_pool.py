@@ -1,0 +1,65 @@
+"""Decoding in worker processes gives the very bytes in-process decoding gives; failures stay visible."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from connectors.otlp.decode import decode_json
+from connectors.otlp.decode_pool import DecodePool, to_payload
+from connectors.otlp.ingest import normalizer_from
+from dataflow.config import IngestConfig
+from dataflow.errors import DecodeError, WalError
+from dataflow.model import SPAN_SCHEMA
+
+FIXTURES = Path(__file__).resolve().parents[1] / "testdata" / "otlp"
+NORM = normalizer_from(IngestConfig())
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[DecodePool]:
+    p = DecodePool(1, NORM)
+    p.warm_up()
+    yield p
+    p.close()
+
+
+def test_same_bytes_as_in_process(pool: DecodePool) -> None:
+    body = (FIXTURES / "reject_zero_trace_id.json").read_bytes()
+    remote = pool.decode(body, "json", 42)
+    local = to_payload(decode_json(body, NORM, 42))
+    assert isinstance(remote.payload, bytes) and local.payload is not None
+    assert remote.payload == local.payload.to_pybytes()
+    assert (remote.accepted, remote.rejected, remote.traces, remote.message) == (
+        local.accepted,
+        local.rejected,
+        local.traces,
+        local.message,
+    )
+    batch = pa.ipc.read_record_batch(pa.py_buffer(remote.payload), SPAN_SCHEMA)
+    assert batch.num_rows == 1
+
+
+def test_decode_errors_cross_the_process_boundary(pool: DecodePool) -> None:
+    with pytest.raises(DecodeError, match="not valid JSON"):
+        pool.decode(b"{nope", "json", 1)
+
+
+def test_a_dead_worker_is_replaced() -> None:
+    p = DecodePool(1, NORM)
+    p.warm_up()
+    try:
+        pid = next(iter(p._pool._processes))  # the worker's pid
+        os.kill(pid, signal.SIGKILL)
+        body = (FIXTURES / "json_int64_as_strings.json").read_bytes()
+        with pytest.raises(WalError, match="decode worker failed"):
+            for _ in range(50):  # the pool notices the death on its next use
+                p.decode(body, "json", 1)
+        assert p.decode(body, "json", 1).accepted == 1
+    finally:
+        p.close()
