@@ -94,7 +94,7 @@ class IngestConfig(_Section):
         5, ge=1, description="How many rejected spans a partial-success message names."
     )
     decode_workers: int = Field(
-        1,
+        2,
         ge=0,
         le=64,
         description=(

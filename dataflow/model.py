@@ -155,3 +155,104 @@ class Trace:
         roots = [s for s in self.spans if s.is_root]
         pool = roots or list(self.spans)
         return min(pool, key=lambda s: (s.start_ns, s.span_id))
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One row of the `scores` table."""
+
+    score_id: str
+    project: str
+    trace_id: str
+    span_id: str
+    session_id: str
+    name: str
+    value: float | None
+    string_value: str
+    data_type: str
+    comment: str
+    source: str
+    rule_id: str
+    rule_name: str
+    rule_version: int
+    scorer: str
+    model: str
+    passed: bool | None
+    error: str
+    latency_ms: float
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    metadata: Mapping[str, str]
+    trace_start_ns: int
+    timestamp_ns: int
+
+
+SCORE_SCHEMA = pa.schema(
+    [
+        pa.field("ScoreId", pa.string(), nullable=False),
+        pa.field("Project", pa.string(), nullable=False),
+        pa.field("TraceId", pa.string(), nullable=False),
+        pa.field("SpanId", pa.string(), nullable=False),
+        pa.field("SessionId", pa.string(), nullable=False),
+        pa.field("Name", pa.string(), nullable=False),
+        pa.field("Value", pa.float64(), nullable=True),
+        pa.field("StringValue", pa.string(), nullable=False),
+        pa.field("DataType", pa.string(), nullable=False),
+        pa.field("Comment", pa.string(), nullable=False),
+        pa.field("Source", pa.string(), nullable=False),
+        pa.field("RuleId", pa.string(), nullable=False),
+        pa.field("RuleName", pa.string(), nullable=False),
+        pa.field("RuleVersion", pa.uint32(), nullable=False),
+        pa.field("Scorer", pa.string(), nullable=False),
+        pa.field("Model", pa.string(), nullable=False),
+        pa.field("Passed", pa.bool_(), nullable=True),
+        pa.field("Error", pa.string(), nullable=False),
+        pa.field("LatencyMs", pa.float64(), nullable=False),
+        pa.field("InputTokens", pa.uint64(), nullable=False),
+        pa.field("OutputTokens", pa.uint64(), nullable=False),
+        pa.field("CostUsd", pa.float64(), nullable=False),
+        pa.field("Metadata", _MAP, nullable=False),
+        pa.field("TraceStart", _TS, nullable=False),
+        pa.field("Timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+SCORE_COLUMNS: tuple[str, ...] = tuple(SCORE_SCHEMA.names)
+
+
+def scores_to_arrow(rows: list[ScoreRow]) -> pa.Table:
+    """Score rows as one Arrow table with SCORE_SCHEMA."""
+    cols = [
+        [r.score_id for r in rows],
+        [r.project for r in rows],
+        [r.trace_id for r in rows],
+        [r.span_id for r in rows],
+        [r.session_id for r in rows],
+        [r.name for r in rows],
+        [r.value for r in rows],
+        [r.string_value for r in rows],
+        [r.data_type for r in rows],
+        [r.comment for r in rows],
+        [r.source for r in rows],
+        [r.rule_id for r in rows],
+        [r.rule_name for r in rows],
+        [r.rule_version for r in rows],
+        [r.scorer for r in rows],
+        [r.model for r in rows],
+        [r.passed for r in rows],
+        [r.error for r in rows],
+        [r.latency_ms for r in rows],
+        [r.input_tokens for r in rows],
+        [r.output_tokens for r in rows],
+        [r.cost_usd for r in rows],
+        [list(r.metadata.items()) for r in rows],
+        [r.trace_start_ns for r in rows],
+        [r.timestamp_ns // 1000 for r in rows],
+    ]
+    arrays = []
+    for field_, values in zip(SCORE_SCHEMA, cols, strict=True):
+        if pa.types.is_timestamp(field_.type):
+            arrays.append(pa.array(values, pa.int64()).view(field_.type))
+        else:
+            arrays.append(pa.array(values, field_.type))
+    return pa.Table.from_arrays(arrays, schema=SCORE_SCHEMA)

@@ -1,0 +1,1 @@
+"""Running scorers on evaluation tasks."""
