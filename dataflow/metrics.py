@@ -148,6 +148,28 @@ WINDOW_SPAN_LATENESS = Histogram(
     registry=REGISTRY,
 )
 
+# --- rules ---------------------------------------------------------------------------------------------------
+RULES_LOADED = Gauge(
+    "tracejudge_rules_loaded_rules", "Enabled rules in the live rule set.", registry=REGISTRY
+)
+RULE_LOAD_ERRORS = Counter(
+    "tracejudge_rules_load_errors_total",
+    "Rule reloads that failed, or rules that did not compile at load (their previous version kept).",
+    registry=REGISTRY,
+)
+RULE_DECISIONS = Counter(
+    "tracejudge_rule_decisions_total",
+    "Traces each rule saw, by outcome (sampled_out, filtered_out, not_targeted, scored).",
+    ["rule", "outcome"],
+    registry=REGISTRY,
+)
+RULE_SCORES = Counter(
+    "tracejudge_rule_scores_total",
+    "Score rows written by each rule's scorers, by outcome (ok, error).",
+    ["rule", "scorer", "outcome"],
+    registry=REGISTRY,
+)
+
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",

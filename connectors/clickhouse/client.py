@@ -83,6 +83,15 @@ class ClickHouse:
                 self._recover()
                 raise SinkError(str(exc)) from exc
 
+    def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        """A small insert of Python rows (status rows, API scores): clickhouse-connect's native insert."""
+        with self._lock:
+            try:
+                self.client.insert(table, rows, column_names=columns)
+            except ClickHouseError as exc:
+                self._recover()
+                raise SinkError(str(exc)) from exc
+
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
