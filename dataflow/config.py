@@ -203,6 +203,16 @@ class WindowConfig(_Section):
         return self
 
 
+class RulesConfig(_Section):
+    """Scoring rules (YAML key `rules`)."""
+
+    file: Path | None = Field(
+        None, description="A rules YAML file applied at start (create or update by name); empty: none."
+    )
+    reload_interval_s: float = Field(2.0, gt=0, description="How often each process checks for rule changes.")
+    status_interval_s: float = Field(5.0, gt=0, description="How often per-rule status rows are written.")
+
+
 class SinkConfig(_Section):
     """Writing spans to ClickHouse (YAML key `sink`)."""
 
@@ -260,6 +270,7 @@ class Settings(BaseSettings):
     wal: WalConfig = Field(default_factory=WalConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
     windows: WindowConfig = Field(default_factory=WindowConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
 

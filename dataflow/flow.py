@@ -1,26 +1,73 @@
 """The Bytewax dataflow, assembled from its steps and edges.
 
-    wal_blocks (sealed log segments, replayable) --> otel_traces (ClickHouse, deduplicated blocks)
+    wal_blocks  (sealed log segments) ----------------------------------------------> otel_traces (ClickHouse)
+    wal_records (batches as soon as durable) -> spans of projects with rules -> key by shard
+        -> windows (trace windows, one logic per shard) -> scoring (rules, code scorers) -> scores (ClickHouse)
 
 Step ids are part of the recovery state: renaming the flow or a step discards its snapshots (a full replay).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from dataflow.model import SpanBlock
+from dataflow.config import WindowConfig
+from dataflow.model import ScoreRow, Span, SpanBlock, SpanRecords, Trace
+from dataflow.windowing.step import WindowShardLogic, spans_from_batch
+from dataflow.windowing.trace_window import ShardState, shard_of
 
 FLOW_ID = "tracejudge"
 BLOCKS_STEP = "wal_blocks"
+RECORDS_STEP = "wal_records"
 SPANS_SINK_STEP = "otel_traces"
+SOURCE_STEPS = (f"{FLOW_ID}.{BLOCKS_STEP}", f"{FLOW_ID}.{RECORDS_STEP}")
 
 
-def build_flow(blocks: Source[SpanBlock], spans_sink: Sink[SpanBlock]) -> Dataflow:
+@dataclass(frozen=True)
+class ScoringPlan:
+    """What the scoring branch needs: where spans come from, which projects have rules, how to score."""
+
+    records: Source[SpanRecords]
+    projects: Callable[[], frozenset[str]]
+    windows: WindowConfig
+    keep_open_at_eof: bool
+    score: Callable[[list[Trace]], list[tuple[str, ScoreRow]]]
+    scores_sink: Sink[tuple[str, ScoreRow]]
+
+
+def build_flow(
+    blocks: Source[SpanBlock], spans_sink: Sink[SpanBlock], scoring: ScoringPlan | None = None
+) -> Dataflow:
     flow = Dataflow(FLOW_ID)
     stream = op.input(BLOCKS_STEP, flow, blocks)
     op.output(SPANS_SINK_STEP, stream, spans_sink)
+    if scoring is not None:
+        add_scoring(flow, scoring)
     return flow
+
+
+def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
+    shards = plan.windows.shards
+
+    def to_spans(records: list[SpanRecords]) -> list[Span]:
+        projects = plan.projects()
+        if not projects:
+            return []
+        return [span for r in records for span in spans_from_batch(r.batch, projects)]
+
+    def build(state: ShardState | None) -> WindowShardLogic:
+        return WindowShardLogic(plan.windows, plan.keep_open_at_eof, state)
+
+    records = op.input(RECORDS_STEP, flow, plan.records)
+    spans = op.flat_map_batch("spans", records, to_spans)
+    keyed = op.key_on("by_shard", spans, lambda s: shard_of(s.trace_id, shards))
+    closed = op.stateful_batch("windows", keyed, build)
+    traces = op.key_rm("traces", closed)
+    rows = op.flat_map_batch("scoring", traces, plan.score)
+    op.output("scores", rows, plan.scores_sink)

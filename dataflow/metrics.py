@@ -170,6 +170,12 @@ RULE_SCORES = Counter(
     registry=REGISTRY,
 )
 
+SCORING_INCOMPLETE_TRACES = Counter(
+    "tracejudge_scoring_incomplete_traces_total",
+    "Late or resumed traces scored although some of their spans were not found in ClickHouse.",
+    registry=REGISTRY,
+)
+
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",

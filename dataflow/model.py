@@ -142,6 +142,9 @@ class Trace:
     late: bool = False
     lateness_ns: int = 0
     complete: bool = True
+    # For a late trace completed from ClickHouse: the spans that arrived late (span-scope rules score only
+    # those; trace-scope rules score the whole trace again).
+    new_span_ids: frozenset[str] = frozenset()
 
     @property
     def project(self) -> str:

@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -27,17 +28,25 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from connectors.api.app import ApiState, build_api_app
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.migrate import apply_retention, migrate
+from connectors.clickhouse.replay import SpanFetcher
+from connectors.clickhouse.rules_store import RuleStore, StatusRow
+from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.sink import SpanSink, SpanWriter
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
 from connectors.otlp.reclaim import Reclaimer
-from connectors.otlp.source import WalBlockSource
+from connectors.otlp.source import WalBlockSource, WalRecordSource
 from connectors.otlp.wal import Wal
 from dataflow import metrics
 from dataflow.config import Settings
-from dataflow.flow import BLOCKS_STEP, FLOW_ID, build_flow
+from dataflow.errors import TracejudgeError
+from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
+from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
+from dataflow.rules.registry import RuleRegistry
+from dataflow.rules.status import RuleCounts, RuleStats
+from dataflow.scoring.step import ScoringStep
 
 logger = logging.getLogger("tracejudge")
 
@@ -55,6 +64,14 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+def _process_id(data_dir: Path) -> str:
+    """A stable id for this data directory's process (rule status rows are per process)."""
+    path = data_dir / "process_id"
+    if not path.exists():
+        path.write_text(f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    return path.read_text().strip()
 
 
 class Service:
@@ -90,6 +107,15 @@ class Service:
         self.readonly = self.reader_ch.readonly(s.api.sql_max_rows, s.api.sql_max_execution_s)
         logger.info("ClickHouse ready at %s", self.writer_ch.safe_dsn)
 
+        self.rule_store = RuleStore(self.reader_ch)
+        if s.rules.file is not None:
+            specs = validate_rules(read_rules_file(s.rules.file), s.rules.file)
+            for action, spec in apply_rules(specs, self.rule_store):
+                logger.info(
+                    "rules file: %s %s/%s (version %d)", action, spec.project, spec.name, spec.version
+                )
+        self.registry = RuleRegistry(self.rule_store, s.rules.reload_interval_s)
+        self.registry.refresh(force=True)
         self.wal = Wal(data_dir / "wal", s.wal)
         recovery_dir: Path | None = None
         if s.flow.recovery:
@@ -97,14 +123,16 @@ class Service:
             if not any(recovery_dir.glob("*.sqlite3")):
                 recovery_dir.mkdir(parents=True, exist_ok=True)
                 init_db_dir(recovery_dir, s.flow.recovery_partitions)  # type: ignore[no-untyped-call]
-        self.reclaimer = Reclaimer(
-            self.wal, s.wal.reclaim_interval_s, recovery_dir, [f"{FLOW_ID}.{BLOCKS_STEP}"]
-        )
+        self.reclaimer = Reclaimer(self.wal, s.wal.reclaim_interval_s, recovery_dir, list(SOURCE_STEPS))
         writer = SpanWriter(self.writer_ch, s.sink, self.flow_stop, on_written=self.reclaimer.on_written)
-        flow = build_flow(WalBlockSource(self.wal, self.flow_stop), SpanSink(writer))
+        flow = build_flow(
+            WalBlockSource(self.wal, self.flow_stop), SpanSink(writer), self._scoring_plan(data_dir)
+        )
         self.wal.start()
         self._start_thread("bytewax-flow", self._run_flow, flow, recovery_dir)
         self.reclaimer.start()
+        self.registry.start()
+        self._start_thread("rule-status", self._run_status_writer)
 
         self.decode_pool: DecodePool | None = None
         if s.ingest.decode_workers:
@@ -118,7 +146,10 @@ class Service:
         self.ports["otlp_grpc"] = grpc_port
         logger.info("listening: OTLP/gRPC on %s:%d", s.host, grpc_port)
 
-        api_state = ApiState(self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready)
+        api_state = ApiState(
+            self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
+            lambda: self.registry.refresh(),
+        )  # fmt: skip
         self.ports["otlp_http"] = http_sock.getsockname()[1]
         self.ports["api"] = api_sock.getsockname()[1]
         apps = [(build_otlp_http_app(self.ingestor), http_sock), (build_api_app(api_state), api_sock)]
@@ -133,6 +164,60 @@ class Service:
         )
         self._ready = True
         logger.info("ready")
+
+    def _scoring_plan(self, data_dir: Path) -> ScoringPlan:
+        s = self.settings
+        self.process_id = _process_id(data_dir)
+        self.stats = RuleStats()
+        for row in self.rule_store.process_status(self.process_id):
+            self.stats.seed(
+                str(row["RuleId"]),
+                RuleCounts(
+                    traces_seen=int(row["TracesSeen"]),  # type: ignore[call-overload]
+                    filtered_out=int(row["FilteredOut"]),  # type: ignore[call-overload]
+                    not_targeted=int(row["NotTargeted"]),  # type: ignore[call-overload]
+                    sampled_out=int(row["SampledOut"]),  # type: ignore[call-overload]
+                    scored=int(row["Scored"]),  # type: ignore[call-overload]
+                    scorer_errors=int(row["ScorerErrors"]),  # type: ignore[call-overload]
+                ),
+            )
+        self.scores_ch = ClickHouse(s.resolved_dsn)
+        step = ScoringStep(self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans)
+        return ScoringPlan(
+            records=WalRecordSource(self.wal, self.flow_stop),
+            projects=lambda: self.registry.current.projects,
+            windows=s.windows,
+            keep_open_at_eof=s.flow.recovery,
+            score=step,
+            scores_sink=ScoreSink(ScoreWriter(self.scores_ch, s.sink, self.flow_stop)),
+        )
+
+    def _write_status(self) -> None:
+        changed = self.stats.take_dirty()
+        if changed:
+            self.rule_store.write_status(
+                StatusRow(
+                    rid,
+                    self.process_id,
+                    c.rule_version,
+                    c.traces_seen,
+                    c.filtered_out,
+                    c.not_targeted,
+                    c.sampled_out,
+                    c.scored,
+                    c.scorer_errors,
+                    c.last_evaluated_ns,
+                    c.last_trace_ns,
+                )
+                for rid, c in changed.items()
+            )
+
+    def _run_status_writer(self) -> None:
+        while not self.stop_requested.wait(self.settings.rules.status_interval_s):
+            try:
+                self._write_status()
+            except TracejudgeError as exc:  # ClickHouse unreachable: the counts stay dirty? no: retried later
+                logger.warning("writing rule status failed: %s", exc)
 
     def _start_thread(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -229,6 +314,12 @@ class Service:
         except Exception:  # best effort: the next start reclaims too
             logger.exception("final reclaim failed")
         self.reclaimer.close()
+        self.registry.stop()
+        try:
+            self._write_status()
+        except TracejudgeError as exc:
+            logger.warning("writing the final rule status failed: %s", exc)
+        self.scores_ch.close()
         self.readonly.close()
         self.reader_ch.close()
         self.writer_ch.close()

@@ -22,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from connectors.api.rules import build_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.migrate import SQL_DIR
+from connectors.clickhouse.rules_store import RuleStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from dataflow import metrics
@@ -85,6 +87,8 @@ class ApiState:
     readonly: ReadOnlyClient
     config: ApiConfig
     is_ready: Callable[[], bool]
+    rules: RuleStore
+    on_rules_change: Callable[[], object]
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -255,6 +259,13 @@ def build_api_app(state: ApiState) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics")
     async def prom() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(build_rules_router(state.rules, state.on_rules_change))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(QueryError)
     async def query_error(_: Request, exc: QueryError) -> JSONResponse:

@@ -47,12 +47,19 @@ def scorable_spans(trace: Trace) -> tuple[Span, ...]:
     return tuple(s for s in trace.spans if JUDGE_ATTRIBUTE not in s.attributes)
 
 
-def evaluate(trace: Trace, rules: tuple[CompiledRule, ...]) -> tuple[list[EvalTask], list[Decision]]:
+def evaluate(
+    trace: Trace, rules: tuple[CompiledRule, ...], span_scope_only: frozenset[str] | None = None
+) -> tuple[list[EvalTask], list[Decision]]:
+    """Decide every rule for `trace`. With `span_scope_only`, span-scope rules consider only those span ids
+    (a late trace: its earlier spans were scored when it first closed)."""
     tasks: list[EvalTask] = []
     decisions: list[Decision] = []
     spans = scorable_spans(trace)
     if not spans:
         return tasks, decisions
+    span_candidates = (
+        spans if span_scope_only is None else tuple(s for s in spans if s.span_id in span_scope_only)
+    )
     for rule in rules:
         if not rule.sampled(trace.trace_id):
             decisions.append(Decision(rule, Outcome.SAMPLED_OUT))
@@ -65,7 +72,7 @@ def evaluate(trace: Trace, rules: tuple[CompiledRule, ...]) -> tuple[list[EvalTa
             else:
                 decisions.append(Decision(rule, Outcome.FILTERED_OUT))
             continue
-        passing = [s for s in spans if matches(s)]
+        passing = [s for s in span_candidates if matches(s)]
         if not passing:
             decisions.append(Decision(rule, Outcome.FILTERED_OUT))
             continue

@@ -26,7 +26,7 @@ _TEXT_COLUMNS = (
 )  # fmt: skip
 
 
-def spans_from_batch(batch: pa.RecordBatch, projects: frozenset[str] | None = None) -> list[Span]:
+def spans_from_batch(batch: pa.RecordBatch | pa.Table, projects: frozenset[str] | None = None) -> list[Span]:
     """The Python view of a span batch; with `projects`, only spans of those projects are built."""
     if projects is not None:
         if not projects:

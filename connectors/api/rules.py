@@ -1,0 +1,140 @@
+"""Rules API: `GET/POST/PUT /api/v1/rules`, `GET/PATCH/DELETE /api/v1/rules/{id}`, `GET .../{id}/status`.
+
+Semantics as Braintrust's project_score: POST returns the existing rule unchanged (200) when its name exists
+in the project, 201 when it creates one; PUT creates or replaces by name; PATCH changes fields by id. Every
+answer is the rule as stored, `id` and `version` included. A rule is validated and compiled before it is
+stored; a bad one is answered 400 with the field (and, for filters, the position) at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+
+from connectors.clickhouse.rules_store import RuleStore
+from dataflow.errors import RuleCompileError
+from dataflow.rules.model import RuleSpec, compile_rule, parse_rule
+
+_SERVER_FIELDS = ("id", "version")
+
+
+def _error(exc: RuleCompileError) -> HTTPException:
+    text = str(exc)
+    field = text.split(":", 1)[0] if ":" in text else ""
+    return HTTPException(400, {"error": text, "field": field})
+
+
+def validated(data: Any, keep: RuleSpec | None = None) -> RuleSpec:
+    """Parse and compile `data`; server-managed fields come from `keep` (or are cleared)."""
+    if not isinstance(data, dict):
+        raise HTTPException(400, {"error": "the body must be a JSON object (a rule)", "field": ""})
+    body = {k: v for k, v in data.items() if k not in _SERVER_FIELDS}
+    if keep is not None:
+        body["id"] = keep.id
+        body["version"] = keep.version
+    try:
+        spec = parse_rule(body)
+        compile_rule(spec)
+    except RuleCompileError as exc:
+        raise _error(exc) from exc
+    return spec
+
+
+def _doc(spec: RuleSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
+
+
+def build_rules_router(store: RuleStore, on_change: Callable[[], object]) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def saved(spec: RuleSpec) -> RuleSpec:
+        stored: RuleSpec = await run(store.save, spec)
+        await run(on_change)
+        return stored
+
+    @router.get("", summary="List rules, optionally of one project")
+    async def list_rules(project: str | None = Query(None)) -> dict[str, Any]:
+        rules = await run(store.load, project)
+        return {"rules": [_doc(r) for r in rules], "count": len(rules)}
+
+    @router.post("", summary="Create a rule; an existing name in the project is returned unchanged (200)")
+    async def create(response: Response, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        spec = validated(body)
+        existing = await run(store.by_name, spec.project, spec.name)
+        if existing is not None:
+            response.status_code = 200
+            return _doc(existing)
+        response.status_code = 201
+        return _doc(await saved(spec))
+
+    @router.put("", summary="Create or replace a rule by project and name")
+    async def put(response: Response, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        spec = validated(body)
+        existing = await run(store.by_name, spec.project, spec.name)
+        if existing is None:
+            response.status_code = 201
+            return _doc(await saved(spec))
+        response.status_code = 200
+        return _doc(await saved(spec.model_copy(update={"id": existing.id, "version": existing.version})))
+
+    async def get_or_404(rule_id: str) -> RuleSpec:
+        spec: RuleSpec | None = await run(store.get, rule_id)
+        if spec is None:
+            raise HTTPException(404, {"error": f"rule {rule_id} not found"})
+        return spec
+
+    @router.get("/{rule_id}", summary="One rule")
+    async def get(rule_id: str) -> dict[str, Any]:
+        return _doc(await get_or_404(rule_id))
+
+    @router.patch("/{rule_id}", summary="Change some fields of a rule")
+    async def patch(rule_id: str, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        current = await get_or_404(rule_id)
+        if not isinstance(body, dict):
+            raise HTTPException(
+                400, {"error": "the body must be a JSON object (fields to change)", "field": ""}
+            )
+        merged = {**current.model_dump(mode="json"), **body}
+        spec = validated(merged, keep=current)
+        if (spec.project, spec.name) != (current.project, current.name):
+            clash = await run(store.by_name, spec.project, spec.name)
+            if clash is not None and clash.id != rule_id:
+                raise HTTPException(409, {"error": f"a rule named {spec.name!r} exists in {spec.project!r}"})
+        return _doc(await saved(spec))
+
+    @router.delete("/{rule_id}", summary="Delete a rule", status_code=200)
+    async def delete(rule_id: str) -> dict[str, Any]:
+        current = await get_or_404(rule_id)
+        await run(store.delete, current)
+        await run(on_change)
+        return {"deleted": rule_id}
+
+    @router.get("/{rule_id}/status", summary="What the rule decided: counts summed over processes")
+    async def status(rule_id: str) -> dict[str, Any]:
+        spec = await get_or_404(rule_id)
+        rows = await run(store.status, rule_id)
+        keys = ("TracesSeen", "FilteredOut", "NotTargeted", "SampledOut", "Scored", "ScorerErrors")
+        totals = {k: sum(int(r[k]) for r in rows) for k in keys}
+        last = max((int(r["LastEvaluatedUs"]) for r in rows), default=0)
+        return {
+            "id": rule_id,
+            "name": spec.name,
+            "version": spec.version,
+            "enabled": spec.enabled,
+            "tracesSeen": totals["TracesSeen"],
+            "filteredOut": totals["FilteredOut"],
+            "notTargeted": totals["NotTargeted"],
+            "sampledOut": totals["SampledOut"],
+            "scored": totals["Scored"],
+            "scorerErrors": totals["ScorerErrors"],
+            "lastEvaluatedAtUs": last,
+            "processes": rows,
+        }
+
+    return router

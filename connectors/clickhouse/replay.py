@@ -1,0 +1,29 @@
+"""Reading spans back from ClickHouse as `Span`s: for late-span rescoring, traces resumed after a restart
+(their snapshots are slim), "test rule" and rewind. Everything goes through the same trace/rule path."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.migrate import SQL_DIR
+from dataflow.model import Span
+from dataflow.windowing.step import spans_from_batch
+
+_SPANS_FOR_TRACES = (SQL_DIR / "queries" / "spans_for_traces.sql").read_text(encoding="utf-8")
+
+
+class SpanFetcher:
+    def __init__(self, ch: ClickHouse, batch: int = 500) -> None:
+        self._ch = ch
+        self._batch = batch
+
+    def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]:
+        """The stored spans of each trace, in start order (a trace with none stored is absent)."""
+        out: dict[str, list[Span]] = defaultdict(list)
+        for i in range(0, len(trace_ids), self._batch):
+            chunk = trace_ids[i : i + self._batch]
+            table = self._ch.query_arrow(_SPANS_FOR_TRACES, {"trace_ids": chunk})
+            for span in spans_from_batch(table):
+                out[span.trace_id].append(span)
+        return dict(out)

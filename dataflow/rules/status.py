@@ -1,0 +1,80 @@
+"""Per-rule decision counts of this process: Prometheus counters now, status rows every few seconds.
+
+Counts are cumulative across restarts: at start the process's last stored row seeds them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from dataflow import metrics
+from dataflow.rules.engine import Decision, Outcome
+
+_OUTCOMES = (Outcome.FILTERED_OUT, Outcome.NOT_TARGETED, Outcome.SAMPLED_OUT, Outcome.SCORED)
+
+
+@dataclass
+class RuleCounts:
+    rule_version: int = 0
+    traces_seen: int = 0
+    filtered_out: int = 0
+    not_targeted: int = 0
+    sampled_out: int = 0
+    scored: int = 0
+    scorer_errors: int = 0
+    last_evaluated_ns: int = 0
+    last_trace_ns: int = 0
+
+
+class RuleStats:
+    """Thread-safe counters per rule id; `snapshot()` gives copies for the status writer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, RuleCounts] = {}
+        self._dirty: set[str] = set()
+
+    def seed(self, rule_id: str, counts: RuleCounts) -> None:
+        with self._lock:
+            self._counts[rule_id] = counts
+
+    def record(self, decisions: list[Decision], trace_start_ns: int) -> None:
+        now = time.time_ns()
+        with self._lock:
+            for d in decisions:
+                c = self._counts.setdefault(d.rule.id, RuleCounts())
+                c.rule_version = d.rule.spec.version
+                c.traces_seen += 1
+                if d.outcome == Outcome.FILTERED_OUT:
+                    c.filtered_out += 1
+                elif d.outcome == Outcome.NOT_TARGETED:
+                    c.not_targeted += 1
+                elif d.outcome == Outcome.SAMPLED_OUT:
+                    c.sampled_out += 1
+                else:
+                    c.scored += 1
+                c.last_evaluated_ns = now
+                c.last_trace_ns = max(c.last_trace_ns, trace_start_ns)
+                self._dirty.add(d.rule.id)
+        for d in decisions:
+            metrics.RULE_DECISIONS.labels(d.rule.spec.name, d.outcome.value).inc()
+
+    def record_score(self, rule_id: str, rule_name: str, scorer: str, error: bool) -> None:
+        if error:
+            with self._lock:
+                self._counts.setdefault(rule_id, RuleCounts()).scorer_errors += 1
+                self._dirty.add(rule_id)
+        metrics.RULE_SCORES.labels(rule_name, scorer, "error" if error else "ok").inc()
+
+    def take_dirty(self) -> dict[str, RuleCounts]:
+        """Copies of the counts that changed since the last call."""
+        with self._lock:
+            out = {rid: RuleCounts(**vars(self._counts[rid])) for rid in self._dirty}
+            self._dirty.clear()
+        return out
+
+    def get(self, rule_id: str) -> RuleCounts:
+        with self._lock:
+            return RuleCounts(**vars(self._counts.get(rule_id, RuleCounts())))

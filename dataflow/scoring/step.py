@@ -1,0 +1,107 @@
+"""The scoring step: closed traces in, score rows out.
+
+For each trace: the live rule set of its project; a late trace (spans after it closed) or one resumed from a
+slim snapshot is completed from ClickHouse first; then `evaluate` decides, code scorers run, and every
+result (an error included) becomes a score row. Decisions are counted per rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Protocol
+
+from dataflow import metrics
+from dataflow.model import ScoreRow, Span, Trace
+from dataflow.rules.engine import evaluate
+from dataflow.rules.model import RuleSet
+from dataflow.rules.status import RuleStats
+from dataflow.scoring.code_step import run_code_scorers
+
+logger = logging.getLogger(__name__)
+
+
+class SpanSource(Protocol):
+    def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]: ...
+
+
+class RuleSetSource(Protocol):
+    @property
+    def current(self) -> RuleSet: ...
+
+
+class ScoringStep:
+    def __init__(
+        self,
+        rules: RuleSetSource,
+        stats: RuleStats,
+        fetcher: SpanSource | None,
+        late_spans: str = "rescore",
+        fetch_retries: int = 20,
+        fetch_wait_s: float = 0.5,
+    ) -> None:
+        self._rules = rules
+        self._stats = stats
+        self._fetcher = fetcher
+        self._late = late_spans
+        self._retries = fetch_retries
+        self._wait = fetch_wait_s
+
+    def __call__(self, traces: list[Trace]) -> list[tuple[str, ScoreRow]]:
+        ruleset = self._rules.current
+        todo = [t for t in traces if ruleset.for_project(t.project)]
+        if self._late == "ignore":
+            todo = [t for t in todo if not t.late]
+        todo = self._complete(todo)
+        out: list[tuple[str, ScoreRow]] = []
+        for trace in todo:
+            rules = ruleset.for_project(trace.project)
+            new = (trace.new_span_ids or frozenset(s.span_id for s in trace.spans)) if trace.late else None
+            tasks, decisions = evaluate(trace, rules, span_scope_only=new)
+            self._stats.record(decisions, min((s.start_ns for s in trace.spans), default=0))
+            for task in tasks:
+                for row in run_code_scorers(task):
+                    self._stats.record_score(row.rule_id, row.rule_name, row.name, bool(row.error))
+                    out.append(("scores", row))
+        return out
+
+    def _complete(self, traces: list[Trace]) -> list[Trace]:
+        """Fill in late and resumed traces from ClickHouse (blocking; rare: late spans, restarts)."""
+        need = {t.trace_id: t for t in traces if t.late or not t.complete}
+        if not need or self._fetcher is None:
+            return traces
+        fetched: dict[str, list[Span]] = {}
+        for attempt in range(self._retries + 1):
+            fetched = self._fetcher.fetch(list(need))
+            missing = [t for t in need.values() if not _covers(fetched.get(t.trace_id, []), t)]
+            if not missing:
+                break
+            if attempt < self._retries:
+                time.sleep(self._wait)  # the spans' segment is not inserted yet
+        out = []
+        for trace in traces:
+            if trace.trace_id not in need:
+                out.append(trace)
+                continue
+            stored = {s.span_id: s for s in fetched.get(trace.trace_id, [])}
+            window = {s.span_id: s for s in trace.spans}
+            complete = all(sid in stored for sid in window if not trace.complete)
+            if not complete:
+                metrics.SCORING_INCOMPLETE_TRACES.inc()
+                logger.warning("trace %s: some resumed spans were not found in ClickHouse", trace.trace_id)
+            merged = {
+                **stored,
+                **{sid: s for sid, s in window.items() if trace.complete or sid not in stored},
+            }
+            spans = tuple(sorted(merged.values(), key=lambda s: (s.start_ns, s.span_id)))
+            out.append(replace(trace, spans=spans, complete=complete, new_span_ids=frozenset(window)))
+        return out
+
+
+def _covers(stored: list[Span], trace: Trace) -> bool:
+    """Stored spans cover what the window holds only slim copies of (resumed) or, for late traces, anything."""
+    if trace.complete:
+        return bool(stored) or not trace.late
+    have = {s.span_id for s in stored}
+    return all(s.span_id in have for s in trace.spans)
