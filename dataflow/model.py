@@ -127,6 +127,7 @@ class CloseReason(StrEnum):
     MAX_SPANS = "max_spans"
     EVICTED = "evicted"
     SHUTDOWN = "shutdown"
+    REPLAY = "replay"  # read back from ClickHouse (test rule, rewind), not closed by a window
 
 
 @dataclass(frozen=True)

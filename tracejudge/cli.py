@@ -5,6 +5,7 @@
     tracejudge sql "SELECT ..." [--api-url URL] [--format table|csv|json]
     tracejudge config check [--config FILE]
     tracejudge migrate [--config FILE] [--data-dir DIR] [--clickhouse-dsn DSN]
+    tracejudge rules list|show ID|apply -f FILE|test -f FILE [--api-url URL]
 
 chDB allows one process per data directory, so commands that read a running service's data (`sql`) go
 through its HTTP API.
@@ -20,6 +21,7 @@ import logging
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,120 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+class ApiError(Exception):
+    pass
+
+
+def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    url = args.api_url.rstrip("/") + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        try:
+            doc = json.load(exc)
+        except ValueError:
+            doc = {"error": exc.reason}
+        return exc.code, doc
+    except urllib.error.URLError as exc:
+        msg = (
+            f"cannot reach the tracejudge API at {args.api_url}: {exc.reason} (is `tracejudge run` running?)"
+        )
+        raise ApiError(msg) from exc
+
+
+def _fail(status: int, doc: Any) -> int:
+    message = doc.get("error", doc) if isinstance(doc, dict) else doc
+    print(f"error ({status}): {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    path = "/api/v1/rules" + (f"?project={urllib.parse.quote(args.project)}" if args.project else "")
+    status, doc = _api(args, "GET", path)
+    if status != 200:
+        return _fail(status, doc)
+    rows = [
+        [
+            r["id"],
+            r["project"],
+            r["name"],
+            r["scope"],
+            r["sampling_rate"],
+            r["enabled"],
+            r["version"],
+            ", ".join(s["name"] for s in r["scorers"]),
+        ]
+        for r in doc["rules"]
+    ]
+    print(
+        _format_table(["id", "project", "name", "scope", "sampling", "enabled", "version", "scorers"], rows)
+    )
+    return 0
+
+
+def cmd_rules_show(args: argparse.Namespace) -> int:
+    status, doc = _api(args, "GET", f"/api/v1/rules/{args.rule_id}")
+    if status != 200:
+        return _fail(status, doc)
+    _, st = _api(args, "GET", f"/api/v1/rules/{args.rule_id}/status")
+    print(json.dumps({"rule": doc, "status": st}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _rules_from_file(path: Path) -> list[Any]:
+    from dataflow.rules.files import read_rules_file, validate_rules
+
+    specs = validate_rules(read_rules_file(path), path)
+    return [s.model_dump(mode="json", exclude={"id", "version"}) for s in specs]
+
+
+def cmd_rules_apply(args: argparse.Namespace) -> int:
+    failed = 0
+    for rule in _rules_from_file(args.file):
+        status, doc = _api(args, "PUT", "/api/v1/rules", rule)
+        if status not in (200, 201):
+            failed += 1
+            _fail(status, doc)
+            continue
+        action = "created" if status == 201 else "applied"
+        print(f"{action}: {doc['project']}/{doc['name']} (id {doc['id']}, version {doc['version']})")
+    return 1 if failed else 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    rules = _rules_from_file(args.file)
+    if args.name:
+        rules = [r for r in rules if r["name"] == args.name]
+        if not rules:
+            print(f"error: no rule named {args.name!r} in {args.file}", file=sys.stderr)
+            return 1
+    for rule in rules:
+        status, doc = _api(
+            args, "POST", "/api/v1/rules/test", {"rule": rule, "window": {"limit": args.limit}}
+        )
+        if status != 200:
+            return _fail(status, doc)
+        if args.format == "json":
+            print(json.dumps(doc, indent=2, ensure_ascii=False))
+            continue
+        s = doc["summary"]
+        print(f"rule {rule['project']}/{rule['name']}: {s['traces']} traces, {s['scored']} would be scored, "
+              f"{s['sampled_out']} sampled out, {s['filtered_out']} filtered out, {s['not_targeted']} not targeted")  # fmt: skip
+        rows = []
+        for t in doc["traces"]:
+            scores = "; ".join(
+                f"{x['name']}={x['value'] if x['value'] is not None else x['stringValue']}"
+                + (f" ERROR {x['error']}" if x["error"] else "")
+                for x in t["scores"]
+            )
+            rows.append([t["traceId"], t["rootName"], t["reason"], "yes" if t["sampled"] else "no", scores])
+        print(_format_table(["trace", "root", "decision", "sampled", "scores"], rows))
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser, server: bool) -> None:
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
@@ -191,6 +307,31 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, help="YAML config file")
     check.set_defaults(func=cmd_config_check)
 
+    rules = sub.add_parser("rules", help="scoring rules, through a running service")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    for name, func, helptext in (
+        ("list", cmd_rules_list, "list rules"),
+        ("show", cmd_rules_show, "one rule and its status"),
+        ("apply", cmd_rules_apply, "create or update the rules of a YAML file by name"),
+        ("test", cmd_rules_test, "run the rules of a YAML file over stored traces, writing nothing"),
+    ):
+        p = rules_sub.add_parser(name, help=helptext)
+        p.add_argument("--api-url", default=os.environ.get("TRACEJUDGE_API_URL", DEFAULT_API_URL))
+        p.add_argument("--timeout", type=float, default=60.0)
+        p.set_defaults(func=func)
+        if name == "list":
+            p.add_argument("--project")
+        if name == "show":
+            p.add_argument("rule_id")
+        if name in ("apply", "test"):
+            p.add_argument(
+                "-f", "--file", type=Path, required=True, help="rules YAML (a list under `rules:`)"
+            )
+        if name == "test":
+            p.add_argument("--name", help="only this rule of the file")
+            p.add_argument("--limit", type=int, default=50, help="how many recent traces (default 50)")
+            p.add_argument("--format", choices=["table", "json"], default="table")
+
     mig = sub.add_parser("migrate", help="apply ClickHouse migrations (run also does this at start)")
     _add_common(mig, server=False)
     mig.set_defaults(func=cmd_migrate)
@@ -201,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except TracejudgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

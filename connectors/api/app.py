@@ -25,12 +25,16 @@ from starlette.responses import Response
 from connectors.api.rules import build_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.migrate import SQL_DIR
+from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from dataflow import metrics
 from dataflow.config import ApiConfig
 from dataflow.errors import QueryError
+from dataflow.model import CloseReason, Trace
+from dataflow.rules.model import RuleSpec, compile_rule
+from dataflow.rules.preview import preview
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -260,7 +264,27 @@ def build_api_app(state: ApiState) -> FastAPI:
     async def prom() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(build_rules_router(state.rules, state.on_rules_change))
+    def test_rule(spec: RuleSpec, window: dict[str, Any]) -> dict[str, Any]:
+        try:
+            limit = int(window.get("limit", 50))
+        except (TypeError, ValueError) as exc:
+            raise HTTPException(
+                400, {"error": "window.limit must be a number", "field": "window.limit"}
+            ) from exc
+        if not 1 <= limit <= 1000:
+            raise HTTPException(400, {"error": "window.limit must be 1..1000", "field": "window.limit"})
+        ids = window.get("trace_ids")
+        if ids is None:
+            params = {"project": spec.project, "since_ns": _parse_since(window.get("since")), "limit": limit}
+            ids = [r[0] for r in state.reader.query_rows(_query("recent_trace_ids"), params)]
+        fetched = SpanFetcher(state.reader).fetch([str(i).lower() for i in ids][:limit])
+        traces = [
+            Trace(tid, tuple(spans), CloseReason.REPLAY, 0, 0, 0)
+            for tid, spans in sorted(fetched.items(), key=lambda kv: -max(s.start_ns for s in kv[1]))
+        ]
+        return preview(compile_rule(spec), traces)
+
+    app.include_router(build_rules_router(state.rules, state.on_rules_change, test_rule))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

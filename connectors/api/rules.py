@@ -47,7 +47,11 @@ def _doc(spec: RuleSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
-def build_rules_router(store: RuleStore, on_change: Callable[[], object]) -> APIRouter:
+def build_rules_router(
+    store: RuleStore,
+    on_change: Callable[[], object],
+    tester: Callable[[RuleSpec, dict[str, Any]], dict[str, Any]],
+) -> APIRouter:
     router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -81,7 +85,25 @@ def build_rules_router(store: RuleStore, on_change: Callable[[], object]) -> API
             response.status_code = 201
             return _doc(await saved(spec))
         response.status_code = 200
-        return _doc(await saved(spec.model_copy(update={"id": existing.id, "version": existing.version})))
+        candidate = spec.model_copy(update={"id": existing.id, "version": existing.version})
+        if candidate == existing:
+            return _doc(existing)  # idempotent: the same rule again is not a new version
+        return _doc(await saved(candidate))
+
+    @router.post("/test", summary="Run an unsaved rule over stored traces (default: its project's 50 latest)")
+    async def test(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        if not isinstance(body, dict):
+            raise HTTPException(400, {"error": "the body must be a JSON object", "field": ""})
+        rule = body.get("rule", body)
+        window = body.get("window") or {}
+        if not isinstance(window, dict):
+            raise HTTPException(400, {"error": "window must be an object", "field": "window"})
+        keep_id = rule.get("id", "") if isinstance(rule, dict) else ""
+        spec = validated(rule)
+        if keep_id:
+            spec = spec.model_copy(update={"id": str(keep_id)})
+        result: dict[str, Any] = await run(tester, spec, window)
+        return {"rule": _doc(spec), **result}
 
     async def get_or_404(rule_id: str) -> RuleSpec:
         spec: RuleSpec | None = await run(store.get, rule_id)

@@ -203,3 +203,51 @@ def test_scores_exactly_once_across_kill_9(tmp_path: Path) -> None:
         assert raw >= expected  # replays may write again; FINAL keeps one per score id
     finally:
         assert svc.stop() == 0, svc.output
+
+
+def test_test_rule_previews_stored_traces_and_writes_nothing(service: ServiceProcess, tmp_path: Path) -> None:
+    project = f"preview-{uuid.uuid4().hex[:8]}"
+    ids = send_traces(service, project, [("capital of France?", "Paris"), ("weather?", "sunny")])
+    service.wait_for(f"SELECT count() FROM otel_traces WHERE Project = '{project}'", 6)
+    rule = rules_for(project)[0]
+    status, doc = call(service, "POST", "/api/v1/rules/test", {"rule": rule})
+    assert status == 200, doc
+    by_trace = {t["traceId"]: t for t in doc["traces"]}
+    assert set(by_trace) == set(ids)
+    hit, miss = by_trace[ids[0]], by_trace[ids[1]]
+    assert (hit["matched"], hit["reason"], hit["sampled"], hit["wouldWrite"]) == (True, "scored", True, True)
+    assert {s["name"]: s["value"] for s in hit["scores"]} == {"mentions_paris": 1.0, "short": 1.0}
+    assert (miss["matched"], miss["reason"], miss["scores"]) == (False, "filtered_out", [])
+    assert doc["summary"] == {
+        "traces": 2,
+        "scored": 1,
+        "filtered_out": 1,
+        "not_targeted": 0,
+        "sampled_out": 0,
+    }
+    status, doc = call(service, "POST", "/api/v1/rules/test", {"rule": {**rule, "sampling_rate": 0.0}})
+    assert doc["traces"][0]["sampled"] is False and doc["summary"]["sampled_out"] == 1
+    assert service.scalar(f"SELECT count() FROM scores WHERE Project = '{project}'") == 0
+    status, doc = call(service, "POST", "/api/v1/rules/test", {"rule": {**rule, "filter": "nonsense ="}})
+    assert status == 400 and doc["field"] == "filter"
+
+    # The CLI: apply a file (twice: the second is a no-op), list, test.
+    from tests.integration.test_cli import tj
+
+    rules_file = tmp_path / "rules.yaml"
+    import yaml
+
+    rules_file.write_text(yaml.safe_dump({"rules": rules_for(project)}))
+    out = tj("rules", "apply", "-f", str(rules_file), "--api-url", service.api)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("created:") == 2
+    out = tj("rules", "apply", "-f", str(rules_file), "--api-url", service.api)
+    assert out.stdout.count("version 1") == 2  # unchanged rules keep their version
+    out = tj("rules", "list", "--api-url", service.api)
+    assert "capital-questions" in out.stdout and "llm-json" in out.stdout
+    out = tj("rules", "test", "-f", str(rules_file), "--name", "capital-questions", "--api-url", service.api)
+    assert out.returncode == 0 and "1 would be scored" in out.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"rules": [{**rules_for(project)[0], "filter": "output LIKE"}]}))
+    out = tj("rules", "apply", "-f", str(bad), "--api-url", service.api)
+    assert out.returncode == 1 and "rules[0] (capital-questions): filter:" in out.stderr
