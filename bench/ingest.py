@@ -35,6 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,15 @@ def default_tracejudge_cmd() -> list[str]:
 class ManagedServer:
     """``tracejudge run`` (or a compatible command) as a subprocess on free loopback ports."""
 
-    def __init__(self, base_cmd: list[str], data_dir: Path, log_dir: Path, extra_args: list[str]) -> None:
+    def __init__(
+        self,
+        base_cmd: list[str],
+        data_dir: Path,
+        log_dir: Path,
+        extra_args: list[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = dict(env or {})  # extra environment (e.g. TRACEJUDGE_WINDOWS__SETTLE_S) on top of ours
         self.ports = {"grpc": loadgen.free_port(), "http": loadgen.free_port(), "api": loadgen.free_port()}
         self.cmd = [
             *base_cmd,
@@ -182,6 +191,7 @@ class ManagedServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **self.env} if self.env else None,
         )
         deadline = t0 + ready_timeout
         while time.time() < deadline:
@@ -355,15 +365,29 @@ def mix_label(mix: dict[str, int], args: argparse.Namespace) -> str:
 
 
 def bench_tracejudge(
-    args: argparse.Namespace, server_cmd: list[str], label: str = "tracejudge"
+    args: argparse.Namespace,
+    server_cmd: list[str],
+    label: str = "tracejudge",
+    *,
+    env: dict[str, str] | None = None,
+    on_ready: Callable[[ManagedServer], None] | None = None,
+    on_load_start: Callable[[ManagedServer, float], None] | None = None,
+    after_load: Callable[[ManagedServer, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """One run against a fresh service; returns the result dict (see ``table_row``).
+
+    Hooks for other benchmarks (``bench/rules.py``): ``env`` is added to the service's environment;
+    ``on_ready(server)`` runs once it is ready, before the load; ``on_load_start(server, t0)`` when the
+    clients start; ``after_load(server, result)`` once the spans are drained and counted, while the
+    service still runs (it may add keys to ``result``).
+    """
     spec = loadgen.PayloadSpec(
         traces_per_request=args.traces_per_request, spans_per_trace=args.spans_per_trace
     )
     mix = mix_from_args(args)
     work = Path(tempfile.mkdtemp(prefix="tj-bench-"))
     data_dir = work / "data"
-    server = ManagedServer(server_cmd, data_dir, work, args.server_arg or [])
+    server = ManagedServer(server_cmd, data_dir, work, args.server_arg or [], env=env)
     result: dict[str, Any] = {
         "target": label,
         "mix": mix_label(mix, args),
@@ -378,6 +402,8 @@ def bench_tracejudge(
         assert server.proc is not None
         print(f"[{label}] ready in {server.startup_s:.1f} s (ports {server.ports})", flush=True)
         result["startup_s"] = server.startup_s
+        if on_ready is not None:
+            on_ready(server)
         sampler = TreeSampler(server.proc.pid)
         sampler.start()
         cpu0 = sampler.cpu_s
@@ -391,6 +417,8 @@ def bench_tracejudge(
 
         def on_start(t0: float) -> None:
             poller.start()
+            if on_load_start is not None:
+                on_load_start(server, t0)
 
         stats, t0, t_clients_end = loadgen.run_clients(
             mix,
@@ -443,11 +471,13 @@ def bench_tracejudge(
                 "acked_by_second": stats["acked_by_second"],
             }
         )
-        if args.restart_check and cnt >= 0:
+        if after_load is not None:
+            after_load(server, result)
+        if getattr(args, "restart_check", False) and cnt >= 0:
             server.stop()
             result["shutdown_s"] = server.shutdown_s
             result["exit_code"] = server.exit_code
-            server2 = ManagedServer(server_cmd, data_dir, work, args.server_arg or [])
+            server2 = ManagedServer(server_cmd, data_dir, work, args.server_arg or [], env=env)
             server2.start()
             try:
                 c2, u2 = sql_row(
@@ -914,9 +944,9 @@ def self_test(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
+def add_load_arguments(p: argparse.ArgumentParser, duration: float = 60.0) -> None:
+    """The load, service and output options ``bench_tracejudge`` reads (shared with ``bench/rules.py``)."""
+    p.add_argument("--duration", type=float, default=duration, help=f"seconds of load (default {duration:g})")
     p.add_argument("--grpc", type=int, default=2, help="gRPC client processes (default 2)")
     p.add_argument("--http", type=int, default=2, help="HTTP protobuf client processes (default 2)")
     p.add_argument("--http-json", type=int, default=0, help="HTTP OTLP/JSON client processes (default 0)")
@@ -946,15 +976,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--stall-timeout", type=float, default=30.0, help="stop waiting if the count is flat this long"
     )
     p.add_argument(
-        "--restart-check",
-        action="store_true",
-        help="after the run, SIGTERM the service, start it again on the same data and recount",
-    )
-    p.add_argument(
         "--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's tracejudge)"
     )
     p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
     p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
+    p.add_argument("--json-out", default=None, help="write all results as JSON to this file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_load_arguments(p)
+    p.add_argument(
+        "--restart-check",
+        action="store_true",
+        help="after the run, SIGTERM the service, start it again on the same data and recount",
+    )
     p.add_argument("--skip-tracejudge", action="store_true", help="only run the peer (with --with-phoenix)")
     p.add_argument(
         "--with-phoenix", action="store_true", help="also run Arize Phoenix (bench/peers/phoenix.py)"
@@ -969,7 +1005,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="max wait for Phoenix persistence after its load (default 120)",
     )
     p.add_argument("--phoenix-rate", type=float, default=0.0, help="total target spans/s for Phoenix")
-    p.add_argument("--json-out", default=None, help="write all results as JSON to this file")
     p.add_argument("--self-test", action="store_true", help="check the generator against a stand-in receiver")
     p.add_argument("--stand-in", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p

@@ -94,7 +94,9 @@ class WindowShard:
                 closed_at = self._closed.pop(tid, None)
                 win = _Window({}, now_ns, now_ns, False)
                 if closed_at is not None:
+                    # The trace already closed once: its late spans settle like a rooted trace.
                     win.late = True
+                    win.root_seen = True
                     win.lateness_ns = max(0, now_ns - closed_at)
                 self.windows[tid] = win
                 self._order[tid] = None

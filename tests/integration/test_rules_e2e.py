@@ -251,3 +251,53 @@ def test_test_rule_previews_stored_traces_and_writes_nothing(service: ServicePro
     bad.write_text(yaml.safe_dump({"rules": [{**rules_for(project)[0], "filter": "output LIKE"}]}))
     out = tj("rules", "apply", "-f", str(bad), "--api-url", service.api)
     assert out.returncode == 1 and "rules[0] (capital-questions): filter:" in out.stderr
+
+
+def _json_span(trace_id: str, span_id: str, parent: str, name: str, inp: str, out: str) -> dict[str, Any]:
+    now = time.time_ns()
+    return {
+        "traceId": trace_id, "spanId": span_id, "parentSpanId": parent, "name": name,
+        "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1000),
+        "attributes": [{"key": "input.value", "value": {"stringValue": inp}},
+                       {"key": "output.value", "value": {"stringValue": out}}],
+    }  # fmt: skip
+
+
+def _post_spans(svc: ServiceProcess, project: str, spans: list[dict[str, Any]]) -> None:
+    doc = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "tracejudge.project", "value": {"stringValue": project}}]}, "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+    status, body = call(svc, "POST", "/api/v1/traces", doc)
+    assert status == 200 and body["rejectedSpans"] == 0, body
+
+
+def test_a_late_span_rescores_the_whole_trace(tmp_path: Path) -> None:
+    svc = ServiceProcess(tmp_path / "data", env=FAST_WINDOWS).start()
+    try:
+        project = f"late-{uuid.uuid4().hex[:8]}"
+        rule = {
+            "name": "has-late-step", "project": project, "scope": "trace", "filter": "name = 'late.step'",
+            "scorers": [{"type": "code", "name": "root_says_paris", "function": "contains",
+                         "args": {"value": "Paris"}}],
+        }  # fmt: skip
+        status, created = call(svc, "POST", "/api/v1/rules", rule)
+        assert status == 201
+        tid = uuid.uuid4().hex
+        _post_spans(svc, project, [
+            _json_span(tid, "1" * 16, "", "agent", "capital of France?", "Paris"),
+            _json_span(tid, "2" * 16, "1" * 16, "llm", "q", "a"),
+        ])  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            _, st = call(svc, "GET", f"/api/v1/rules/{created['id']}/status")
+            if st["tracesSeen"] >= 1:
+                break
+            time.sleep(0.2)
+        assert (st["tracesSeen"], st["filteredOut"]) == (1, 1)  # closed; no late.step span yet
+        _post_spans(svc, project, [_json_span(tid, "3" * 16, "1" * 16, "late.step", "x", "y")])
+        rows = wait_scores(svc, project, 1)
+        # The score covers the whole trace: the root's output (stored before) says Paris.
+        assert [(r[1], r[2], r[3], r[4]) for r in rows] == [(tid, 0, "root_says_paris", 1.0)]
+        metrics = http("GET", svc.api + "/metrics")[2].decode()
+        assert "tracejudge_window_late_spans_total 1.0" in metrics
+    finally:
+        assert svc.stop() == 0, svc.output
