@@ -1,0 +1,48 @@
+"""The README's five-minute tour, run as written (only the API address is this test's own)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.service import REPO, ServiceProcess
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def tour_blocks() -> list[str]:
+    tour = README.split("## Five-minute tour", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", tour, flags=re.S)
+
+
+def run(cmd: str, svc: ServiceProcess) -> str:
+    cmd = cmd.replace("http://localhost:8080", svc.api)
+    cmd = cmd.replace(".venv/bin/tracejudge sql", f"{sys.executable} -m tracejudge sql --api-url {svc.api}")
+    out = subprocess.run(["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, (cmd, out.stdout, out.stderr)
+    return out.stdout
+
+
+def test_the_tour_works_as_written(tmp_path: Path) -> None:
+    blocks = tour_blocks()
+    curl_ingest, sql_spans, _otel_env, create_rule, sql_scores = blocks
+    svc = ServiceProcess(tmp_path / "data", env={"TRACEJUDGE_WINDOWS__SETTLE_S": "0.5"}).start()
+    try:
+        assert '{"acceptedSpans":1,"rejectedSpans":0,"traces":1}' in run(curl_ingest, svc)
+        deadline = time.monotonic() + 30
+        while "The capital of France is Paris." not in (listing := run(sql_spans, svc)):
+            assert time.monotonic() < deadline, listing
+            time.sleep(0.3)
+        assert '"name":"capital-questions"' in run(create_rule, svc).replace(" ", "")
+        # "Send the trace of step 1 again with a new traceId".
+        run(curl_ingest.replace("0af7651916cd43dd8448eb211c80319c", "1bf7651916cd43dd8448eb211c80319c"), svc)
+        deadline = time.monotonic() + 30
+        while "mentions_paris" not in (scores := run(sql_scores, svc)):
+            assert time.monotonic() < deadline, scores + svc.output
+            time.sleep(0.3)
+        assert "1bf7651916cd43dd8448eb211c80319c" in scores
+    finally:
+        assert svc.stop() == 0, svc.output
