@@ -44,7 +44,11 @@ def score_row(task: EvalTask, scorer: CompiledScorer, result: ScoreResult, laten
         input_tokens=0,
         output_tokens=0,
         cost_usd=0.0,
-        metadata=result.metadata,
+        metadata={
+            **result.metadata,
+            "close_reason": trace.close_reason.value,
+            **({"late": "true"} if trace.late else {}),
+        },
         trace_start_ns=trace_start,
         timestamp_ns=time.time_ns(),
     )

@@ -299,5 +299,7 @@ def test_a_late_span_rescores_the_whole_trace(tmp_path: Path) -> None:
         assert [(r[1], r[2], r[3], r[4]) for r in rows] == [(tid, 0, "root_says_paris", 1.0)]
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert "tracejudge_window_late_spans_total 1.0" in metrics
+        meta = svc.scalar(f"SELECT Metadata FROM scores FINAL WHERE Project = '{project}'")
+        assert meta == {"close_reason": "root_settled", "late": "true"}
     finally:
         assert svc.stop() == 0, svc.output
