@@ -430,6 +430,9 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
     self_t: dict[str, int] = {}
     incl: dict[str, int] = {}
     threads: dict[str, int] = {}
+    flow_incl: dict[str, int] = {}
+    flow_self: dict[str, int] = {}
+    flow_total = 0
     total = 0
     for line in lines:
         stack, _, n_text = line.rpartition(" ")
@@ -451,12 +454,20 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
             self_t[names[-1]] = self_t.get(names[-1], 0) + n
         for name in set(names):
             incl[name] = incl.get(name, 0) + n
+        if "bytewax-flow" in thread:  # the Bytewax worker: windows, rules, scorers and both sinks
+            flow_total += n
+            if names:
+                flow_self[names[-1]] = flow_self.get(names[-1], 0) + n
+            for name in set(names):
+                flow_incl[name] = flow_incl.get(name, 0) + n
 
-    def share(d: dict[str, int]) -> list[tuple[str, float]]:
-        return [(k, round(v / max(total, 1), 4)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+    def share(d: dict[str, int], of: int) -> list[tuple[str, float]]:
+        return [(k, round(v / max(of, 1), 4)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
 
-    return {"file": str(path), "samples": total, "threads": share(threads), "self": share(self_t),
-            "inclusive": share(incl)}  # fmt: skip
+    return {"file": str(path), "samples": total, "threads": share(threads, total),
+            "flow_thread_samples": flow_total, "flow_thread_self": share(flow_self, flow_total),
+            "flow_thread_inclusive": share(flow_incl, flow_total), "self": share(self_t, total),
+            "inclusive": share(incl, total)}  # fmt: skip
 
 
 def _mean(xs: list[float]) -> float:
@@ -581,7 +592,11 @@ class Phase:
         self.monitor.start()
         if self.rules and self.args.py_spy_s > 0:
             assert server.proc is not None
-            self.profiler = Profiler(server.proc.pid, self.args, server.log_path.parent / "py-spy.txt")
+            out = server.log_path.parent / "py-spy.txt"
+            if self.args.json_out:
+                out = Path(self.args.json_out).with_suffix(".py-spy.txt")
+                out.parent.mkdir(parents=True, exist_ok=True)
+            self.profiler = Profiler(server.proc.pid, self.args, out)
             self.profiler.start()
 
     def after_load(self, server: ingest.ManagedServer, result: dict[str, Any]) -> None:
@@ -910,7 +925,7 @@ def print_details(r: dict[str, Any]) -> None:
     prof = r.get("py_spy")
     if prof:
         print(f"   py-spy ({prof.get('samples', 0)} samples, {prof.get('file', prof.get('error'))}):")
-        for title in ("threads", "self", "inclusive"):
+        for title in ("threads", "flow_thread_inclusive", "flow_thread_self", "self"):
             print(f"     {title}:")
             for name, sh in prof.get(title, []):
                 print(f"       {sh:6.1%}  {name}")
@@ -1001,6 +1016,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def git_state() -> str:
+    """The commit under test and the files that differ from it (the service runs from the working tree)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--short", "--untracked-files=no"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    files = [line[3:] for line in dirty if line.strip()]
+    return head + (f" + uncommitted {', '.join(files)}" if files else "")
+
+
 def _raise_interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
@@ -1028,7 +1066,8 @@ def main(argv: list[str] | None = None) -> int:
         "sample_interval": args.sample_interval,
         "projects": args.projects,
     }
-    print(f"rules: {summary['rules_mix']}", flush=True)
+    summary["tree"] = git_state()
+    print(f"rules: {summary['rules_mix']}; tree {summary['tree']}", flush=True)
     results: list[dict[str, Any]] = []
     if not args.skip_baseline:
         base_dur = args.baseline_duration if args.baseline_duration is not None else args.duration

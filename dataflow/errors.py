@@ -8,6 +8,13 @@
     │   └── WalCorrupt         a segment is torn or missing where it must not be
     ├── RuleCompileError       a rule cannot be compiled; raised when the rule is saved or loaded
     │   └── FilterError        (dataflow.rules) a filter outside the language; names position and token
+    ├── JudgeError             an LLM judge call failed (becomes a score row with the error)
+    │   ├── JudgeTimeout       no answer within the connection's timeout
+    │   ├── JudgeRateLimited   429 (carries the server's Retry-After when it sent one)
+    │   ├── JudgeServerError   5xx or a broken connection: retried
+    │   ├── JudgeAuthError     401/403 or a missing key: not retried
+    │   ├── JudgeRequestError  another 4xx: not retried
+    │   └── JudgeBadResponse   an answer that does not fit the requested structure or score range
     ├── SinkError              ClickHouse refused or failed a write
     └── QueryError             a read-only query was refused or failed (answered 400)
 
@@ -56,3 +63,49 @@ class SinkError(TracejudgeError):
 
 class QueryError(TracejudgeError):
     """A read-only query was refused or failed."""
+
+
+class JudgeError(TracejudgeError):
+    """An LLM judge call failed."""
+
+    retryable = False
+
+
+class JudgeTimeout(JudgeError):
+    """The judge did not answer within the connection's timeout."""
+
+    retryable = True
+
+
+class JudgeRateLimited(JudgeError):
+    """The provider answered 429; `retry_after_s` is its Retry-After, when it sent one."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class JudgeServerError(JudgeError):
+    """A 5xx answer or a broken connection."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class JudgeAuthError(JudgeError):
+    """401/403, or the connection's API key env var is not set."""
+
+
+class JudgeRequestError(JudgeError):
+    """The provider refused the request (a 4xx other than 401/403/429)."""
+
+
+class JudgeBadResponse(JudgeError):
+    """The answer is not valid JSON, misses the score, or the score is out of range."""
+
+    retryable = True

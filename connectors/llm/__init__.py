@@ -1,0 +1,1 @@
+"""LLM provider clients (openai Chat Completions and Responses, anthropic Messages)."""

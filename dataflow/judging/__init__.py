@@ -1,0 +1,1 @@
+"""LLM judges: connections, the prompt, the async executor."""

@@ -1,0 +1,63 @@
+"""LLM connections: which provider, protocol, model and key a judge uses, and its limits and prices.
+
+Keys are never stored or returned: a connection names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Provider = Literal["openai", "anthropic"]
+Protocol = Literal["chat_completions", "responses", "messages"]
+
+
+class ConnectionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field("", description="Assigned when created; stable across changes.")
+    name: str = Field(..., min_length=1, max_length=200, description="Unique; rules refer to it by name.")
+    provider: Provider
+    protocol: Protocol = Field(..., description="chat_completions|responses (openai), messages (anthropic).")
+    base_url: str | None = Field(
+        None, description="Any OpenAI-compatible or Anthropic endpoint; None: default."
+    )
+    api_key_env: str = Field(..., min_length=1, description="Name of the env var holding the API key.")
+    model: str = Field(..., min_length=1)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Default request parameters (temperature...)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Per attempt, seconds.")
+    max_retries: int = Field(
+        3, ge=0, le=20, description="Retries after the first attempt (429, 5xx, timeouts)."
+    )
+    max_concurrency: int = Field(64, ge=1, le=100_000, description="Calls in flight at once.")
+    requests_per_minute: float = Field(0, ge=0, description="Token-bucket request rate; 0: unlimited.")
+    tokens_per_minute: float = Field(
+        0, ge=0, description="Token-bucket token rate (input+output); 0: unlimited."
+    )
+    input_price_per_mtok: float = Field(0, ge=0, description="USD per million input tokens.")
+    output_price_per_mtok: float = Field(0, ge=0, description="USD per million output tokens.")
+    version: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _protocol_matches_provider(self) -> ConnectionSpec:
+        allowed = {"openai": ("chat_completions", "responses"), "anthropic": ("messages",)}[self.provider]
+        if self.protocol not in allowed:
+            msg = f"protocol {self.protocol!r} is not available for provider {self.provider!r} ({', '.join(allowed)})"
+            raise ValueError(msg)
+        return self
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+    def key_problem(self) -> str:
+        """'' when the key is set, else a sentence saying which env var to set."""
+        if self.api_key():
+            return ""
+        return f"connection {self.name!r}: environment variable {self.api_key_env} is not set (it holds the API key)"
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok) / 1e6
