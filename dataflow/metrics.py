@@ -176,6 +176,26 @@ SCORING_INCOMPLETE_TRACES = Counter(
     registry=REGISTRY,
 )
 
+# --- judges ----------------------------------------------------------------------------------------------------
+JUDGE_CALLS = Counter(
+    "tracejudge_judge_calls_total",
+    "Judge call attempts by connection and outcome (ok, or the error class: JudgeTimeout, JudgeRateLimited...).",
+    ["connection", "outcome"],
+    registry=REGISTRY,
+)
+JUDGE_IN_FLIGHT = Gauge(
+    "tracejudge_judge_in_flight_calls",
+    "Judge calls in flight, by connection.",
+    ["connection"],
+    registry=REGISTRY,
+)
+JUDGE_SHED = Counter(
+    "tracejudge_judge_shed_total",
+    "Judge calls not made, by connection and reason (budget, overload, circuit_open).",
+    ["connection", "reason"],
+    registry=REGISTRY,
+)
+
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",

@@ -61,7 +61,7 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 _NAME = re.compile(r"^tracejudge_[a-z]+_[a-z_]+$")
-_UNITS = ("_total", "_seconds", "_bytes", "_segments", "_running", "_traces", "_rules")
+_UNITS = ("_total", "_seconds", "_bytes", "_segments", "_running", "_traces", "_rules", "_calls")
 
 
 def test_metric_names_units_and_help() -> None:

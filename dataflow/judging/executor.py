@@ -1,0 +1,212 @@
+"""The judge executor: one asyncio loop per process, off the Bytewax worker thread.
+
+The judge step hands over a batch of calls with one cross-thread hop (`submit`) and later collects the
+finished ones without waiting (`Submission.done`). Per connection: a concurrency limit, token buckets for
+requests and tokens per minute, retries on 429/5xx/timeouts/connection errors that honour Retry-After and
+back off with jitter up to the connection's ceiling, and a circuit breaker that sheds calls while a provider
+keeps failing. A malformed answer is retried once. Every call ends in a `CallResult`: an answer, or the last
+error with its class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.llm.base import JudgeAnswer, JudgeClient, JudgeRequest
+from dataflow import metrics
+from dataflow.errors import JudgeBadResponse, JudgeError, JudgeRateLimited, JudgeServerError
+from dataflow.judging.connections import ConnectionSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    breaker_failures: int = 5  # consecutive retryable failures that open the breaker
+    breaker_cooldown_s: float = 30.0
+    max_backoff_s: float = 30.0
+    max_retry_after_s: float = 120.0  # a longer Retry-After counts as failure now
+
+
+@dataclass(frozen=True)
+class CallResult:
+    answer: JudgeAnswer | None
+    error: str  # '' on success: "ClassName: message"
+    error_class: str
+    attempts: int
+    latency_ms: float
+    shed: str = ""  # 'circuit_open' when the breaker refused the call
+
+
+class TokenBucket:
+    """Capacity = one minute's worth; refills continuously. `rate_per_min` 0 means unlimited."""
+
+    def __init__(self, rate_per_min: float) -> None:
+        self.rate = rate_per_min / 60.0
+        self.capacity = rate_per_min
+        self.tokens = rate_per_min
+        self.stamp = time.monotonic()
+
+    def delay_for(self, amount: float) -> float:
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        amount = min(amount, self.capacity)
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return 0.0
+        wait = (amount - self.tokens) / self.rate
+        self.tokens -= amount  # reserve: later callers queue behind
+        return wait
+
+
+@dataclass
+class _Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+
+@dataclass
+class _Lane:
+    """Everything per connection."""
+
+    spec: ConnectionSpec
+    client: JudgeClient
+    semaphore: asyncio.Semaphore
+    requests: TokenBucket
+    tokens: TokenBucket
+    breaker: _Breaker = field(default_factory=_Breaker)
+
+
+class JudgeExecutor:
+    def __init__(
+        self,
+        make_client: Callable[[ConnectionSpec], JudgeClient],
+        config: ExecutorConfig | None = None,
+    ) -> None:
+        self._make_client = make_client
+        self._config = config or ExecutorConfig()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="judge-loop", daemon=True)
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._started = False
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._started:
+            self._thread.start()
+            self._started = True
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+
+        async def close() -> None:
+            for lane in self._lanes.values():
+                try:
+                    await lane.client.aclose()
+                except Exception:  # closing is best effort
+                    logger.debug("closing a judge client failed", exc_info=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._started = False
+
+    # --- submitting ------------------------------------------------------------------------------------------
+    def submit(self, calls: list[tuple[ConnectionSpec, JudgeRequest]]) -> Future[list[CallResult]]:
+        """Run a batch of calls; one future for the whole batch (one cross-thread hop)."""
+        return asyncio.run_coroutine_threadsafe(self._batch(calls), self._loop)
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _batch(self, calls: list[tuple[ConnectionSpec, JudgeRequest]]) -> list[CallResult]:
+        return list(await asyncio.gather(*(self.call(spec, req) for spec, req in calls)))
+
+    def _lane(self, spec: ConnectionSpec) -> _Lane:
+        key = (spec.name, spec.version)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = _Lane(
+                spec,
+                self._make_client(spec),
+                asyncio.Semaphore(spec.max_concurrency),
+                TokenBucket(spec.requests_per_minute),
+                TokenBucket(spec.tokens_per_minute),
+            )
+            self._lanes[key] = lane
+        return lane
+
+    async def call(self, spec: ConnectionSpec, request: JudgeRequest) -> CallResult:
+        lane = self._lane(spec)
+        cfg = self._config
+        started = time.perf_counter()
+        if lane.breaker.is_open():
+            metrics.JUDGE_SHED.labels(spec.name, "circuit_open").inc()
+            return CallResult(
+                None, "CircuitOpen: too many recent failures", "CircuitOpen", 0, 0.0, "circuit_open"
+            )
+        attempts = 0
+        bad_answers = 0
+        last: JudgeError | None = None
+        estimate = (len(request.system) + len(request.prompt)) / 4 + 300
+        while True:
+            attempts += 1
+            await asyncio.sleep(lane.requests.delay_for(1) + lane.tokens.delay_for(estimate))
+            async with lane.semaphore:
+                metrics.JUDGE_IN_FLIGHT.labels(spec.name).inc()
+                try:
+                    answer = await lane.client.judge(request)
+                except JudgeError as exc:
+                    last = exc
+                else:
+                    lane.breaker.failures = 0
+                    metrics.JUDGE_CALLS.labels(spec.name, "ok").inc()
+                    return CallResult(answer, "", "", attempts, (time.perf_counter() - started) * 1000)
+                finally:
+                    metrics.JUDGE_IN_FLIGHT.labels(spec.name).dec()
+            name = type(last).__name__
+            metrics.JUDGE_CALLS.labels(spec.name, name).inc()
+            if isinstance(last, JudgeBadResponse):
+                bad_answers += 1
+                retry = bad_answers <= 1
+            else:
+                retry = last.retryable and attempts <= spec.max_retries
+            if last.retryable and not isinstance(last, JudgeBadResponse):
+                lane.breaker.failures += 1
+                if lane.breaker.failures >= cfg.breaker_failures:
+                    lane.breaker.open_until = time.monotonic() + cfg.breaker_cooldown_s
+                    logger.warning(
+                        "connection %s: circuit opened after %d failures", spec.name, lane.breaker.failures
+                    )
+            server_wait = (
+                getattr(last, "retry_after_s", None)
+                if isinstance(last, JudgeRateLimited | JudgeServerError)
+                else None
+            )
+            if server_wait is not None and server_wait > cfg.max_retry_after_s:
+                retry = False
+            if not retry or lane.breaker.is_open():
+                return CallResult(
+                    None, f"{name}: {last}"[:2000], name, attempts, (time.perf_counter() - started) * 1000
+                )
+            backoff = min(cfg.max_backoff_s, 0.5 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2)
+            await asyncio.sleep(max(backoff, server_wait or 0.0))

@@ -1,0 +1,135 @@
+"""The judge executor with scripted clients: retries, Retry-After, the ceiling, bad answers, the breaker,
+concurrency and rate limits. (The real SDK clients are tested against the fake LLM server.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors.llm.base import JudgeAnswer, JudgeRequest
+from dataflow.errors import JudgeAuthError, JudgeBadResponse, JudgeError, JudgeRateLimited, JudgeServerError
+from dataflow.judging.connections import ConnectionSpec
+from dataflow.judging.executor import ExecutorConfig, JudgeExecutor, TokenBucket
+
+OK = JudgeAnswer(0.9, None, "fine", 10, 5, "m", "{}")
+REQ = JudgeRequest("sys", "prompt")
+
+
+class Scripted:
+    """Answers from a script: an exception instance to raise, or OK; then OK forever."""
+
+    def __init__(self, script: list[Any], delay: float = 0.0) -> None:
+        self.script = list(script)
+        self.delay = delay
+        self.calls: list[float] = []
+        self.active = 0
+        self.peak = 0
+
+    async def judge(self, request: JudgeRequest) -> JudgeAnswer:
+        self.calls.append(time.monotonic())
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+            step = self.script.pop(0) if self.script else OK
+            if isinstance(step, JudgeError):
+                raise step
+            return OK
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+def spec(**kw: Any) -> ConnectionSpec:
+    base: dict[str, Any] = dict(
+        name="c", provider="openai", protocol="chat_completions", api_key_env="K", model="m"
+    )
+    base.update(kw)
+    return ConnectionSpec(**base)
+
+
+@pytest.fixture
+def run() -> Iterator[Any]:
+    executors: list[JudgeExecutor] = []
+
+    def go(client: Scripted, calls: int = 1, cfg: ExecutorConfig | None = None, **kw: Any) -> list[Any]:
+        ex = JudgeExecutor(lambda _s: client, cfg or ExecutorConfig(max_backoff_s=0.05))
+        ex.start()
+        executors.append(ex)
+        return ex.submit([(spec(**kw), REQ)] * calls).result(timeout=30)
+
+    yield go
+    for ex in executors:
+        ex.stop()
+
+
+def test_success(run: Any) -> None:
+    (r,) = run(Scripted([]))
+    assert (r.answer, r.error, r.attempts) == (OK, "", 1)
+
+
+def test_retries_honour_retry_after(run: Any) -> None:
+    client = Scripted([JudgeRateLimited("429", retry_after_s=0.4), JudgeServerError("500")])
+    (r,) = run(client, max_retries=3)
+    assert r.answer == OK and r.attempts == 3
+    assert client.calls[1] - client.calls[0] >= 0.4
+
+
+def test_retry_ceiling_then_an_error_result(run: Any) -> None:
+    client = Scripted([JudgeServerError("boom")] * 10)
+    (r,) = run(client, max_retries=2)
+    assert r.answer is None and r.attempts == 3 and r.error_class == "JudgeServerError"
+    assert r.error.startswith("JudgeServerError: boom")
+
+
+def test_auth_errors_are_not_retried(run: Any) -> None:
+    client = Scripted([JudgeAuthError("no key")])
+    (r,) = run(client, max_retries=5)
+    assert r.attempts == 1 and r.error_class == "JudgeAuthError"
+
+
+def test_a_bad_answer_is_retried_once(run: Any) -> None:
+    (r,) = run(Scripted([JudgeBadResponse("not json")]))
+    assert r.answer == OK and r.attempts == 2
+    (r,) = run(Scripted([JudgeBadResponse("x"), JudgeBadResponse("y")]))
+    assert r.answer is None and r.attempts == 2 and r.error_class == "JudgeBadResponse"
+
+
+def test_too_long_retry_after_is_not_waited(run: Any) -> None:
+    (r,) = run(Scripted([JudgeRateLimited("429", retry_after_s=3600)]), max_retries=3)
+    assert r.attempts == 1 and r.error_class == "JudgeRateLimited"
+
+
+def test_breaker_opens_and_sheds(run: Any) -> None:
+    client = Scripted([JudgeServerError("down")] * 100)
+    cfg = ExecutorConfig(breaker_failures=3, breaker_cooldown_s=60, max_backoff_s=0.01)
+    results = run(client, calls=1, cfg=cfg, max_retries=10)
+    assert results[0].attempts == 3  # the third failure opened the breaker: no more retries
+    ex = JudgeExecutor(lambda _s: client, cfg)
+    ex.start()
+    try:
+        first = ex.submit([(spec(max_retries=0), REQ)] * 3).result(timeout=10)
+        assert [r.error_class for r in first] == ["JudgeServerError"] * 3
+        (shed,) = ex.submit([(spec(max_retries=0), REQ)]).result(timeout=10)
+        assert shed.shed == "circuit_open" and shed.attempts == 0
+    finally:
+        ex.stop()
+
+
+def test_concurrency_limit(run: Any) -> None:
+    client = Scripted([], delay=0.05)
+    results = run(client, calls=40, max_concurrency=4)
+    assert all(r.answer == OK for r in results) and client.peak == 4
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(60)  # one per second, capacity 60
+    assert sum(bucket.delay_for(1) == 0 for _ in range(60)) == 60
+    assert bucket.delay_for(1) == pytest.approx(1.0, abs=0.05)
+    assert TokenBucket(0).delay_for(10**9) == 0
