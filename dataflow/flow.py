@@ -1,8 +1,10 @@
 """The Bytewax dataflow, assembled from its steps and edges.
 
-    wal_blocks  (sealed log segments) ----------------------------------------------> otel_traces (ClickHouse)
     wal_records (batches as soon as durable) -> spans of projects with rules -> key by shard
         -> windows (trace windows, one logic per shard) -> scoring (rules, code scorers) -> scores (ClickHouse)
+
+Spans themselves reach `otel_traces` outside the flow (connectors.clickhouse.sink.SpanStore), so storage
+never waits for scoring.
 
 Step ids are part of the recovery state: renaming the flow or a step discards its snapshots (a full replay).
 """
@@ -18,15 +20,13 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow.config import WindowConfig
-from dataflow.model import ScoreRow, Span, SpanBlock, SpanRecords, Trace
+from dataflow.model import ScoreRow, Span, SpanRecords, Trace
 from dataflow.windowing.step import WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
 
 FLOW_ID = "tracejudge"
-BLOCKS_STEP = "wal_blocks"
 RECORDS_STEP = "wal_records"
-SPANS_SINK_STEP = "otel_traces"
-SOURCE_STEPS = (f"{FLOW_ID}.{BLOCKS_STEP}", f"{FLOW_ID}.{RECORDS_STEP}")
+SOURCE_STEPS = (f"{FLOW_ID}.{RECORDS_STEP}",)
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,9 @@ class ScoringPlan:
     scores_sink: Sink[tuple[str, ScoreRow]]
 
 
-def build_flow(
-    blocks: Source[SpanBlock], spans_sink: Sink[SpanBlock], scoring: ScoringPlan | None = None
-) -> Dataflow:
+def build_flow(scoring: ScoringPlan) -> Dataflow:
     flow = Dataflow(FLOW_ID)
-    stream = op.input(BLOCKS_STEP, flow, blocks)
-    op.output(SPANS_SINK_STEP, stream, spans_sink)
-    if scoring is not None:
-        add_scoring(flow, scoring)
+    add_scoring(flow, scoring)
     return flow
 
 

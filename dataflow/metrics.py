@@ -115,8 +115,10 @@ SINK_LAG = Gauge(
 )
 
 # --- flow ------------------------------------------------------------------------------------------------------
-FLOW_SEGMENTS_READ = Counter(
-    "tracejudge_flow_segments_read_total", "Sealed log segments read by the flow.", registry=REGISTRY
+SINK_SEGMENTS = Counter(
+    "tracejudge_sink_segments_stored_total",
+    "Sealed log segments inserted into ClickHouse (one deduplicated block each).",
+    registry=REGISTRY,
 )
 FLOW_RUNNING = Gauge("tracejudge_flow_running", "1 while the Bytewax flow runs.", registry=REGISTRY)
 

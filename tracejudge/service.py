@@ -31,13 +31,13 @@ from connectors.clickhouse.migrate import apply_retention, migrate
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
-from connectors.clickhouse.sink import SpanSink, SpanWriter
+from connectors.clickhouse.sink import SpanStore, SpanWriter
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
 from connectors.otlp.reclaim import Reclaimer
-from connectors.otlp.source import WalBlockSource, WalRecordSource
+from connectors.otlp.source import WalRecordSource
 from connectors.otlp.wal import Wal
 from dataflow import metrics
 from dataflow.config import Settings
@@ -125,10 +125,10 @@ class Service:
                 init_db_dir(recovery_dir, s.flow.recovery_partitions)  # type: ignore[no-untyped-call]
         self.reclaimer = Reclaimer(self.wal, s.wal.reclaim_interval_s, recovery_dir, list(SOURCE_STEPS))
         writer = SpanWriter(self.writer_ch, s.sink, self.flow_stop, on_written=self.reclaimer.on_written)
-        flow = build_flow(
-            WalBlockSource(self.wal, self.flow_stop), SpanSink(writer), self._scoring_plan(data_dir)
-        )
+        self.span_store = SpanStore(self.wal, writer, self.flow_stop)
+        flow = build_flow(self._scoring_plan(data_dir))
         self.wal.start()
+        self.span_store.start()
         self._start_thread("bytewax-flow", self._run_flow, flow, recovery_dir)
         self.reclaimer.start()
         self.registry.start()
@@ -286,7 +286,9 @@ class Service:
 
     def wait(self) -> None:
         while not self.stop_requested.wait(0.5):
-            pass
+            if self.span_store.error is not None:
+                logger.error("storing spans failed; stopping")
+                self.stop_requested.set()
 
     def stop(self) -> int:
         """Stop gracefully; return the process exit code."""
@@ -308,6 +310,7 @@ class Service:
         for t in self._threads:
             if t.name == "bytewax-flow":
                 t.join()
+        self.span_store.join()
         self.reclaimer.stop()
         try:
             self.reclaimer.reclaim_once()
@@ -323,10 +326,8 @@ class Service:
         self.readonly.close()
         self.reader_ch.close()
         self.writer_ch.close()
-        if self.flow_error is not None:
-            logger.error(
-                "stopped after a dataflow error; acknowledged spans remain in the log for the next start"
-            )
+        if self.flow_error is not None or self.span_store.error is not None:
+            logger.error("stopped after an error; acknowledged spans remain in the log for the next start")
             return 1
         logger.info("stopped cleanly")
         return 0

@@ -1,26 +1,31 @@
-"""Span blocks into ClickHouse `otel_traces`, exactly once per block.
+"""Sealed log segments into ClickHouse `otel_traces`, exactly once per segment, off the dataflow.
 
-The sink inserts each block synchronously, so when Bytewax commits an epoch every block of that epoch is
-in ClickHouse. A failed insert is retried with back-off until it succeeds: the flow stalls, the log fills
-and receivers push back (429 / UNAVAILABLE) rather than lose anything. Once a stop is requested, an insert
-that keeps failing past the stop deadline ends the flow with SinkError; the blocks stay in the log and
-are inserted at the next start.
+`SpanStore` is a thread per process that inserts every sealed segment, in order, as one block with a
+deterministic dedup token, then records the segment in a small cursor file (`p<N>/stored_seq`). After a crash
+it starts again at the cursor; the one segment that may have been inserted already is dropped by ClickHouse
+(`insert_deduplication_token`). Keeping storage out of the Bytewax flow means scoring never delays storage
+and storage never stalls the trace windows. A failed insert is retried with back-off until it succeeds: the
+log fills and receivers push back (429 / UNAVAILABLE) rather than lose anything. When the service stops, the
+store drains every sealed segment; an insert that keeps failing past the stop deadline gives up with
+SinkError, and the segments stay in the log for the next start.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow.compute as pc
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.clickhouse.client import ClickHouse
+from connectors.otlp.wal import Wal, _Partition, read_segment
 from dataflow import metrics
 from dataflow.config import SinkConfig
-from dataflow.errors import SinkError
+from dataflow.errors import SinkError, WalCorrupt
 from dataflow.model import SPAN_COLUMNS, SpanBlock
 
 logger = logging.getLogger(__name__)
@@ -85,20 +90,74 @@ class SpanWriter:
             return
 
 
-class _SpanSinkPartition(StatelessSinkPartition[SpanBlock]):
-    def __init__(self, writer: SpanWriter) -> None:
+class SpanStore:
+    """Inserts sealed segments of every log partition, in order, and remembers how far it got."""
+
+    def __init__(self, wal: Wal, writer: SpanWriter, stop: threading.Event, idle_s: float = 0.05) -> None:
+        self._wal = wal
         self._writer = writer
+        self._stop = stop
+        self._idle = idle_s
+        self.error: BaseException | None = None
+        self._next = {p.index: self._start_at(p) for p in wal.partitions}
+        self._thread = threading.Thread(target=self._run, name="span-store", daemon=True)
 
-    def write_batch(self, items: list[SpanBlock]) -> None:
-        for block in items:
-            self._writer.write(block)
+    def _cursor(self, part: _Partition) -> Path:
+        return part.dir / "stored_seq"
 
+    def _start_at(self, part: _Partition) -> int:
+        sealed = part.sealed_segments()
+        oldest = sealed[0][0] if sealed else part.last_sealed + 1
+        path = self._cursor(part)
+        if path.exists():
+            stored = int(path.read_text().strip() or 0)
+            return max(oldest, stored + 1)
+        return oldest
 
-class SpanSink(DynamicSink[SpanBlock]):
-    """Bytewax sink writing `SpanBlock`s to `otel_traces` through one shared `SpanWriter`."""
+    def _record(self, part: _Partition, seq: int) -> None:
+        path = self._cursor(part)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(seq))
+        os.replace(tmp, path)  # no fsync: a lost cursor only repeats an insert ClickHouse deduplicates
 
-    def __init__(self, writer: SpanWriter) -> None:
-        self._writer = writer
+    def start(self) -> None:
+        self._thread.start()
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SpanSinkPartition:
-        return _SpanSinkPartition(self._writer)
+    def join(self) -> None:
+        """Wait until every sealed segment is stored (call after the log is closed and `stop` is set)."""
+        self._thread.join()
+
+    def pending(self) -> int:
+        return sum(max(0, p.last_sealed - self._next[p.index] + 1) for p in self._wal.partitions)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                progressed = self.store_ready()
+                if not progressed:
+                    if self._stop.is_set() and self._wal.closed and self.pending() == 0:
+                        return
+                    time.sleep(self._idle)
+        except BaseException as exc:  # stops the service loudly; the segments stay for the next start
+            self.error = exc
+            logger.error("span store stopped: %s", exc)
+
+    def store_ready(self) -> bool:
+        """Insert every segment sealed so far; return whether anything was stored."""
+        progressed = False
+        for part in self._wal.partitions:
+            while self._next[part.index] <= part.last_sealed:
+                seq = self._next[part.index]
+                path = part.seg_path(seq)
+                if not path.exists():
+                    msg = f"write-ahead log p{part.index}: segment {seq} is missing before it was stored"
+                    raise WalCorrupt(msg)
+                table, _ = read_segment(path)
+                self._writer.write(
+                    SpanBlock(part.index, seq, f"tj-{self._wal.id}-p{part.index}-{seq}", table)
+                )
+                metrics.SINK_SEGMENTS.inc()
+                self._record(part, seq)
+                self._next[part.index] = seq + 1
+                progressed = True
+        return progressed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from dataflow import metrics
@@ -35,6 +36,9 @@ class RuleStats:
         self._lock = threading.Lock()
         self._counts: dict[str, RuleCounts] = {}
         self._dirty: set[str] = set()
+        # Prometheus increments are batched: one `inc` per (labels) per `publish()`, not per decision.
+        self._decisions: Counter[tuple[str, str]] = Counter()
+        self._scores: Counter[tuple[str, str, str]] = Counter()
 
     def seed(self, rule_id: str, counts: RuleCounts) -> None:
         with self._lock:
@@ -58,15 +62,24 @@ class RuleStats:
                 c.last_evaluated_ns = now
                 c.last_trace_ns = max(c.last_trace_ns, trace_start_ns)
                 self._dirty.add(d.rule.id)
-        for d in decisions:
-            metrics.RULE_DECISIONS.labels(d.rule.spec.name, d.outcome.value).inc()
+                self._decisions[(d.rule.spec.name, d.outcome.value)] += 1
 
     def record_score(self, rule_id: str, rule_name: str, scorer: str, error: bool) -> None:
-        if error:
-            with self._lock:
+        with self._lock:
+            if error:
                 self._counts.setdefault(rule_id, RuleCounts()).scorer_errors += 1
                 self._dirty.add(rule_id)
-        metrics.RULE_SCORES.labels(rule_name, scorer, "error" if error else "ok").inc()
+            self._scores[(rule_name, scorer, "error" if error else "ok")] += 1
+
+    def publish(self) -> None:
+        """Push the counts gathered since the last call to Prometheus."""
+        with self._lock:
+            decisions, self._decisions = self._decisions, Counter()
+            scores, self._scores = self._scores, Counter()
+        for (rule, outcome), n in decisions.items():
+            metrics.RULE_DECISIONS.labels(rule, outcome).inc(n)
+        for (rule, scorer, outcome), n in scores.items():
+            metrics.RULE_SCORES.labels(rule, scorer, outcome).inc(n)
 
     def take_dirty(self) -> dict[str, RuleCounts]:
         """Copies of the counts that changed since the last call."""

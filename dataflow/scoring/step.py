@@ -64,6 +64,7 @@ class ScoringStep:
                 for row in run_code_scorers(task):
                     self._stats.record_score(row.rule_id, row.rule_name, row.name, bool(row.error))
                     out.append(("scores", row))
+        self._stats.publish()
         return out
 
     def _complete(self, traces: list[Trace]) -> list[Trace]:

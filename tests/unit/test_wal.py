@@ -9,12 +9,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from connectors.clickhouse.sink import SpanStore
 from connectors.otlp.decode import decode_json
 from connectors.otlp.ingest import normalizer_from
-from connectors.otlp.source import WalBlockSource
+from connectors.otlp.source import WalRecordSource
 from connectors.otlp.wal import Wal, read_segment
 from dataflow.config import IngestConfig, WalConfig
 from dataflow.errors import WalCorrupt, WalError, WalFull
+from dataflow.model import SpanBlock
 
 FIXTURE = Path(__file__).resolve().parents[1] / "testdata" / "otlp" / "json_int64_as_strings.json"
 
@@ -134,9 +136,9 @@ def test_partitions_cannot_be_removed(tmp_path: Path) -> None:
 
 def test_source_refuses_state_of_another_log(tmp_path: Path) -> None:
     wal = Wal(tmp_path / "wal", WalConfig())
-    source = WalBlockSource(wal, threading.Event())
+    source = WalRecordSource(wal, threading.Event())
     with pytest.raises(WalCorrupt, match="recovery"):
-        source.build_part("s", "p0", ("someotherlog", 1))
+        source.build_part("s", "p0", ("someotherlog", 1, 0))
 
 
 def test_source_fails_loudly_when_a_needed_segment_is_missing(tmp_path: Path) -> None:
@@ -147,30 +149,42 @@ def test_source_fails_loudly_when_a_needed_segment_is_missing(tmp_path: Path) ->
     wait_sealed(wal, 2)
     wal.partitions[0].seg_path(1).unlink()
     with pytest.raises(WalCorrupt, match="missing"):
-        WalBlockSource(wal, threading.Event()).build_part("s", "p0", (wal.id, 1))
+        WalRecordSource(wal, threading.Event()).build_part("s", "p0", (wal.id, 1, 0))
     wal.close()
 
 
-def test_source_emits_blocks_in_order_with_stable_tokens_then_ends(tmp_path: Path) -> None:
+class _Capture:
+    def __init__(self) -> None:
+        self.blocks: list[SpanBlock] = []
+
+    def write(self, block: SpanBlock) -> None:
+        self.blocks.append(block)
+
+
+def test_span_store_stores_sealed_segments_in_order_once_and_resumes_at_its_cursor(tmp_path: Path) -> None:
     wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=1, segment_max_age_s=60))
     wal.start()
-    for _ in range(2):
-        wal.append(batch()).result(timeout=5)
-    wal.close()
+    for n in (1, 2):
+        wal.append(batch(n)).result(timeout=5)
+    wait_sealed(wal, 2)
     stop = threading.Event()
-    part = WalBlockSource(wal, stop).build_part("s", "p0", None)
-    got = part.next_batch() + part.next_batch()
-    assert [b.segment for b in got] == [1, 2]
-    assert got[0].token == f"tj-{wal.id}-p0-1"
-    assert part.snapshot() == (wal.id, 3)
-    assert part.next_batch() == []
+    capture = _Capture()
+    store = SpanStore(wal, capture, stop)  # type: ignore[arg-type]
+    assert store.store_ready() is True
+    assert [(b.segment, b.rows, b.token) for b in capture.blocks] == [
+        (1, 1, f"tj-{wal.id}-p0-1"),
+        (2, 2, f"tj-{wal.id}-p0-2"),
+    ]
+    assert store.store_ready() is False  # nothing new
+    wal.append(batch(3)).result(timeout=5)
+    wal.close()  # seals segment 3
+    again = _Capture()
+    restarted = SpanStore(wal, again, stop)  # type: ignore[arg-type]
     stop.set()
-    with pytest.raises(StopIteration):
-        part.next_batch()
-    # A replay from a snapshot yields the same block and token.
-    replay = WalBlockSource(wal, threading.Event()).build_part("s", "p0", (wal.id, 2))
-    (block,) = replay.next_batch()
-    assert (block.segment, block.token) == (2, got[1].token)
+    restarted.start()
+    restarted.join()  # drains what is sealed, then ends because the log is closed and stop is set
+    assert [b.segment for b in again.blocks] == [3]
+    assert restarted.error is None
 
 
 def test_a_failed_write_answers_the_callers_and_the_log_keeps_working(
@@ -200,8 +214,6 @@ def test_a_failed_write_answers_the_callers_and_the_log_keeps_working(
 
 
 def test_record_source_reads_committed_batches_before_the_seal_and_resumes(tmp_path: Path) -> None:
-    from connectors.otlp.source import WalRecordSource
-
     wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=5, segment_max_age_s=60))
     wal.start()
     stop = threading.Event()
