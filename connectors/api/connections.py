@@ -1,0 +1,125 @@
+"""Connections API: `GET/POST/PUT /api/v1/connections`, `GET/PATCH/DELETE /api/v1/connections/{id}`.
+
+Keys are never taken or returned: a connection names the environment variable holding its key, and every
+answer says whether that variable is set in this process (`keyStatus`). POST creates (409 when the name is
+taken), PUT creates or replaces by name, PATCH changes fields by id, DELETE refuses while a rule uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Body, HTTPException, Response
+from pydantic import ValidationError
+
+from connectors.clickhouse.connections_store import ConnectionStore
+from connectors.clickhouse.rules_store import RuleStore
+from dataflow.judging.connections import ConnectionSpec
+
+_SERVER_FIELDS = ("id", "version")
+
+
+def connection_doc(spec: ConnectionSpec) -> dict[str, Any]:
+    problem = spec.key_problem()
+    return {**spec.model_dump(mode="json"), "keyStatus": "set" if not problem else f"missing: {problem}"}
+
+
+def parse_connection(data: Any, keep: ConnectionSpec | None = None) -> ConnectionSpec:
+    if not isinstance(data, dict):
+        raise HTTPException(400, {"error": "the body must be a JSON object (a connection)", "field": ""})
+    if "api_key" in data or "apiKey" in data:
+        raise HTTPException(
+            400,
+            {
+                "error": "keys are never stored: set api_key_env to the name of the env var",
+                "field": "api_key",
+            },
+        )
+    body = {k: v for k, v in data.items() if k not in _SERVER_FIELDS and k != "keyStatus"}
+    if keep is not None:
+        body["id"], body["version"] = keep.id, keep.version
+    try:
+        return ConnectionSpec.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(connection)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise HTTPException(400, {"error": problems, "field": field}) from exc
+
+
+def build_connections_router(
+    store: ConnectionStore, rules: RuleStore, on_change: Callable[[], object]
+) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def saved(spec: ConnectionSpec) -> dict[str, Any]:
+        stored = await run(store.save, spec)
+        await run(on_change)
+        return connection_doc(stored)
+
+    async def get_or_404(conn_id: str) -> ConnectionSpec:
+        spec: ConnectionSpec | None = await run(store.get, conn_id)
+        if spec is None:
+            raise HTTPException(404, {"error": f"connection {conn_id} not found"})
+        return spec
+
+    @router.get("", summary="List connections (with whether each key is set)")
+    async def list_connections() -> dict[str, Any]:
+        conns = await run(store.load)
+        return {"connections": [connection_doc(c) for c in conns], "count": len(conns)}
+
+    @router.post("", summary="Create a connection", status_code=201)
+    async def create(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        spec = parse_connection(body)
+        if await run(store.by_name, spec.name) is not None:
+            raise HTTPException(409, {"error": f"a connection named {spec.name!r} exists", "field": "name"})
+        return await saved(spec)
+
+    @router.put("", summary="Create or replace a connection by name")
+    async def put(response: Response, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        spec = parse_connection(body)
+        existing = await run(store.by_name, spec.name)
+        if existing is None:
+            response.status_code = 201
+            return await saved(spec)
+        candidate = spec.model_copy(update={"id": existing.id, "version": existing.version})
+        return connection_doc(existing) if candidate == existing else await saved(candidate)
+
+    @router.get("/{conn_id}", summary="One connection")
+    async def get(conn_id: str) -> dict[str, Any]:
+        return connection_doc(await get_or_404(conn_id))
+
+    @router.patch("/{conn_id}", summary="Change some fields of a connection")
+    async def patch(conn_id: str, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        current = await get_or_404(conn_id)
+        if not isinstance(body, dict):
+            raise HTTPException(400, {"error": "the body must be a JSON object", "field": ""})
+        spec = parse_connection({**current.model_dump(mode="json"), **body}, keep=current)
+        if spec.name != current.name and await run(store.by_name, spec.name) is not None:
+            raise HTTPException(409, {"error": f"a connection named {spec.name!r} exists", "field": "name"})
+        return await saved(spec)
+
+    @router.delete("/{conn_id}", summary="Delete a connection no rule uses")
+    async def delete(conn_id: str) -> dict[str, Any]:
+        current = await get_or_404(conn_id)
+        users = [r.name for r in await run(rules.load, None) if current.name in _connections_of(r)]
+        if users:
+            raise HTTPException(
+                409, {"error": f"connection {current.name!r} is used by rules: {', '.join(users)}"}
+            )
+        await run(store.delete, current)
+        await run(on_change)
+        return {"deleted": conn_id}
+
+    return router
+
+
+def _connections_of(rule: Any) -> set[str]:
+    return {getattr(s, "connection", "") for s in rule.scorers} - {""}

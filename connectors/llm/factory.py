@@ -1,0 +1,395 @@
+"""`make_client`: the `JudgeClient` for a connection; and what the SDK clients share.
+
+The shared part is provider-independent: the JSON schema a judge answer must follow, the merge of request
+parameters, the validation of an answer into a `JudgeAnswer`, the mapping of SDK errors onto the
+`JudgeError` tree (with Retry-After), and `SdkJudgeClient`, the life cycle every SDK client has (the key is
+checked at call time, the SDK client is made on first use, one deadline per attempt, no retries).
+
+The SDK modules are imported by `make_client` only when a connection needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from connectors.llm.base import JudgeAnswer, JudgeClient, JudgeRequest
+from dataflow.errors import (
+    ConfigError,
+    JudgeAuthError,
+    JudgeBadResponse,
+    JudgeError,
+    JudgeRateLimited,
+    JudgeRequestError,
+    JudgeServerError,
+    JudgeTimeout,
+)
+from dataflow.judging.connections import ConnectionSpec
+
+RAW_LIMIT = 4096  # characters of the structured answer kept in JudgeAnswer.raw
+SNIPPET_LIMIT = 300  # characters of a bad answer or error body quoted in an error message
+SCORE_TOLERANCE = 1e-9  # a score this far outside [min, max] is clamped, not refused
+SCHEMA_NAME_SCORE = "judge_score"
+SCHEMA_NAME_CHOICE = "judge_choice"
+TOOL_NAME = "submit_score"
+DEADLINE_GRACE_S = 1.0  # the whole attempt ends this long after timeout_s, whatever the SDK's timeouts do
+
+# Never taken from params, whatever the protocol: the client owns them.
+ALWAYS_RESERVED = frozenset(
+    {"timeout", "extra_headers", "extra_query", "extra_body", "stream", "stream_options"}
+)
+
+
+def make_client(spec: ConnectionSpec) -> JudgeClient:
+    """The client for `spec`'s provider and protocol. Never fails for a missing key (that fails each call)."""
+    if spec.provider == "openai" and spec.protocol == "chat_completions":
+        from connectors.llm.openai_client import OpenAIChatClient
+
+        return OpenAIChatClient(spec)
+    if spec.provider == "openai" and spec.protocol == "responses":
+        from connectors.llm.openai_client import OpenAIResponsesClient
+
+        return OpenAIResponsesClient(spec)
+    if spec.provider == "anthropic" and spec.protocol == "messages":
+        from connectors.llm.anthropic_client import AnthropicMessagesClient
+
+        return AnthropicMessagesClient(spec)
+    msg = (
+        f"connection {spec.name!r}: no client for provider {spec.provider!r} with protocol {spec.protocol!r}"
+    )
+    raise ConfigError(msg)
+
+
+# ---- the answer schema ----------------------------------------------------------------------------------------
+
+
+def answer_schema(request: JudgeRequest) -> dict[str, Any]:
+    """The JSON schema of the answer: `{rationale, score}` or `{rationale, choice}`, both required.
+
+    The rationale comes first so that a model writing in order reasons before it commits to a verdict.
+    The schema stays inside OpenAI's strict subset (no extra keys, every property required).
+    """
+    rationale = {"type": "string", "description": "One or two sentences explaining the verdict."}
+    verdict: dict[str, Any]
+    if request.choices:
+        key = "choice"
+        verdict = {"type": "string", "enum": list(request.choices), "description": "The label that applies."}
+    else:
+        key = "score"
+        verdict = {
+            "type": "number",
+            "minimum": request.min_score,
+            "maximum": request.max_score,
+            "description": f"The score, from {request.min_score:g} (worst) to {request.max_score:g} (best).",
+        }
+    return {
+        "type": "object",
+        "properties": {"rationale": rationale, key: verdict},
+        "required": ["rationale", key],
+        "additionalProperties": False,
+    }
+
+
+def schema_name(request: JudgeRequest) -> str:
+    return SCHEMA_NAME_CHOICE if request.choices else SCHEMA_NAME_SCORE
+
+
+def call_params(spec: ConnectionSpec, request: JudgeRequest, reserved: Iterable[str]) -> dict[str, Any]:
+    """`spec.params` then `request.params`, without the keys the client sets itself (model, messages, format)."""
+    blocked = ALWAYS_RESERVED | frozenset(reserved)
+    merged = {**spec.params, **request.params}
+    return {k: v for k, v in merged.items() if k not in blocked}
+
+
+# ---- answers ----------------------------------------------------------------------------------------------
+
+
+def who(spec: ConnectionSpec) -> str:
+    return f"connection {spec.name!r} ({spec.provider} {spec.protocol}, model {spec.model})"
+
+
+def snippet(text: object, limit: int = SNIPPET_LIMIT) -> str:
+    s = text if isinstance(text, str) else repr(text)
+    s = s.strip()
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s)} chars)"
+
+
+def truncate_raw(text: str) -> str:
+    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT]
+
+
+_FENCE_RE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+def _loads_object(text: str) -> object:
+    """JSON of the answer text; a Markdown code fence around it (endpoints without strict formats) is allowed."""
+    stripped = text.strip()
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        fenced = _FENCE_RE.match(stripped)
+        if fenced is None:
+            raise
+        return json.loads(fenced.group(1))
+
+
+def bad_answer(spec: ConnectionSpec, problem: str, got: object) -> JudgeBadResponse:
+    return JudgeBadResponse(f"{who(spec)}: {problem}; got: {snippet(got) if got != '' else '(empty)'}")
+
+
+def parse_answer(
+    spec: ConnectionSpec,
+    request: JudgeRequest,
+    payload: str | Mapping[str, Any],
+    *,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    note: str = "",
+) -> JudgeAnswer:
+    """Validate a structured answer (JSON text, or an already decoded object such as a tool input).
+
+    `note` is added to the message of a refusal (e.g. "the answer was cut off at max_tokens").
+    """
+    raw = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, default=str)
+    suffix = f" ({note})" if note else ""
+    obj: object
+    if isinstance(payload, str):
+        if not payload.strip():
+            raise bad_answer(spec, f"the answer is empty{suffix}", raw)
+        try:
+            obj = _loads_object(payload)
+        except ValueError as exc:
+            raise bad_answer(spec, f"the answer is not JSON ({exc}){suffix}", raw) from None
+    else:
+        obj = payload
+    if not isinstance(obj, Mapping):
+        raise bad_answer(spec, f"the answer is not a JSON object{suffix}", raw)
+
+    rationale = obj.get("rationale")
+    if not isinstance(rationale, str):
+        problem = "'rationale' is missing" if rationale is None else "'rationale' is not a string"
+        raise bad_answer(spec, problem + suffix, raw)
+
+    score: float | None = None
+    choice: str | None = None
+    if request.choices:
+        got = obj.get("choice")
+        if got is None:
+            raise bad_answer(spec, f"'choice' is missing{suffix}", raw)
+        choice = _match_choice(got, request.choices)
+        if choice is None:
+            raise bad_answer(spec, f"choice {got!r} is not one of {list(request.choices)}{suffix}", raw)
+    else:
+        got = obj.get("score")
+        if got is None:
+            raise bad_answer(spec, f"'score' is missing{suffix}", raw)
+        if isinstance(got, bool) or not isinstance(got, int | float):
+            raise bad_answer(spec, f"score {got!r} is not a number{suffix}", raw)
+        value = float(got)
+        lo, hi = request.min_score, request.max_score
+        if not math.isfinite(value):
+            raise bad_answer(spec, f"score {got!r} is not finite{suffix}", raw)
+        if value < lo - SCORE_TOLERANCE or value > hi + SCORE_TOLERANCE:
+            raise bad_answer(spec, f"score {got!r} is outside [{lo:g}, {hi:g}]{suffix}", raw)
+        score = float(min(hi, max(lo, value)))
+
+    return JudgeAnswer(
+        score=score,
+        choice=choice,
+        rationale=rationale,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        model=model or spec.model,
+        raw=truncate_raw(raw),
+    )
+
+
+def _match_choice(got: object, labels: tuple[str, ...]) -> str | None:
+    """The label `got` names: exactly, else ignoring case and surrounding blanks when that is unambiguous."""
+    if not isinstance(got, str):
+        return None
+    if got in labels:
+        return got
+    folded = [label for label in labels if label.strip().casefold() == got.strip().casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def text_body_error(spec: ConnectionSpec, body: str) -> JudgeBadResponse:
+    """A 2xx whose body is not JSON at all (e.g. a proxy's HTML page): the SDKs return it as a plain str."""
+    return bad_answer(spec, "HTTP 200 but the body is not an API response (not JSON)", body)
+
+
+def as_int(value: object) -> int:
+    """A token count from a usage object (None or missing on some OpenAI-compatible servers)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+# ---- errors -----------------------------------------------------------------------------------------------
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, else `retry-after` (seconds or an HTTP date); None when absent."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            value = float(ms) / 1000.0
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        value = float(ra)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(ra)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def api_message(body: object, fallback: str) -> str:
+    """The provider's error message from an error body (OpenAI: `{message}`; Anthropic: `{error: {message}}`)."""
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+            return snippet(inner["message"])
+        if isinstance(body.get("message"), str):
+            return snippet(body["message"])
+    if isinstance(body, str) and body.strip():
+        return snippet(body)
+    return snippet(fallback)
+
+
+def status_error(
+    spec: ConnectionSpec, status: int, headers: Mapping[str, str] | None, detail: str
+) -> JudgeError:
+    """The JudgeError for an HTTP error status."""
+    wait = retry_after_s(headers)
+    after = f" (Retry-After {wait:g} s)" if wait is not None else ""
+    prefix = f"{who(spec)}: HTTP {status}"
+    if status == 429:
+        return JudgeRateLimited(f"{prefix} rate limited{after}: {detail}", retry_after_s=wait)
+    if status in (401, 403):
+        kind = "unauthorized" if status == 401 else "forbidden"
+        return JudgeAuthError(f"{prefix} {kind}: {detail} (key from env var {spec.api_key_env})")
+    if status == 408:
+        return JudgeTimeout(f"{prefix} request timeout: {detail}")
+    if 400 <= status < 500:
+        return JudgeRequestError(f"{prefix} request refused: {detail}")
+    return JudgeServerError(f"{prefix} server error{after}: {detail}", retry_after_s=wait)
+
+
+def timeout_error(spec: ConnectionSpec) -> JudgeTimeout:
+    return JudgeTimeout(f"{who(spec)}: no answer within {spec.timeout_s:g} s (timeout)")
+
+
+def connection_error(spec: ConnectionSpec, exc: BaseException) -> JudgeServerError:
+    cause = exc.__cause__ or exc.__context__
+    reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+    target = spec.base_url or "the provider's default URL"
+    return JudgeServerError(f"{who(spec)}: connection to {target} failed: {snippet(reason)}")
+
+
+def local_error(spec: ConnectionSpec, exc: Exception) -> JudgeError | None:
+    """Errors that are not the SDK's own: a 200 whose body is not JSON, and the SDK refusing a request."""
+    if isinstance(exc, json.JSONDecodeError):
+        return JudgeBadResponse(
+            f"{who(spec)}: HTTP 200 but the response body is not JSON ({exc.msg}, char {exc.pos}): "
+            f"{snippet(exc.doc) or '(empty)'}"
+        )
+    if isinstance(exc, pydantic.ValidationError):
+        return JudgeBadResponse(
+            f"{who(spec)}: the response does not have the API's shape: {snippet(str(exc))}"
+        )
+    if isinstance(exc, ValueError):  # e.g. the SDK checking arguments before sending
+        return JudgeRequestError(f"{who(spec)}: the SDK refused the request: {snippet(str(exc))}")
+    return None
+
+
+# ---- the client life cycle --------------------------------------------------------------------------------
+
+SdkT = TypeVar("SdkT")
+
+
+class SdkJudgeClient(ABC, Generic[SdkT]):
+    """A JudgeClient over an official async SDK client.
+
+    Construction never fails: the SDK client is made on the first call, with the key read then (a missing
+    key fails each call with JudgeAuthError and sends nothing). The SDK's own retries are off (the executor
+    owns them). The SDK's timeout (`spec.timeout_s`) applies to each phase (connect, write, each read, pool
+    wait), so a server that trickles bytes could hold an attempt far longer: a deadline of `timeout_s` +
+    DEADLINE_GRACE_S on the whole attempt stops that. The SDK's own timeout normally fires first, so the
+    request is ended by the HTTP client rather than by cancelling it.
+    """
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        self.spec = spec
+        self._sdk: SdkT | None = None
+        self._sdk_key = ""
+        self._retired: list[SdkT] = []
+
+    @abstractmethod
+    def _new_sdk(self, api_key: str) -> SdkT: ...
+
+    @abstractmethod
+    async def _close_sdk(self, sdk: SdkT) -> None: ...
+
+    @abstractmethod
+    async def _ask(self, sdk: SdkT, request: JudgeRequest) -> JudgeAnswer:
+        """One call; raises the SDK's errors, or JudgeBadResponse for an answer that does not fit."""
+
+    @abstractmethod
+    def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
+        """The JudgeError for one of the SDK's exceptions; None when `exc` is not the SDK's."""
+
+    def _sdk_for(self, api_key: str) -> SdkT:
+        if self._sdk is None or api_key != self._sdk_key:
+            if self._sdk is not None:  # the key changed: calls in flight keep the old client until aclose
+                self._retired.append(self._sdk)
+            self._sdk = self._new_sdk(api_key)
+            self._sdk_key = api_key
+        return self._sdk
+
+    async def judge(self, request: JudgeRequest) -> JudgeAnswer:
+        api_key = self.spec.api_key()
+        if not api_key:
+            raise JudgeAuthError(self.spec.key_problem())
+        sdk = self._sdk_for(api_key)
+        try:
+            async with asyncio.timeout(self.spec.timeout_s + DEADLINE_GRACE_S):
+                return await self._ask(sdk, request)
+        except JudgeError:
+            raise
+        except TimeoutError:
+            raise timeout_error(self.spec) from None
+        except Exception as exc:
+            mapped = self._map_sdk_error(exc) or local_error(self.spec, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        sdks = [*self._retired, *([self._sdk] if self._sdk is not None else [])]
+        self._retired.clear()
+        self._sdk = None
+        self._sdk_key = ""
+        for sdk in sdks:
+            await self._close_sdk(sdk)

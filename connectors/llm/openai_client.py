@@ -1,0 +1,187 @@
+"""Judge clients over the official `openai` async SDK: Chat Completions and Responses, with strict JSON schemas.
+
+Chat Completions asks with `response_format={"type": "json_schema", ...}` and reads the message content;
+Responses asks with `text.format` (the system prompt as `instructions`, `store` off unless params say
+otherwise) and reads `output_text`. Both work with any OpenAI-compatible `base_url`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+
+from connectors.llm.base import JudgeAnswer, JudgeRequest
+from connectors.llm.factory import (
+    SdkJudgeClient,
+    answer_schema,
+    api_message,
+    as_int,
+    bad_answer,
+    call_params,
+    connection_error,
+    parse_answer,
+    schema_name,
+    status_error,
+    text_body_error,
+    timeout_error,
+    who,
+)
+from dataflow.errors import JudgeBadResponse, JudgeError, JudgeRequestError
+
+_SHAPE_ERRORS = (AttributeError, TypeError, IndexError, KeyError)
+
+
+class _OpenAIClient(SdkJudgeClient[openai.AsyncOpenAI]):
+    def _new_sdk(self, api_key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=self.spec.base_url,
+            timeout=self.spec.timeout_s,
+            max_retries=0,
+        )
+
+    async def _close_sdk(self, sdk: openai.AsyncOpenAI) -> None:
+        await sdk.close()
+
+    def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
+        spec = self.spec
+        if isinstance(exc, openai.APITimeoutError):
+            return timeout_error(spec)
+        if isinstance(exc, openai.APIConnectionError):
+            return connection_error(spec, exc)
+        if isinstance(exc, openai.APIStatusError):
+            detail = api_message(exc.body, exc.message)
+            return status_error(spec, exc.status_code, exc.response.headers, detail)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return JudgeBadResponse(
+                f"{who(spec)}: HTTP {exc.status_code} with an unexpected body: {exc.message}"
+            )
+        if isinstance(exc, openai.OpenAIError):
+            return JudgeRequestError(f"{who(spec)}: {type(exc).__name__}: {exc}")
+        return None
+
+
+class OpenAIChatClient(_OpenAIClient):
+    """OpenAI Chat Completions with `response_format` json_schema (strict)."""
+
+    RESERVED = frozenset(
+        {"model", "messages", "response_format", "tools", "tool_choice", "functions", "function_call", "n"}
+    )
+
+    async def _ask(self, sdk: openai.AsyncOpenAI, request: JudgeRequest) -> JudgeAnswer:
+        spec = self.spec
+        messages: list[Any] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
+        params = call_params(spec, request, self.RESERVED)
+        completion = await sdk.chat.completions.create(
+            model=spec.model,
+            messages=messages,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {
+                    "name": schema_name(request),
+                    "strict": True,
+                    "schema": answer_schema(request),
+                },
+            },
+            extra_body=params or None,
+        )
+        if isinstance(completion, str):  # a non-JSON content type: the SDK hands the body over as text
+            raise text_body_error(spec, completion)
+        try:
+            if not completion.choices:
+                raise bad_answer(spec, "the completion has no choices", completion.model_dump_json())
+            first = completion.choices[0]
+            text = first.message.content or ""
+            note = ""
+            if first.message.refusal:
+                note = f"the model refused: {first.message.refusal}"
+            elif first.finish_reason in ("length", "content_filter"):
+                note = f"finish_reason={first.finish_reason}"
+            usage = completion.usage
+            return parse_answer(
+                spec,
+                request,
+                text,
+                model=completion.model,
+                input_tokens=as_int(usage.prompt_tokens) if usage else 0,
+                output_tokens=as_int(usage.completion_tokens) if usage else 0,
+                note=note,
+            )
+        except _SHAPE_ERRORS as exc:
+            raise bad_answer(
+                spec, f"the completion does not have the expected shape ({exc})", completion
+            ) from exc
+
+
+class OpenAIResponsesClient(_OpenAIClient):
+    """OpenAI Responses with `text.format` json_schema (strict); the system prompt goes in `instructions`."""
+
+    RESERVED = frozenset(
+        {
+            "model",
+            "input",
+            "instructions",
+            "text",
+            "tools",
+            "tool_choice",
+            "background",
+            "conversation",
+            "previous_response_id",
+            "prompt",
+        }
+    )
+
+    async def _ask(self, sdk: openai.AsyncOpenAI, request: JudgeRequest) -> JudgeAnswer:
+        spec = self.spec
+        params: dict[str, Any] = {"store": False, **call_params(spec, request, self.RESERVED)}
+        # text options other than the format (e.g. verbosity) may come from params
+        text_options = {**spec.params, **request.params}.get("text")
+        text: dict[str, Any] = dict(text_options) if isinstance(text_options, dict) else {}
+        text["format"] = {
+            "type": "json_schema",
+            "name": schema_name(request),
+            "strict": True,
+            "schema": answer_schema(request),
+        }
+        text_config: Any = text
+        items: list[Any] = [{"role": "user", "content": request.prompt}]
+        response = await sdk.responses.create(
+            model=spec.model,
+            input=items,
+            instructions=request.system or openai.omit,
+            text=text_config,
+            extra_body=params,
+        )
+        if isinstance(response, str):
+            raise text_body_error(spec, response)
+        try:
+            notes: list[str] = []
+            if response.status and response.status != "completed":
+                notes.append(f"status={response.status}")
+            if response.incomplete_details is not None and response.incomplete_details.reason:
+                notes.append(f"incomplete: {response.incomplete_details.reason}")
+            if response.error is not None:
+                notes.append(f"error: {response.error.message}")
+            for item in response.output:
+                if item.type == "message":
+                    for part in item.content:
+                        if part.type == "refusal":
+                            notes.append(f"the model refused: {part.refusal}")
+            usage = response.usage
+            return parse_answer(
+                spec,
+                request,
+                response.output_text,
+                model=response.model,
+                input_tokens=as_int(usage.input_tokens) if usage else 0,
+                output_tokens=as_int(usage.output_tokens) if usage else 0,
+                note="; ".join(notes),
+            )
+        except _SHAPE_ERRORS as exc:
+            raise bad_answer(
+                spec, f"the response does not have the expected shape ({exc})", response
+            ) from exc
