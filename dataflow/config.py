@@ -213,6 +213,26 @@ class RulesConfig(_Section):
     status_interval_s: float = Field(5.0, gt=0, description="How often per-rule status rows are written.")
 
 
+class JudgingConfig(_Section):
+    """LLM judges (YAML key `judging`)."""
+
+    connections_file: Path | None = Field(
+        None, description="A connections YAML file applied at start (create or replace by name); empty: none."
+    )
+    max_pending: int = Field(
+        10_000, gt=0, description="Judge calls pending per process; more are shed (overload)."
+    )
+    shards: int = Field(
+        4, ge=1, le=256, description="Keyed shards of the judge step (pending calls spread over them)."
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open a connection's breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="How long an open breaker sheds calls (seconds)."
+    )
+
+
 class SinkConfig(_Section):
     """Writing spans to ClickHouse (YAML key `sink`)."""
 
@@ -271,6 +291,7 @@ class Settings(BaseSettings):
     flow: FlowConfig = Field(default_factory=FlowConfig)
     windows: WindowConfig = Field(default_factory=WindowConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    judging: JudgingConfig = Field(default_factory=JudgingConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
 

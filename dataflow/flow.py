@@ -2,6 +2,8 @@
 
     wal_records (batches as soon as durable) -> spans of projects with rules -> key by shard
         -> windows (trace windows, one logic per shard) -> scoring (rules, code scorers) -> scores (ClickHouse)
+                                                        -> judge jobs -> judges (async executor) -> scores
+                                                                                             -> judge spans (log)
 
 Spans themselves reach `otel_traces` outside the flow (connectors.clickhouse.sink.SpanStore), so storage
 never waits for scoring.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -20,6 +23,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow.config import WindowConfig
+from dataflow.judging.step import JudgeContext, JudgeLogic
 from dataflow.model import ScoreRow, Span, SpanRecords, Trace
 from dataflow.windowing.step import WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
@@ -37,8 +41,11 @@ class ScoringPlan:
     projects: Callable[[], frozenset[str]]
     windows: WindowConfig
     keep_open_at_eof: bool
-    score: Callable[[list[Trace]], list[tuple[str, ScoreRow]]]
+    score: Callable[[list[Trace]], list[tuple[str, Any]]]
     scores_sink: Sink[tuple[str, ScoreRow]]
+    judges: JudgeContext | None = None
+    judge_spans_sink: Sink[dict[str, Any]] | None = None
+    judge_shards: int = 4
 
 
 def build_flow(scoring: ScoringPlan) -> Dataflow:
@@ -64,5 +71,17 @@ def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
     keyed = op.key_on("by_shard", spans, lambda s: shard_of(s.trace_id, shards))
     closed = op.stateful_batch("windows", keyed, build)
     traces = op.key_rm("traces", closed)
-    rows = op.flat_map_batch("scoring", traces, plan.score)
+    scored = op.flat_map_batch("scoring", traces, plan.score)
+    split = op.branch("split", scored, lambda kv: kv[0] == "scores")
+    rows: Any = split.trues
+    if plan.judges is not None and plan.judge_spans_sink is not None:
+        ctx = plan.judges
+        jobs = op.map("job", split.falses, lambda kv: kv[1])
+        keyed_jobs = op.key_on(
+            "by_judge_shard", jobs, lambda j: f"j{int(j.score_id[:8], 16) % plan.judge_shards}"
+        )
+        judged = op.key_rm("judged", op.stateful_batch("judges", keyed_jobs, lambda st: JudgeLogic(ctx, st)))
+        out = op.branch("judge_out", judged, lambda kv: kv[0] == "scores")
+        rows = op.merge("all_scores", rows, out.trues)
+        op.output("judge_spans", op.map("span", out.falses, lambda kv: kv[1]), plan.judge_spans_sink)
     op.output("scores", rows, plan.scores_sink)

@@ -198,6 +198,12 @@ JUDGE_SHED = Counter(
     registry=REGISTRY,
 )
 
+JUDGE_SPANS_DROPPED = Counter(
+    "tracejudge_judge_spans_dropped_total",
+    "Judge spans not written because the write-ahead log refused them (their score rows were written).",
+    registry=REGISTRY,
+)
+
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",

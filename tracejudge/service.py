@@ -27,15 +27,18 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from connectors.api.app import ApiState, build_api_app
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
 from connectors.clickhouse.migrate import apply_retention, migrate
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.sink import SpanStore, SpanWriter
+from connectors.llm.factory import make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
+from connectors.otlp.judge_spans import JudgeSpanSink
 from connectors.otlp.reclaim import Reclaimer
 from connectors.otlp.source import WalRecordSource
 from connectors.otlp.wal import Wal
@@ -43,6 +46,9 @@ from dataflow import metrics
 from dataflow.config import Settings
 from dataflow.errors import TracejudgeError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
+from dataflow.judging.connections import ConnectionRegistry
+from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
+from dataflow.judging.step import JudgeContext, Pending, RuleBudgets
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
 from dataflow.rules.registry import RuleRegistry
 from dataflow.rules.status import RuleCounts, RuleStats
@@ -114,6 +120,12 @@ class Service:
                 logger.info(
                     "rules file: %s %s/%s (version %d)", action, spec.project, spec.name, spec.version
                 )
+        self.connection_store = ConnectionStore(self.reader_ch)
+        if s.judging.connections_file is not None:
+            for action, conn in apply_connections_file(s.judging.connections_file, self.connection_store):
+                logger.info("connections file: %s %s (version %d)", action, conn.name, conn.version)
+        self.connections = ConnectionRegistry(self.connection_store, s.rules.reload_interval_s)
+        self.connections.refresh(force=True)
         self.registry = RuleRegistry(self.rule_store, s.rules.reload_interval_s)
         self.registry.refresh(force=True)
         self.wal = Wal(data_dir / "wal", s.wal)
@@ -127,11 +139,13 @@ class Service:
         writer = SpanWriter(self.writer_ch, s.sink, self.flow_stop, on_written=self.reclaimer.on_written)
         self.span_store = SpanStore(self.wal, writer, self.flow_stop)
         flow = build_flow(self._scoring_plan(data_dir))
+        self.executor.start()
         self.wal.start()
         self.span_store.start()
         self._start_thread("bytewax-flow", self._run_flow, flow, recovery_dir)
         self.reclaimer.start()
         self.registry.start()
+        self.connections.start()
         self._start_thread("rule-status", self._run_status_writer)
 
         self.decode_pool: DecodePool | None = None
@@ -148,7 +162,7 @@ class Service:
 
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
-            lambda: self.registry.refresh(),
+            lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
         )  # fmt: skip
         self.ports["otlp_http"] = http_sock.getsockname()[1]
         self.ports["api"] = api_sock.getsockname()[1]
@@ -183,6 +197,16 @@ class Service:
             )
         self.scores_ch = ClickHouse(s.resolved_dsn)
         step = ScoringStep(self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans)
+        self.executor = JudgeExecutor(
+            make_client, ExecutorConfig(s.judging.breaker_failures, s.judging.breaker_cooldown_s)
+        )
+        judges = JudgeContext(
+            self.executor,
+            self.connections.get,
+            RuleBudgets(),
+            Pending(s.judging.max_pending),
+            s.flow.recovery,
+        )
         return ScoringPlan(
             records=WalRecordSource(self.wal, self.flow_stop),
             projects=lambda: self.registry.current.projects,
@@ -190,6 +214,9 @@ class Service:
             keep_open_at_eof=s.flow.recovery,
             score=step,
             scores_sink=ScoreSink(ScoreWriter(self.scores_ch, s.sink, self.flow_stop)),
+            judges=judges,
+            judge_spans_sink=JudgeSpanSink(self.wal, normalizer_from(s.ingest)),
+            judge_shards=s.judging.shards,
         )
 
     def _write_status(self) -> None:
@@ -318,6 +345,8 @@ class Service:
             logger.exception("final reclaim failed")
         self.reclaimer.close()
         self.registry.stop()
+        self.connections.stop()
+        self.executor.stop()
         try:
             self._write_status()
         except TracejudgeError as exc:

@@ -22,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from connectors.api.connections import build_connections_router
 from connectors.api.rules import build_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
+from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.migrate import SQL_DIR
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
@@ -93,6 +95,8 @@ class ApiState:
     is_ready: Callable[[], bool]
     rules: RuleStore
     on_rules_change: Callable[[], object]
+    connections: ConnectionStore
+    on_connections_change: Callable[[], object]
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -284,7 +288,10 @@ def build_api_app(state: ApiState) -> FastAPI:
         ]
         return preview(compile_rule(spec), traces)
 
-    app.include_router(build_rules_router(state.rules, state.on_rules_change, test_rule))
+    app.include_router(
+        build_rules_router(state.rules, state.on_rules_change, test_rule, state.connections.by_name)
+    )
+    app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -51,13 +51,31 @@ def build_rules_router(
     store: RuleStore,
     on_change: Callable[[], object],
     tester: Callable[[RuleSpec, dict[str, Any]], dict[str, Any]],
+    connection: Callable[[str], Any],
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+
+    def check_connections(spec: RuleSpec) -> None:
+        for i, scorer in enumerate(spec.scorers):
+            name = getattr(scorer, "connection", None)
+            if name is not None and connection(name) is None:
+                field = f"scorers[{i}].connection"
+                raise HTTPException(400, {"error": f"{field}: no connection named {name!r}", "field": field})
+
+    def key_problems(spec: RuleSpec) -> list[str]:
+        out = []
+        for scorer in spec.scorers:
+            name = getattr(scorer, "connection", None)
+            conn = connection(name) if name else None
+            if conn is not None and conn.key_problem():
+                out.append(conn.key_problem())
+        return out
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
 
     async def saved(spec: RuleSpec) -> RuleSpec:
+        await run(check_connections, spec)
         stored: RuleSpec = await run(store.save, spec)
         await run(on_change)
         return stored
@@ -156,6 +174,7 @@ def build_rules_router(
             "scored": totals["Scored"],
             "scorerErrors": totals["ScorerErrors"],
             "lastEvaluatedAtUs": last,
+            "connectionProblems": key_problems(spec),
             "processes": rows,
         }
 

@@ -5,10 +5,17 @@ Keys are never stored or returned: a connection names the environment variable t
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from typing import Any, Literal
+from typing import Protocol as TypingProtocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dataflow.errors import TracejudgeError
+
+logger = logging.getLogger(__name__)
 
 Provider = Literal["openai", "anthropic"]
 Protocol = Literal["chat_completions", "responses", "messages"]
@@ -61,3 +68,53 @@ class ConnectionSpec(BaseModel):
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok) / 1e6
+
+
+class ConnectionSource(TypingProtocol):
+    def fingerprint(self) -> str: ...
+
+    def load(self) -> list[ConnectionSpec]: ...
+
+
+class ConnectionRegistry:
+    """The live connections by name, reloaded when the store changes (like the rule registry)."""
+
+    def __init__(self, source: ConnectionSource, reload_interval_s: float = 2.0) -> None:
+        self._source = source
+        self._interval = reload_interval_s
+        self._fingerprint: str | None = None
+        self._by_name: dict[str, ConnectionSpec] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="connection-reloader", daemon=True)
+
+    def get(self, name: str) -> ConnectionSpec | None:
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def refresh(self, force: bool = False) -> bool:
+        fingerprint = self._source.fingerprint()
+        if fingerprint == self._fingerprint and not force:
+            return False
+        self._by_name = {c.name: c for c in self._source.load()}
+        self._fingerprint = fingerprint
+        for conn in self._by_name.values():
+            if conn.key_problem():
+                logger.warning("%s", conn.key_problem())
+        return True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.refresh()
+            except TracejudgeError as exc:
+                logger.warning("reloading connections failed: %s", exc)

@@ -14,11 +14,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dataflow.errors import RuleCompileError
+from dataflow.judging.judge import LlmJudgeSpec
 from dataflow.model import Span
 from dataflow.rules.filter import CompiledFilter, FilterError, compile_filter
 from dataflow.scorers.code import CodeScorerSpec, CompiledScorer, compile_code_scorer
 
-ScorerSpec = Annotated[CodeScorerSpec, Field(discriminator="type")]
+ScorerSpec = Annotated[CodeScorerSpec | LlmJudgeSpec, Field(discriminator="type")]
 
 
 class RuleSpec(BaseModel):
@@ -39,6 +40,8 @@ class RuleSpec(BaseModel):
     filter: str = Field("", max_length=100_000, description="SQL WHERE subset; empty matches everything.")
     sampling_rate: float = Field(1.0, ge=0.0, le=1.0, description="Share of traces scored, 0..1.")
     scorers: list[ScorerSpec] = Field(..., min_length=1, max_length=50)
+    max_calls_per_minute: float = Field(0, description="LLM-judge calls per minute for this rule; 0: no cap.")
+    max_usd_per_hour: float = Field(0, description="LLM-judge spend per hour for this rule (USD); 0: no cap.")
     version: int = Field(0, ge=0, description="Bumped on every change; set by the server.")
 
     @field_validator("span_names")
@@ -57,6 +60,9 @@ class RuleSpec(BaseModel):
         if dupes:
             msg = f"scorer names must be unique within a rule: {', '.join(dupes)}"
             raise ValueError(msg)
+        if self.max_calls_per_minute < 0 or self.max_usd_per_hour < 0:
+            msg = "budgets must not be negative"
+            raise ValueError(msg)
         if self.scope == "trace" and (self.root_spans or self.span_names):
             msg = "root_spans and span_names apply to span scope only"
             raise ValueError(msg)
@@ -69,6 +75,7 @@ class CompiledRule:
     filter: CompiledFilter
     scorers: tuple[CompiledScorer, ...]
     span_names: frozenset[str]
+    judges: tuple[LlmJudgeSpec, ...] = ()
 
     @property
     def id(self) -> str:
@@ -92,8 +99,13 @@ def compile_rule(spec: RuleSpec) -> CompiledRule:
     except FilterError as exc:
         msg = f"filter: {exc}"
         raise RuleCompileError(msg) from exc
-    scorers = tuple(compile_code_scorer(s, where=f"scorers[{i}]") for i, s in enumerate(spec.scorers))
-    return CompiledRule(spec, flt, scorers, frozenset(spec.span_names))
+    scorers = tuple(
+        compile_code_scorer(s, where=f"scorers[{i}]")
+        for i, s in enumerate(spec.scorers)
+        if isinstance(s, CodeScorerSpec)
+    )
+    judges = tuple(s for s in spec.scorers if isinstance(s, LlmJudgeSpec))
+    return CompiledRule(spec, flt, scorers, frozenset(spec.span_names), judges)
 
 
 def parse_rule(data: object) -> RuleSpec:

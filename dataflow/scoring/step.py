@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from dataflow import metrics
-from dataflow.model import ScoreRow, Span, Trace
+from dataflow.judging.step import jobs_for
+from dataflow.model import Span, Trace
 from dataflow.rules.engine import evaluate
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
@@ -48,13 +49,13 @@ class ScoringStep:
         self._retries = fetch_retries
         self._wait = fetch_wait_s
 
-    def __call__(self, traces: list[Trace]) -> list[tuple[str, ScoreRow]]:
+    def __call__(self, traces: list[Trace]) -> list[tuple[str, Any]]:
         ruleset = self._rules.current
         todo = [t for t in traces if ruleset.for_project(t.project)]
         if self._late == "ignore":
             todo = [t for t in todo if not t.late]
         todo = self._complete(todo)
-        out: list[tuple[str, ScoreRow]] = []
+        out: list[tuple[str, Any]] = []
         for trace in todo:
             rules = ruleset.for_project(trace.project)
             new = (trace.new_span_ids or frozenset(s.span_id for s in trace.spans)) if trace.late else None
@@ -64,6 +65,7 @@ class ScoringStep:
                 for row in run_code_scorers(task):
                     self._stats.record_score(row.rule_id, row.rule_name, row.name, bool(row.error))
                     out.append(("scores", row))
+                out.extend(("judge", job) for job in jobs_for(task))
         self._stats.publish()
         return out
 

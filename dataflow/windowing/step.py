@@ -20,6 +20,8 @@ from dataflow.config import WindowConfig
 from dataflow.model import CloseReason, Span, Trace
 from dataflow.windowing.trace_window import NS, ShardState, WindowShard
 
+JUDGE_SCOPE = "tracejudge.judge"
+
 _TEXT_COLUMNS = (
     "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "StatusCode", "StatusMessage", "ServiceName",
     "Project", "SessionId", "Duration", "Input", "Output",
@@ -32,6 +34,8 @@ def spans_from_batch(batch: pa.RecordBatch | pa.Table, projects: frozenset[str] 
         if not projects:
             return []
         mask = pc.is_in(batch.column("Project"), value_set=pa.array(sorted(projects), pa.string()))
+        # tracejudge's own judge spans never enter a window: they must not trigger rules or rescoring.
+        mask = pc.and_(mask, pc.not_equal(batch.column("ScopeName"), JUDGE_SCOPE))
         batch = batch.filter(mask)
         if batch.num_rows == 0:
             return []
