@@ -14,6 +14,7 @@ from dataflow import metrics
 from dataflow.rules.engine import Decision, Outcome
 
 _OUTCOMES = (Outcome.FILTERED_OUT, Outcome.NOT_TARGETED, Outcome.SAMPLED_OUT, Outcome.SCORED)
+_INDEX = {o: i for i, o in enumerate(_OUTCOMES)}
 
 
 @dataclass
@@ -45,24 +46,41 @@ class RuleStats:
             self._counts[rule_id] = counts
 
     def record(self, decisions: list[Decision], trace_start_ns: int) -> None:
+        """Count one trace's decisions (kept cheap: batch callers should prefer `record_many`)."""
+        self.record_many([(decisions, trace_start_ns)])
+
+    def record_many(self, batch: list[tuple[list[Decision], int]]) -> None:
         now = time.time_ns()
-        with self._lock:
+        tally: dict[str, list[int]] = {}
+        latest: dict[str, int] = {}
+        rules: dict[str, Decision] = {}
+        for decisions, trace_start_ns in batch:
             for d in decisions:
-                c = self._counts.setdefault(d.rule.id, RuleCounts())
-                c.rule_version = d.rule.spec.version
-                c.traces_seen += 1
-                if d.outcome == Outcome.FILTERED_OUT:
-                    c.filtered_out += 1
-                elif d.outcome == Outcome.NOT_TARGETED:
-                    c.not_targeted += 1
-                elif d.outcome == Outcome.SAMPLED_OUT:
-                    c.sampled_out += 1
-                else:
-                    c.scored += 1
+                rid = d.rule.id
+                t = tally.get(rid)
+                if t is None:
+                    t = tally[rid] = [0, 0, 0, 0]
+                    rules[rid] = d
+                t[_INDEX[d.outcome]] += 1
+                if trace_start_ns > latest.get(rid, 0):
+                    latest[rid] = trace_start_ns
+        with self._lock:
+            for rid, (filtered, not_targeted, sampled_out, scored) in tally.items():
+                rule = rules[rid].rule
+                c = self._counts.setdefault(rid, RuleCounts())
+                c.rule_version = rule.spec.version
+                c.traces_seen += filtered + not_targeted + sampled_out + scored
+                c.filtered_out += filtered
+                c.not_targeted += not_targeted
+                c.sampled_out += sampled_out
+                c.scored += scored
                 c.last_evaluated_ns = now
-                c.last_trace_ns = max(c.last_trace_ns, trace_start_ns)
-                self._dirty.add(d.rule.id)
-                self._decisions[(d.rule.spec.name, d.outcome.value)] += 1
+                c.last_trace_ns = max(c.last_trace_ns, latest.get(rid, 0))
+                self._dirty.add(rid)
+                name = rule.spec.name
+                for outcome, n in zip(_OUTCOMES, (filtered, not_targeted, sampled_out, scored), strict=True):
+                    if n:
+                        self._decisions[(name, outcome.value)] += n
 
     def record_score(self, rule_id: str, rule_name: str, scorer: str, error: bool) -> None:
         with self._lock:

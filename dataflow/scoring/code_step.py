@@ -14,13 +14,20 @@ from dataflow.rules.model import score_id
 from dataflow.scorers.code import CompiledScorer, ScoreResult
 
 
-def score_row(task: EvalTask, scorer: CompiledScorer, result: ScoreResult, latency_ms: float) -> ScoreRow:
+def score_row(
+    task: EvalTask,
+    scorer: CompiledScorer,
+    result: ScoreResult,
+    latency_ms: float,
+    trace_start: int | None = None,
+) -> ScoreRow:
     rule = task.rule
     trace = task.trace
     span = task.span
     subject = span if span is not None else trace.root
     span_id = span.span_id if span is not None else ""
-    trace_start = min((s.start_ns for s in trace.spans), default=0)
+    if trace_start is None:
+        trace_start = min((s.start_ns for s in trace.spans), default=0)
     return ScoreRow(
         score_id=score_id(rule.id, trace.trace_id, span_id, scorer.name),
         project=rule.spec.project,
@@ -57,8 +64,9 @@ def score_row(task: EvalTask, scorer: CompiledScorer, result: ScoreResult, laten
 def run_code_scorers(task: EvalTask) -> list[ScoreRow]:
     target = task.span if task.span is not None else task.trace
     rows = []
+    trace_start = min((s.start_ns for s in task.trace.spans), default=0)
     for scorer in task.rule.scorers:
         started = time.perf_counter()
         result = scorer.score(target)
-        rows.append(score_row(task, scorer, result, (time.perf_counter() - started) * 1000))
+        rows.append(score_row(task, scorer, result, (time.perf_counter() - started) * 1000, trace_start))
     return rows

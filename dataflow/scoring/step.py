@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from dataflow import metrics
 from dataflow.judging.step import jobs_for
 from dataflow.model import Span, Trace
-from dataflow.rules.engine import evaluate
+from dataflow.rules.engine import Decision, evaluate
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.code_step import run_code_scorers
@@ -56,16 +56,18 @@ class ScoringStep:
             todo = [t for t in todo if not t.late]
         todo = self._complete(todo)
         out: list[tuple[str, Any]] = []
+        tally: list[tuple[list[Decision], int]] = []
         for trace in todo:
             rules = ruleset.for_project(trace.project)
             new = (trace.new_span_ids or frozenset(s.span_id for s in trace.spans)) if trace.late else None
             tasks, decisions = evaluate(trace, rules, span_scope_only=new)
-            self._stats.record(decisions, min((s.start_ns for s in trace.spans), default=0))
+            tally.append((decisions, min((s.start_ns for s in trace.spans), default=0)))
             for task in tasks:
                 for row in run_code_scorers(task):
                     self._stats.record_score(row.rule_id, row.rule_name, row.name, bool(row.error))
                     out.append(("scores", row))
                 out.extend(("judge", job) for job in jobs_for(task))
+        self._stats.record_many(tally)
         self._stats.publish()
         return out
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dataflow.config import WindowConfig
 from dataflow.model import CloseReason, Span, Trace
@@ -51,8 +51,13 @@ class _Window:
 ShardState = dict[str, tuple[tuple[Span, ...], int, int, bool, bool, int]]
 
 
-def _slim(span: Span) -> Span:
-    return replace(span, input="", output="", attributes={}, resource={})
+_EMPTY: dict[str, str] = {}
+
+
+def _slim(s: Span) -> Span:
+    # Positional construction: ~5x cheaper than dataclasses.replace, and this runs per span per epoch.
+    return Span(s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.status_code, s.status_message,
+                s.service_name, s.project, s.session_id, s.start_ns, s.duration_ns, "", "", _EMPTY, _EMPTY)  # fmt: skip
 
 
 @dataclass
