@@ -25,6 +25,7 @@ from bytewax.outputs import Sink
 from dataflow.config import WindowConfig
 from dataflow.judging.step import JudgeContext, JudgeLogic
 from dataflow.model import ScoreRow, Span, SpanRecords, Trace
+from dataflow.rules.model import RuleSet
 from dataflow.windowing.step import WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
 
@@ -38,7 +39,7 @@ class ScoringPlan:
     """What the scoring branch needs: where spans come from, which projects have rules, how to score."""
 
     records: Source[SpanRecords]
-    projects: Callable[[], frozenset[str]]
+    rules: Callable[[], RuleSet]
     windows: WindowConfig
     keep_open_at_eof: bool
     score: Callable[[list[Trace]], list[tuple[str, Any]]]
@@ -58,10 +59,16 @@ def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
     shards = plan.windows.shards
 
     def to_spans(records: list[SpanRecords]) -> list[Span]:
-        projects = plan.projects()
+        ruleset = plan.rules()
+        projects = ruleset.projects
         if not projects:
             return []
-        return [span for r in records for span in spans_from_batch(r.batch, projects)]
+        needs = ruleset.needs
+        return [
+            span
+            for r in records
+            for span in spans_from_batch(r.batch, projects, needs.attributes, needs.resource)
+        ]
 
     def build(state: ShardState | None) -> WindowShardLogic:
         return WindowShardLogic(plan.windows, plan.keep_open_at_eof, state)

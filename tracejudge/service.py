@@ -209,7 +209,7 @@ class Service:
         )
         return ScoringPlan(
             records=WalRecordSource(self.wal, self.flow_stop),
-            projects=lambda: self.registry.current.projects,
+            rules=lambda: self.registry.current,
             windows=s.windows,
             keep_open_at_eof=s.flow.recovery,
             score=step,

@@ -161,6 +161,36 @@ def score_id(rule_id: str, trace_id: str, span_id: str, scorer: str) -> str:
 
 
 @dataclass(frozen=True)
+class SpanNeeds:
+    """Attribute keys the live rules read; None means every key (a user scorer may read anything)."""
+
+    attributes: frozenset[str] | None
+    resource: frozenset[str] | None
+
+
+def _key(label: str, prefix: str) -> str | None:
+    if label.startswith(prefix) and label.endswith("']"):
+        return label[len(prefix) : -2].replace("''", "'")
+    return None
+
+
+def span_needs(rules: Iterable[CompiledRule]) -> SpanNeeds:
+    attrs: set[str] = set()
+    res: set[str] = set()
+    for rule in rules:
+        if any(":" in s.kind for s in rule.scorers):
+            return SpanNeeds(None, None)
+        for label in rule.filter.fields:
+            a = _key(label, "attributes['")
+            r = _key(label, "resource['")
+            if a is not None:
+                attrs.add(a)
+            if r is not None:
+                res.add(r)
+    return SpanNeeds(frozenset(attrs), frozenset(res))
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """All enabled compiled rules, by project. Immutable: a reload builds a new one and swaps it in."""
 
@@ -178,6 +208,15 @@ class RuleSet:
     @property
     def projects(self) -> frozenset[str]:
         return frozenset(self.by_project)
+
+    @property
+    def needs(self) -> SpanNeeds:
+        """Which span and resource attribute keys the rules read (None: all, for user code scorers)."""
+        cached = self.__dict__.get("_needs")
+        if cached is None:
+            cached = span_needs(r for rules in self.by_project.values() for r in rules)
+            object.__setattr__(self, "_needs", cached)
+        return cached
 
     def for_project(self, project: str) -> tuple[CompiledRule, ...]:
         return self.by_project.get(project, ())

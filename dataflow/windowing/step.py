@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,8 +29,36 @@ _TEXT_COLUMNS = (
 )  # fmt: skip
 
 
-def spans_from_batch(batch: pa.RecordBatch | pa.Table, projects: frozenset[str] | None = None) -> list[Span]:
-    """The Python view of a span batch; with `projects`, only spans of those projects are built."""
+def _maps(column: Any, keys: frozenset[str] | None, n: int) -> list[dict[str, str]]:
+    """Map column -> dicts: every key (None), none (empty set: shared empty dicts), or only `keys`."""
+    if keys is None:
+        return [dict(m) for m in column.to_pylist()]
+    if not keys:
+        return [_NO_ATTRS] * n
+    out: list[dict[str, str]] = [{} for _ in range(n)]
+    for key in keys:
+        values = pc.map_lookup(column, pa.scalar(key, pa.string()), "first").to_pylist()
+        for d, v in zip(out, values, strict=True):
+            if v is not None:
+                d[key] = v
+    return out
+
+
+_NO_ATTRS: dict[str, str] = {}
+
+
+def spans_from_batch(
+    batch: pa.RecordBatch | pa.Table,
+    projects: frozenset[str] | None = None,
+    attribute_keys: frozenset[str] | None = None,
+    resource_keys: frozenset[str] | None = None,
+) -> list[Span]:
+    """The Python view of a span batch; with `projects`, only spans of those projects are built.
+
+    `attribute_keys` / `resource_keys` limit which attributes are turned into Python (None: all): the
+    rules' filters name the keys they read, and building every attribute of every span was the largest
+    cost of the scoring branch.
+    """
     if projects is not None:
         if not projects:
             return []
@@ -44,8 +73,9 @@ def spans_from_batch(batch: pa.RecordBatch | pa.Table, projects: frozenset[str] 
         col(n).to_pylist() for n in _TEXT_COLUMNS
     )
     ts_ns = col("Timestamp").cast(pa.int64()).to_pylist()
-    attrs = col("SpanAttributes").to_pylist()
-    res = col("ResourceAttributes").to_pylist()
+    n = batch.num_rows
+    attrs = _maps(col("SpanAttributes"), attribute_keys, n)
+    res = _maps(col("ResourceAttributes"), resource_keys, n)
     return [
         Span(
             tid[i],
@@ -62,10 +92,10 @@ def spans_from_batch(batch: pa.RecordBatch | pa.Table, projects: frozenset[str] 
             dur[i],
             inp[i],
             out[i],
-            dict(attrs[i]),
-            dict(res[i]),
+            attrs[i],
+            res[i],
         )
-        for i in range(batch.num_rows)
+        for i in range(n)
     ]
 
 

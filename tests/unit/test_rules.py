@@ -159,3 +159,36 @@ def test_ruleset_groups_enabled_rules_by_project() -> None:
     rs = RuleSet.of([a, b, off])
     assert rs.projects == frozenset({"p", "q"})
     assert [r.id for r in rs.for_project("p")] == ["a"] and rs.for_project("zzz") == ()
+
+
+def test_span_needs_lists_the_attribute_keys_filters_read() -> None:
+    from dataflow.rules.model import span_needs
+
+    a = compile_rule(
+        parse_rule(rule(id="a", filter="attributes['gen_ai.system'] = 'x' AND resource['it''s'] IS NULL"))
+    )
+    b = compile_rule(parse_rule(rule(id="b", filter="output LIKE '%y%'")))
+    needs = span_needs([a, b])
+    assert needs.attributes == frozenset({"gen_ai.system"}) and needs.resource == frozenset({"it's"})
+    user = compile_rule(parse_rule(rule(id="c", scorers=[
+        {"type": "code", "name": "u", "function": "tests.testdata.scorers.user_scorers:word_count"}])))  # fmt: skip
+    assert span_needs([a, user]).attributes is None  # a user scorer may read any attribute
+
+
+def test_spans_from_batch_builds_only_the_needed_attributes() -> None:
+    import time as _time
+    from pathlib import Path
+
+    from connectors.otlp.decode import decode_json
+    from connectors.otlp.ingest import normalizer_from
+    from dataflow.config import IngestConfig
+    from dataflow.windowing.step import spans_from_batch
+
+    body = (
+        Path(__file__).resolve().parents[1] / "testdata" / "otlp" / "json_all_value_types.json"
+    ).read_bytes()
+    batch = decode_json(body, normalizer_from(IngestConfig()), _time.time_ns()).batch
+    assert batch is not None
+    (full,) = spans_from_batch(batch)
+    (some,) = spans_from_batch(batch, None, frozenset({"s", "missing"}), frozenset())
+    assert full.attributes["i"] == "-7" and some.attributes == {"s": "text"} and some.resource == {}
