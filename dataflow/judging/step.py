@@ -59,6 +59,8 @@ class JudgeJob:
 
 def jobs_for(task: EvalTask) -> list[JudgeJob]:
     rule = task.rule
+    if not rule.judges:
+        return []
     trace = task.trace
     subject = task.span if task.span is not None else trace.root
     span_id = task.span.span_id if task.span is not None else ""

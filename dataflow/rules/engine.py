@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dataflow.model import Span, Trace
-from dataflow.rules.model import CompiledRule
+from dataflow.rules.model import CompiledRule, hash64
 
 JUDGE_ATTRIBUTE = "tracejudge.judge"
 
@@ -60,8 +60,9 @@ def evaluate(
     span_candidates = (
         spans if span_scope_only is None else tuple(s for s in spans if s.span_id in span_scope_only)
     )
+    trace_hash = hash64(trace.trace_id)
     for rule in rules:
-        if not rule.sampled(trace.trace_id):
+        if not rule.sampled(trace.trace_id, trace_hash):
             decisions.append(Decision(rule, Outcome.SAMPLED_OUT))
             continue
         matches = rule.filter.matches
