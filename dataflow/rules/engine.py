@@ -73,13 +73,13 @@ def evaluate(
             else:
                 decisions.append(Decision(rule, Outcome.FILTERED_OUT))
             continue
-        passing = [s for s in span_candidates if matches(s)]
-        if not passing:
-            decisions.append(Decision(rule, Outcome.FILTERED_OUT))
-            continue
-        targeted = [s for s in passing if rule.targets(s)]
+        # Targeting is a set lookup, the filter is not: filter only targeted spans, and look at the others
+        # only to tell "not targeted" (some span passes the filter) from "filtered out".
+        targets = rule.targets
+        targeted = [s for s in span_candidates if targets(s) and matches(s)]
         if not targeted:
-            decisions.append(Decision(rule, Outcome.NOT_TARGETED))
+            passes = any(matches(s) for s in span_candidates if not targets(s))
+            decisions.append(Decision(rule, Outcome.NOT_TARGETED if passes else Outcome.FILTERED_OUT))
             continue
         tasks.extend(EvalTask(rule, trace, s) for s in targeted)
         decisions.append(Decision(rule, Outcome.SCORED, len(targeted)))

@@ -99,7 +99,7 @@ def spans_from_batch(
     ]
 
 
-class WindowShardLogic(StatefulBatchLogic[Span, Trace, ShardState]):
+class WindowShardLogic(StatefulBatchLogic[list[Span], Trace, ShardState]):
     """Bytewax adapter around one `WindowShard`."""
 
     def __init__(self, config: WindowConfig, keep_open_at_eof: bool, state: ShardState | None) -> None:
@@ -119,10 +119,11 @@ class WindowShardLogic(StatefulBatchLogic[Span, Trace, ShardState]):
                     metrics.WINDOW_SPAN_LATENESS.observe(t.lateness_ns / NS)
         return traces, StatefulBatchLogic.RETAIN
 
-    def on_batch(self, values: list[Span]) -> tuple[Iterable[Trace], bool]:
+    def on_batch(self, values: list[list[Span]]) -> tuple[Iterable[Trace], bool]:
+        """`values`: groups of spans of this shard (one group per upstream batch)."""
         now = time.time_ns()
         before = self._shard.open_count
-        closed = self._shard.add(values, now)
+        closed = self._shard.add((span for group in values for span in group), now)
         metrics.WINDOW_OPEN_TRACES.inc(self._shard.open_count - before + len(closed))
         return self._emit(closed + self._shard.due(now))
 

@@ -27,7 +27,9 @@ def span(trace: int, sid: int, root: bool = False) -> Span:
 def build(items: list[Any], out: list[Trace], keep_open: bool = False) -> Dataflow:
     flow = Dataflow("windows_test")
     spans = op.input("in", flow, TestingSource(items))
-    keyed = op.key_on("shard", spans, lambda s: shard_of(s.trace_id, CFG.shards))
+    keyed = op.map_value(
+        "group", op.key_on("shard", spans, lambda s: shard_of(s.trace_id, CFG.shards)), lambda s: [s]
+    )
 
     def logic(state: ShardState | None) -> WindowShardLogic:
         return WindowShardLogic(CFG, keep_open, state)
