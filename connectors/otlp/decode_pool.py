@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -41,9 +43,20 @@ class DecodedPayload:
 _NORMALIZER: Normalizer | None = None
 
 
-def _init(normalizer: Normalizer) -> None:
+def _init(normalizer: Normalizer, parent_pid: int | None = None) -> None:
     global _NORMALIZER
     _NORMALIZER = normalizer
+    if parent_pid is not None:
+        threading.Thread(
+            target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True
+        ).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive a service killed with SIGKILL (its pool cannot tell it to stop)."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def to_payload(decoded: DecodedRequest, as_bytes: bool = False) -> DecodedPayload:
@@ -85,7 +98,7 @@ class DecodePool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init,
-            initargs=(self._normalizer,),
+            initargs=(self._normalizer, os.getpid()),
         )
 
     def warm_up(self) -> None:

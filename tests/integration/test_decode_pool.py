@@ -63,3 +63,42 @@ def test_a_dead_worker_is_replaced() -> None:
         assert p.decode(body, "json", 1).accepted == 1
     finally:
         p.close()
+
+
+def test_workers_exit_when_their_service_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import time\n"
+        "from connectors.otlp.decode_pool import DecodePool\n"
+        "from connectors.otlp.ingest import normalizer_from\n"
+        "from dataflow.config import IngestConfig\n"
+        "if __name__ == '__main__':\n"
+        "    pool = DecodePool(2, normalizer_from(IngestConfig()))\n"
+        "    pool.warm_up()\n"
+        "    print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    owner = subprocess.Popen([sys.executable, str(script)], cwd=repo, stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pids = [int(p) for p in owner.stdout.readline().split()]
+    assert len(pids) == 2
+    owner.kill()  # SIGKILL: the pool gets no chance to stop its workers
+    owner.wait()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+    assert alive == [], f"orphaned decode workers: {alive}"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return "Z"
