@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules clean-data venv system-deps
 
 # Validators the tests of docker/ need, from Debian's packages: docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests). Installed when missing and we are root.
@@ -58,6 +58,9 @@ test: $(STAMP) system-deps
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py $(ARGS)
+
+bench-rules: $(STAMP)
+	$(BIN)/python bench/rules.py $(ARGS)
 
 clean-data:
 	rm -rf data
