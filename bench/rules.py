@@ -25,14 +25,19 @@ phase:
   sample of traces: a score row's ``Timestamp`` minus its trace's ``IngestedAt`` (when the request arrived);
   it includes the log, the record source and the windows, so it shows windows falling behind;
 * RSS of the service process tree every ``--sample-interval`` (5) s over the load: first vs last minute
-  mean, max, least-squares slope (MB/min) after the first minute, and whether that is flat;
+  mean, max, least-squares slope (MB/min, +- its standard error) after the first minute, and whether that
+  is flat;
 * ``tracejudge_window_open_traces`` over the load (bounded?), score rows per second (``SELECT count() FROM
   scores`` every sample; do they keep arriving?), ``tracejudge_rule_decisions_total`` summed by outcome,
   scorer errors, closed windows by reason, late spans, and WARNING/ERROR lines of the service log.
 
-"Keeps up" = rules persisted spans/s >= (1 - ``--tolerance``) x baseline, open traces bounded (last-minute
-mean <= 1.5 x the second minute's and nothing evicted), scores arrive in every sample interval, and the
-ingest -> score p99 of the last minute is within 2 x (+1 s) that of the first full minute.
+"Keeps up" = rules persisted spans/s >= (1 - ``--tolerance``) x baseline; the windows close traces as fast
+as they are accepted (closed traces/s x spans per trace >= (1 - tolerance) x accepted spans/s, and every
+acknowledged trace closed within settle + 10 s of the load's end); open traces bounded (last-minute mean <=
+1.5 x the second minute's, nothing evicted); scores arrive in every sample interval; and the ingest -> score
+p99 of the last full minute is within 2 x (+1 s) that of the first.  RSS is "flat" when the last minute's
+mean and the trend after the first minute (least squares, extrapolated to the end) are both within
+``--flat-pct`` (5 %) above the first minute's mean.
 
 Everything runs on 127.0.0.1, every wait is bounded, every started process is stopped (also on Ctrl-C).
 """
@@ -341,6 +346,9 @@ class Monitor(threading.Thread):
         self.series: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self._stop_evt = threading.Event()
+        self.ncpu = self.tree.psutil.cpu_count() or 1
+        self.tree.psutil.cpu_percent(interval=None)
+        self._last_cpu: tuple[float, float] | None = None
 
     def sample(self) -> None:
         t = time.time()
@@ -351,6 +359,15 @@ class Monitor(threading.Thread):
             point["rss_mb"] = round(self.tree.samples[-1][1] / MB, 1)
         with contextlib.suppress(Exception):
             point["main_rss_mb"] = round(self.tree.root.memory_info().rss / MB, 1)
+        # machine-wide CPU busy since the last sample (2 cores = 200 %) and the service tree's share of it:
+        # the rest is the load generator and anything else running (noise)
+        point["sys_busy_pct"] = round(self.tree.psutil.cpu_percent(interval=None) * self.ncpu, 1)
+        cpu = self.tree.cpu_s
+        if self._last_cpu is not None:
+            point["service_cpu_pct"] = round(
+                (cpu - self._last_cpu[1]) / max(t - self._last_cpu[0], 1e-9) * 100, 1
+            )
+        self._last_cpu = (t, cpu)
         try:
             m = scrape(self.server.api)
             point["open_traces"] = metric_sum(m, "tracejudge_window_open_traces")
@@ -474,25 +491,32 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
-def _slope_per_min(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of (t s, y) in y per minute."""
-    if len(points) < 3:
-        return math.nan
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope of (t s, y) per minute and its standard error."""
+    n = len(points)
+    if n < 3:
+        return math.nan, math.nan
     mt = _mean([t for t, _ in points])
     my = _mean([y for _, y in points])
     den = sum((t - mt) ** 2 for t, _ in points)
     if den == 0:
-        return math.nan
-    return sum((t - mt) * (y - my) for t, y in points) / den * 60.0
+        return math.nan, math.nan
+    b = sum((t - mt) * (y - my) for t, y in points) / den
+    resid = sum((y - my - b * (t - mt)) ** 2 for t, y in points)
+    return b * 60.0, math.sqrt(resid / (n - 2) / den) * 60.0
 
 
-def summarize_series(series: list[dict[str, Any]], duration: float, flat_mb_per_min: float) -> dict[str, Any]:
+def _slope_per_min(points: list[tuple[float, float]]) -> float:
+    return _fit(points)[0]
+
+
+def summarize_series(series: list[dict[str, Any]], duration: float, flat_pct: float) -> dict[str, Any]:
     """RSS and windows over the load (samples with 0 <= t <= duration)."""
     load = [p for p in series if 0 <= p["t"] <= duration + 0.5]
     win = min(60.0, duration / 3)
 
     def first(key: str) -> float:
-        return _mean([p[key] for p in load if key in p and p["t"] < win])
+        return _mean([p[key] for p in load if key in p and p["t"] <= win])
 
     def last(key: str) -> float:
         return _mean([p[key] for p in load if key in p and p["t"] >= duration - win])
@@ -506,15 +530,33 @@ def summarize_series(series: list[dict[str, Any]], duration: float, flat_mb_per_
         "rss_last_min_mb": last("rss_mb"),
         "rss_max_mb": max((y for _, y in rss), default=math.nan),
         "rss_slope_mb_per_min": _slope_per_min(rss),
-        "rss_slope_after_first_min_mb_per_min": _slope_per_min(after_warm),
+        "rss_slope_after_first_min_mb_per_min": _fit(after_warm)[0],
+        "rss_slope_after_first_min_se": _fit(after_warm)[1],
         "main_rss_first_min_mb": first("main_rss_mb"),
         "main_rss_last_min_mb": last("main_rss_mb"),
         "main_rss_slope_after_first_min_mb_per_min": _slope_per_min(
             [(p["t"], p["main_rss_mb"]) for p in load if "main_rss_mb" in p and p["t"] >= win]
         ),
     }
-    slope = out["rss_slope_after_first_min_mb_per_min"]
-    out["rss_flat"] = bool(slope == slope and abs(slope) <= flat_mb_per_min)
+    # Flat: the last minute's mean within flat_pct of the first minute's, and the trend after the first
+    # minute, extrapolated over the rest of the run, also within flat_pct (the 5 s samples swing by
+    # +-150 MB with chDB's insert buffers, so single samples and the maximum say little).
+    slope, first_mean = out["rss_slope_after_first_min_mb_per_min"], out["rss_first_min_mb"]
+    growth = slope * max(duration - win, 0.0) / 60.0
+    out["rss_growth_after_first_min_mb"] = growth
+    out["rss_last_vs_first_pct"] = (out["rss_last_min_mb"] / first_mean - 1) * 100 if first_mean else math.nan
+    out["rss_flat"] = bool(  # one-sided: memory that shrinks is not a leak
+        slope == slope and out["rss_last_vs_first_pct"] <= flat_pct and growth <= flat_pct / 100 * first_mean
+    )
+    out["sys_busy_pct_mean"] = _mean([p["sys_busy_pct"] for p in load if "sys_busy_pct" in p and p["t"] > 0])
+    out["service_cpu_pct_mean"] = _mean(
+        [p["service_cpu_pct"] for p in load if "service_cpu_pct" in p and p["t"] > 0]
+    )
+    closed = [(p["t"], p["closed_traces"]) for p in load if "closed_traces" in p and p["t"] >= win]
+    if len(closed) >= 2:
+        out["traces_closed_per_s_steady"] = (closed[-1][1] - closed[0][1]) / max(
+            closed[-1][0] - closed[0][0], 1e-9
+        )
     opens = [(p["t"], p["open_traces"]) for p in load if "open_traces" in p]
     if opens:
         second = _mean([y for t, y in opens if win <= t < 2 * win]) if duration >= 3 * win else math.nan
@@ -602,7 +644,7 @@ class Phase:
     def after_load(self, server: ingest.ManagedServer, result: dict[str, Any]) -> None:
         t_end = self.t0 + self.duration
         if self.rules:
-            self._wait_windows_closed(server, t_end)
+            self._wait_windows_closed(server, t_end, result)
         assert self.monitor is not None
         self.monitor.stop()
         self.monitor.sample()  # one last point after the windows closed
@@ -612,7 +654,7 @@ class Phase:
         ex = self.extra
         ex["series"] = self.monitor.series
         ex["monitor_errors"] = self.monitor.errors
-        ex["series_summary"] = summarize_series(self.monitor.series, self.duration, self.args.flat_mb_per_min)
+        ex["series_summary"] = summarize_series(self.monitor.series, self.duration, self.args.flat_pct)
         ex["log"] = log_problems(server.log_path)
         ex["closed_by_reason"] = metric_by(m, "tracejudge_window_closed_traces_total", "reason")
         ex["late_spans"] = metric_sum(m, "tracejudge_window_late_spans_total")
@@ -650,28 +692,48 @@ class Phase:
         ex["e2e"] = self._e2e_latency(server.api)
 
     # --- helpers ------------------------------------------------------------------------------------------
-    def _wait_windows_closed(self, server: ingest.ManagedServer, t_end: float) -> None:
-        """Until no window is open and the score count stopped growing (3 polls), bounded."""
+    def _wait_windows_closed(
+        self, server: ingest.ManagedServer, t_end: float, result: dict[str, Any]
+    ) -> None:
+        """Until every acknowledged trace's window closed (each loadgen trace is in one request, so
+        acknowledged spans / spans per trace), none is open and the score count held for 3 polls; bounded by
+        ``--close-wait`` and by ``--stall-timeout`` without progress."""
+        expected = int(result.get("spans_acked", 0)) // max(1, self.args.spans_per_trace)
         deadline = time.time() + self.args.close_wait
-        last, same = -1, 0
-        open_now = math.nan
+        last_scores, same = -1, 0
+        closed, open_now = 0.0, math.nan
+        progress_t, progress = time.time(), -1.0
+        caught_up_t: float | None = None
         while time.time() < deadline:
             try:
-                open_now = metric_sum(scrape(server.api), "tracejudge_window_open_traces")
+                m = scrape(server.api)
+                open_now = metric_sum(m, "tracejudge_window_open_traces")
+                closed = metric_sum(m, "tracejudge_window_closed_traces_total")
                 n = int(ingest.sql_row(server.api, "SELECT count() FROM scores", 30)[0])
             except Exception:
                 time.sleep(1.0)
                 continue
-            same = same + 1 if n == last else 0
-            last = n
-            if open_now == 0 and same >= 3:
+            if closed != progress:
+                progress, progress_t = closed, time.time()
+            elif time.time() - progress_t > self.args.stall_timeout:
+                break
+            if closed >= expected and caught_up_t is None:
+                caught_up_t = time.time()
+            same = same + 1 if n == last_scores else 0
+            last_scores = n
+            if caught_up_t is not None and open_now == 0 and same >= 3:
                 break
             time.sleep(1.0)
-        self.extra["windows_settled_after_load_s"] = round(time.time() - t_end, 1)
-        self.extra["open_traces_at_end"] = open_now
+        ex = self.extra
+        ex["traces_expected"] = expected
+        ex["traces_closed_at_end"] = closed
+        ex["windows_caught_up_after_load_s"] = round(caught_up_t - t_end, 1) if caught_up_t else None
+        ex["windows_settled_after_load_s"] = round(time.time() - t_end, 1)
+        ex["open_traces_at_end"] = open_now
         print(
-            f"   windows closed and scores settled {time.time() - t_end:.0f} s after the load "
-            f"(open traces {open_now:.0f}, score rows {last})",
+            f"   windows: {closed:,.0f} of {expected:,} traces closed "
+            f"{'(caught up ' + format(caught_up_t - t_end, '.0f') + ' s after the load)' if caught_up_t else '(NOT caught up)'}; "
+            f"open {open_now:.0f}; score rows {last_scores:,}; stopped waiting {time.time() - t_end:.0f} s after the load",
             flush=True,
         )
 
@@ -744,7 +806,8 @@ def run_phase(
     phase_args = argparse.Namespace(**vars(args))
     phase_args.duration = duration
     phase = Phase(phase_args, rules, duration)
-    print(f"== phase {label}: {duration:g} s of load, {len(rules)} rules", flush=True)
+    tree = git_state()  # the service runs from the working tree, which may change between phases
+    print(f"== phase {label}: {duration:g} s of load, {len(rules)} rules; tree {tree}", flush=True)
     result = ingest.bench_tracejudge(
         phase_args,
         cmd,
@@ -759,6 +822,7 @@ def run_phase(
     result.update(phase.extra)
     result["rules"] = len(rules)
     result["env"] = env
+    result["tree"] = tree
     return result
 
 
@@ -767,7 +831,13 @@ def run_phase(
 # ---------------------------------------------------------------------------
 
 
-def verdict(base: dict[str, Any] | None, rules: dict[str, Any], tolerance: float) -> dict[str, Any]:
+def verdict(
+    base: dict[str, Any] | None,
+    rules: dict[str, Any],
+    tolerance: float,
+    spans_per_trace: int,
+    settle_s: float,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if base and base.get("persisted_sps"):
         out["ratio_persisted"] = rules.get("persisted_sps", 0.0) / base["persisted_sps"]
@@ -783,12 +853,24 @@ def verdict(base: dict[str, Any] | None, rules: dict[str, Any], tolerance: float
         evicted == 0 and (second != second or last != last or last <= 1.5 * max(second, 1.0))
     )
     out["scores_keep_arriving"] = bool(s.get("scores_arrive_every_interval"))
+    windowed_sps = (s.get("traces_closed_per_s_steady") or 0.0) * spans_per_trace
+    caught_up = rules.get("windows_caught_up_after_load_s")
+    out["windowed_vs_accepted"] = windowed_sps / max(rules.get("accepted_sps", 0.0), 1e-9)
+    out["windows_keep_up"] = bool(
+        out["windowed_vs_accepted"] >= 1 - tolerance and caught_up is not None and caught_up <= settle_s + 10
+    )
     by_min = [m for m in rules.get("e2e", {}).get("by_minute", []) if m["traces"] >= 50]
     full = [m for m in by_min if 0 <= m["minute"] < int(rules.get("duration_s", 0) // 60)]
     if len(full) >= 2:
         out["e2e_p99_first_vs_last_minute_s"] = [full[0]["p99_s"], full[-1]["p99_s"]]
         out["e2e_not_growing"] = full[-1]["p99_s"] <= 2 * full[0]["p99_s"] + 1.0
-    keys = ("throughput_kept", "windows_bounded", "scores_keep_arriving", "e2e_not_growing")
+    keys = (
+        "throughput_kept",
+        "windows_bounded",
+        "windows_keep_up",
+        "scores_keep_arriving",
+        "e2e_not_growing",
+    )
     out["keeps_up"] = all(out.get(k, True) for k in keys) and "throughput_kept" in out
     out["rss_flat"] = s.get("rss_flat")
     return out
@@ -813,13 +895,14 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
         "vs baseline",
         "p50 / p99 request ms",
         "RSS MB first / last min (max)",
-        "RSS slope MB/min after 1st min",
+        "RSS trend after 1st min, MB/min (flat?)",
+        "throttled requests",
         "loss/dup check",
     )
     rows = [list(cols), ["---"] * len(cols)]
     for r in results:
         if "persisted_sps" not in r:
-            rows.append([r["target"], f"{r.get('duration_s', 0):g} s", "ERROR", "-", "-", "-", "-", "-",
+            rows.append([r["target"], f"{r.get('duration_s', 0):g} s", "ERROR", "-", "-", "-", "-", "-", "-",
                          str(r.get("error", ""))[:80]])  # fmt: skip
             continue
         s = r.get("series_summary", {})
@@ -838,7 +921,9 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
                 ratio,
                 f"{_f(r['p50_ms'], '.0f')} / {_f(r['p99_ms'], '.0f')}",
                 f"{_mb(s.get('rss_first_min_mb'))} / {_mb(s.get('rss_last_min_mb'))} ({_mb(s.get('rss_max_mb'))})",
-                _f(s.get("rss_slope_after_first_min_mb_per_min"), "+.1f"),
+                f"{_f(s.get('rss_slope_after_first_min_mb_per_min'), '+.1f')} +- "
+                f"{_f(s.get('rss_slope_after_first_min_se'), '.1f')} ({'flat' if s.get('rss_flat') else 'NOT flat'})",
+                str(r.get("throttled", "-")),
                 r["check"],
             ]
         )
@@ -870,6 +955,12 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
             ["ingest -> first score p50 / p99 - settle (SQL, " + e2e.get("sample", "") + ")",
              f"{_f(e2e.get('p50_minus_settle_s'), '.2f')} / {_f(e2e.get('p99_minus_settle_s'), '.2f')} s "
              f"(max {_f(e2e.get('max_s'), '.1f')} s, {e2e.get('traces', 0):,} traces)"],
+            ["windows: traces closed per s during the load (x spans/trace = spans/s scored)",
+             f"{_f(s.get('traces_closed_per_s_steady'))} (x {summary.get('spans_per_trace', 10)} = "
+             f"{_f((s.get('traces_closed_per_s_steady') or 0) * summary.get('spans_per_trace', 10))} spans/s)"],
+            ["windows caught up with ingest", f"{rr.get('traces_closed_at_end', 0):,.0f} of "
+             f"{rr.get('traces_expected', 0):,} traces closed; caught up "
+             f"{_f(rr.get('windows_caught_up_after_load_s'), '.0f')} s after the load ended"],
             ["traces closed", f"{closed:,.0f} ({', '.join(f'{k} {v:,.0f}' for k, v in rr.get('closed_by_reason', {}).items())})"],
             ["open traces: max / 2nd-minute mean / last-minute mean",
              f"{_f(s.get('open_traces_max'))} / {_f(s.get('open_traces_second_min_mean'))} / "
@@ -915,12 +1006,14 @@ def print_details(r: dict[str, Any]) -> None:
         )
     series = r.get("series", [])
     if series:
-        print("   t s | RSS MB (main) | open traces | closed | score rows | WAL backlog MB")
+        print(
+            "   t s | RSS MB (main) | open traces | closed | score rows | WAL backlog MB | CPU % machine (service)"
+        )
         for p in series:
             print(
                 f"   {p['t']:6.1f} | {_mb(p.get('rss_mb'))} ({_mb(p.get('main_rss_mb'))}) | "
                 f"{_f(p.get('open_traces'))} | {_f(p.get('closed_traces'))} | {_f(p.get('scores'))} | "
-                f"{_f(p.get('wal_backlog_mb'), '.1f')}"
+                f"{_f(p.get('wal_backlog_mb'), '.1f')} | {_f(p.get('sys_busy_pct'))} ({_f(p.get('service_cpu_pct'))})"
             )
     prof = r.get("py_spy")
     if prof:
@@ -1007,10 +1100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--py-spy-delay", type=float, default=30.0, help="seconds into the load to start py-spy")
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed throughput loss (default 0.05)")
     p.add_argument(
-        "--flat-mb-per-min",
+        "--flat-pct",
         type=float,
         default=5.0,
-        help="RSS counts as flat when its slope after the first minute is below this (default 5 MB/min)",
+        help="RSS is flat when the last minute's mean and the trend after the first minute (extrapolated "
+        "to the end) are within this %% of the first minute's mean (default 5)",
     )
     p.set_defaults(restart_check=False)
     return p
@@ -1065,6 +1159,7 @@ def main(argv: list[str] | None = None) -> int:
         "settle_s": args.settle_s,
         "sample_interval": args.sample_interval,
         "projects": args.projects,
+        "spans_per_trace": args.spans_per_trace,
     }
     summary["tree"] = git_state()
     print(f"rules: {summary['rules_mix']}; tree {summary['tree']}", flush=True)
@@ -1074,7 +1169,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_phase(args, cmd, "baseline (no rules)", [], base_dur, env))
     results.append(run_phase(args, cmd, f"{len(rules)} rules", rules, args.duration, env))
     base = results[0] if not args.skip_baseline else None
-    summary.update(verdict(base, results[-1], args.tolerance))
+    summary.update(verdict(base, results[-1], args.tolerance, args.spans_per_trace, args.settle_s))
     print()
     print(render_tables(results, summary, args.settle_s))
     for r in results:
