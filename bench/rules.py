@@ -704,7 +704,9 @@ class Phase:
         closed, open_now = 0.0, math.nan
         progress_t, progress = time.time(), -1.0
         caught_up_t: float | None = None
-        while time.time() < deadline:
+        first = True
+        while first or time.time() < deadline:  # at least one poll, also with --close-wait 0
+            first = False
             try:
                 m = scrape(server.api)
                 open_now = metric_sum(m, "tracejudge_window_open_traces")
@@ -1086,7 +1088,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sample-interval", type=float, default=5.0, help="RSS/metrics sampling interval (5 s)")
     p.add_argument(
-        "--close-wait", type=float, default=120.0, help="max wait for windows to close after the load (120 s)"
+        "--close-wait", type=float, default=600.0, help="max wait for windows to close after the load (600 s)"
     )
     p.add_argument(
         "--e2e-sample", type=int, default=10, help="ingest->score latency over 1/N of the traces (default 10)"
