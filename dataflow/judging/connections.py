@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Any, Literal
 from typing import Protocol as TypingProtocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dataflow.errors import TracejudgeError
+from dataflow.polling import Poller
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,9 @@ class ConnectionRegistry:
 
     def __init__(self, source: ConnectionSource, reload_interval_s: float = 2.0) -> None:
         self._source = source
-        self._interval = reload_interval_s
         self._fingerprint: str | None = None
         self._by_name: dict[str, ConnectionSpec] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="connection-reloader", daemon=True)
+        self._poller = Poller("connection-reloader", reload_interval_s, self.refresh, self._reload_failed)
 
     def get(self, name: str) -> ConnectionSpec | None:
         return self._by_name.get(name)
@@ -105,16 +103,10 @@ class ConnectionRegistry:
         return True
 
     def start(self) -> None:
-        self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._poller.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.refresh()
-            except TracejudgeError as exc:
-                logger.warning("reloading connections failed: %s", exc)
+    def _reload_failed(self, exc: TracejudgeError) -> None:
+        logger.warning("reloading connections failed: %s", exc)

@@ -8,11 +8,11 @@ compile (it should not: rules are compiled when saved) keeps its previous versio
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Protocol
 
 from dataflow import metrics
 from dataflow.errors import RuleCompileError, TracejudgeError
+from dataflow.polling import Poller
 from dataflow.rules.model import CompiledRule, RuleSet, RuleSpec, compile_rule
 
 logger = logging.getLogger(__name__)
@@ -27,12 +27,10 @@ class RuleSource(Protocol):
 class RuleRegistry:
     def __init__(self, source: RuleSource, reload_interval_s: float = 2.0) -> None:
         self._source = source
-        self._interval = reload_interval_s
         self._fingerprint: str | None = None
         self._compiled: dict[str, CompiledRule] = {}
         self._current = RuleSet({})
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rule-reloader", daemon=True)
+        self._poller = Poller("rule-reloader", reload_interval_s, self.refresh, self._reload_failed)
 
     @property
     def current(self) -> RuleSet:
@@ -68,17 +66,11 @@ class RuleRegistry:
         return True
 
     def start(self) -> None:
-        self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._poller.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.refresh()
-            except TracejudgeError as exc:  # the store is unreachable: keep the current set, retry
-                metrics.RULE_LOAD_ERRORS.inc()
-                logger.warning("reloading rules failed: %s", exc)
+    def _reload_failed(self, exc: TracejudgeError) -> None:
+        metrics.RULE_LOAD_ERRORS.inc()
+        logger.warning("reloading rules failed: %s", exc)
