@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from connectors.api.connections import build_connections_router
 from connectors.api.rules import build_rules_router
+from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.migrate import SQL_DIR
@@ -292,6 +293,7 @@ def build_api_app(state: ApiState) -> FastAPI:
         build_rules_router(state.rules, state.on_rules_change, test_rule, state.connections.by_name)
     )
     app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
+    app.include_router(build_trace_eval_rules_router(state.rules, state.connections, state.on_rules_change))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
