@@ -33,6 +33,7 @@ from dataflow.errors import (
     JudgeServerError,
     JudgeTimeout,
 )
+from dataflow.judging.autoevals_scorer import AutoevalsRequest
 from dataflow.judging.connections import ConnectionSpec
 
 RAW_LIMIT = 4096  # characters of the structured answer kept in JudgeAnswer.raw
@@ -337,7 +338,8 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
     owns them). The SDK's timeout (`spec.timeout_s`) applies to each phase (connect, write, each read, pool
     wait), so a server that trickles bytes could hold an attempt far longer: a deadline of `timeout_s` +
     DEADLINE_GRACE_S on the whole attempt stops that. The SDK's own timeout normally fires first, so the
-    request is ended by the HTTP client rather than by cancelling it.
+    request is ended by the HTTP client rather than by cancelling it. An `AutoevalsRequest` runs an autoevals
+    classifier over the same SDK client, limits and deadline (connectors/llm/autoevals_client.py).
     """
 
     def __init__(self, spec: ConnectionSpec) -> None:
@@ -360,6 +362,12 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
     def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
         """The JudgeError for one of the SDK's exceptions; None when `exc` is not the SDK's."""
 
+    async def _ask_autoevals(self, sdk: SdkT, request: AutoevalsRequest) -> JudgeAnswer:
+        """An autoevals classifier over this client's SDK client (OpenAI connections only; others refuse)."""
+        from connectors.llm.autoevals_client import ask_autoevals
+
+        return await ask_autoevals(self.spec, sdk, request)
+
     def _sdk_for(self, api_key: str) -> SdkT:
         if self._sdk is None or api_key != self._sdk_key:
             if self._sdk is not None:  # the key changed: calls in flight keep the old client until aclose
@@ -375,6 +383,8 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
         sdk = self._sdk_for(api_key)
         try:
             async with asyncio.timeout(self.spec.timeout_s + DEADLINE_GRACE_S):
+                if isinstance(request, AutoevalsRequest):
+                    return await self._ask_autoevals(sdk, request)
                 return await self._ask(sdk, request)
         except JudgeError:
             raise

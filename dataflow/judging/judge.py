@@ -14,12 +14,15 @@ marked "[... N more characters]".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.llm.base import JudgeAnswer, JudgeRequest
 from dataflow.model import Span, Trace
+
+if TYPE_CHECKING:  # autoevals_scorer imports this module
+    from dataflow.judging.autoevals_scorer import AutoevalsSpec
 
 MAX_FIELD_CHARS = 8_000
 MAX_SPAN_FIELD_CHARS = 1_500
@@ -95,7 +98,9 @@ def render_spans(trace: Trace) -> str:
     return cut("\n".join(parts), MAX_TRACE_CHARS)
 
 
-def build_request(spec: LlmJudgeSpec, trace: Trace, span: Span | None) -> JudgeRequest:
+def build_request(spec: LlmJudgeSpec | AutoevalsSpec, trace: Trace, span: Span | None) -> JudgeRequest:
+    if not isinstance(spec, LlmJudgeSpec):
+        return spec.build_request(trace, span)
     subject_span = span if span is not None else trace.root
     inp = cut(subject_span.input if subject_span else "", MAX_FIELD_CHARS)
     out = cut(subject_span.output if subject_span else "", MAX_FIELD_CHARS)
@@ -134,8 +139,10 @@ class JudgedScore:
     raw_score: float | None
 
 
-def interpret(spec: LlmJudgeSpec, answer: JudgeAnswer) -> JudgedScore:
+def interpret(spec: LlmJudgeSpec | AutoevalsSpec, answer: JudgeAnswer) -> JudgedScore:
     """The answer as a score: normalised value, label for categorical judges, pass/fail by threshold."""
+    if not isinstance(spec, LlmJudgeSpec):
+        return spec.interpret(answer)
     raw = answer.score
     label = ""
     if spec.choices:

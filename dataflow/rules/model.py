@@ -14,12 +14,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dataflow.errors import RuleCompileError
+from dataflow.judging.autoevals_scorer import AutoevalsSpec, compile_autoevals
 from dataflow.judging.judge import LlmJudgeSpec
 from dataflow.model import Span
 from dataflow.rules.filter import CompiledFilter, FilterError, compile_filter
 from dataflow.scorers.code import CodeScorerSpec, CompiledScorer, compile_code_scorer
 
-ScorerSpec = Annotated[CodeScorerSpec | LlmJudgeSpec, Field(discriminator="type")]
+ScorerSpec = Annotated[CodeScorerSpec | LlmJudgeSpec | AutoevalsSpec, Field(discriminator="type")]
 
 
 class RuleSpec(BaseModel):
@@ -75,7 +76,7 @@ class CompiledRule:
     filter: CompiledFilter
     scorers: tuple[CompiledScorer, ...]
     span_names: frozenset[str]
-    judges: tuple[LlmJudgeSpec, ...] = ()
+    judges: tuple[LlmJudgeSpec | AutoevalsSpec, ...] = ()
     salt: int = 0
 
     @property
@@ -111,7 +112,11 @@ def compile_rule(spec: RuleSpec) -> CompiledRule:
         for i, s in enumerate(spec.scorers)
         if isinstance(s, CodeScorerSpec)
     )
-    judges = tuple(s for s in spec.scorers if isinstance(s, LlmJudgeSpec))
+    judges = tuple(
+        compile_autoevals(s, where=f"scorers[{i}]") if isinstance(s, AutoevalsSpec) else s
+        for i, s in enumerate(spec.scorers)
+        if isinstance(s, LlmJudgeSpec | AutoevalsSpec)
+    )
     return CompiledRule(spec, flt, scorers, frozenset(spec.span_names), judges, hash64(spec.id))
 
 
@@ -180,6 +185,9 @@ def span_needs(rules: Iterable[CompiledRule]) -> SpanNeeds:
     for rule in rules:
         if any(":" in s.kind for s in rule.scorers):
             return SpanNeeds(None, None)
+        for judge in rule.judges:
+            if isinstance(judge, AutoevalsSpec):  # it reads its variables (e.g. expected) from attributes
+                attrs.update(judge.attribute_keys())
         for label in rule.filter.fields:
             a = _key(label, "attributes['")
             r = _key(label, "resource['")

@@ -24,6 +24,12 @@ when O is non-empty and lacks the word "wrong". Min/max come from the ``score`` 
 last for the minimum; a string property named like ``rationale``/``reasoning``/``explanation`` gets the
 rationale. Plain-text answers are ``"echo: " + <last user message text>`` unless a reply is configured.
 
+autoevals classifiers (a function tool named ``select_choice``) whose prompt has no ``<expected>``/``<output>``
+tags are read the way autoevals lays out its data: the ``[Expert]:`` line is the expected answer and the
+``[Submission]:`` line the output; Factuality's choices ``A``..``E`` then answer ``C`` ("all the same details",
+worth 1) for the maximum and ``D`` ("a disagreement", worth 0) for the minimum. Other enums, and prompts with
+tags, keep the first/last rule above.
+
 Fault knobs (in-process methods, or ``POST /_control/faults``):
 
 * global ``latency`` (seconds), added to every API request;
@@ -41,7 +47,9 @@ Fault knobs (in-process methods, or ``POST /_control/faults``):
 
 HTTP control endpoints (no key, never logged or faulted): ``GET|POST /_control/faults``,
 ``POST /_control/reset``, ``GET /_control/requests`` (``?path=prefix``, ``?since=seq``),
-``POST /_control/requests/clear``.
+``POST /_control/requests/clear``, ``GET /_control/stats`` (API requests in flight now, their peak, the
+time integral of in-flight requests in request-seconds (mean in flight over an interval = its increase / the
+interval) and the count of API requests received), ``POST /_control/stats/reset``.
 
 Use in tests: ``with FakeLLMServer() as srv: OpenAI(base_url=srv.openai_base_url, api_key="x")``.
 Standalone: ``python -m tests.fakes.llm_server --port N`` prints ``READY <port>`` once it accepts requests.
@@ -128,6 +136,13 @@ _RATIONALE_WORDS = (
 _EXPECTED_RE = re.compile(r"<expected>(.*?)</expected>", re.IGNORECASE | re.DOTALL)
 _OUTPUT_RE = re.compile(r"<output>(.*?)</output>", re.IGNORECASE | re.DOTALL)
 _WRONG_RE = re.compile(r"\bwrong\b", re.IGNORECASE)
+_AUTOEVALS_TOOL = "select_choice"
+_AUTOEVALS_DATA = (
+    ("expected", re.compile(r"^\[Expert\]:[ \t]*(.*?)\n\*{3,}", re.MULTILINE | re.DOTALL)),
+    ("output", re.compile(r"^\[Submission\]:[ \t]*(.*?)\n\*{3,}", re.MULTILINE | re.DOTALL)),
+)
+# autoevals Factuality's choices -> (its best verdict, its worst): C "all the same details", D "a disagreement".
+_AUTOEVALS_VERDICTS: dict[tuple[Any, ...], tuple[str, str]] = {("A", "B", "C", "D", "E"): ("C", "D")}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -182,6 +197,7 @@ class _SchemaFiller:
         score, rationale = scorer(text, self.lo, self.hi)
         self.score = float(score)
         self.rationale = rationale
+        self.verdicts: Mapping[tuple[Any, ...], tuple[str, str]] = {}  # enum -> (value at max, value at min)
 
     def resolve(self, schema: Any, depth: int = 0) -> dict[str, Any]:
         if not isinstance(schema, dict):
@@ -212,6 +228,9 @@ class _SchemaFiller:
             return None
         if self.hi == self.lo:
             return options[0]
+        verdicts = self.verdicts.get(tuple(options))
+        if verdicts is not None and (self.is_max() or self.score <= self.lo):
+            return verdicts[0] if self.is_max() else verdicts[1]
         frac = (self.hi - self.score) / (self.hi - self.lo)
         frac = min(1.0, max(0.0, frac))
         return options[round(frac * (len(options) - 1))]
@@ -287,6 +306,15 @@ class _SchemaFiller:
         if typ == "string":
             return str(self.score)
         return self.score
+
+
+def _autoevals_text(text: str) -> tuple[str, bool]:
+    """``text`` plus autoevals' ``[Expert]:``/``[Submission]:`` data as ``<expected>``/``<output>`` tags, and
+    whether any were added (never when the prompt has tags of its own)."""
+    if _EXPECTED_RE.search(text) or _OUTPUT_RE.search(text):
+        return text, False
+    tags = [f"<{tag}>{m.group(1)}</{tag}>" for tag, rx in _AUTOEVALS_DATA if (m := rx.search(text))]
+    return (text + "\n" + "\n".join(tags), True) if tags else (text, False)
 
 
 def _break_structured(obj: Any, filler: _SchemaFiller, mode: Any) -> Any:
@@ -423,6 +451,11 @@ class FakeLLMServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._start_error: BaseException | None = None
+        self._in_flight = 0
+        self._in_flight_peak = 0
+        self._in_flight_area = 0.0
+        self._in_flight_stamp = time.monotonic()
+        self._api_requests = 0
 
     # ---- addresses ------------------------------------------------------------------------------------------
 
@@ -513,6 +546,31 @@ class FakeLLMServer:
     def state(self) -> dict[str, Any]:
         with self._lock:
             return {"latency": self._latency, "reply": self._reply, "faults": [dict(f) for f in self._faults]}
+
+    def _count_in_flight(self, delta: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._in_flight_area += self._in_flight * (now - self._in_flight_stamp)
+            self._in_flight_stamp = now
+            self._in_flight += delta
+            if delta > 0:
+                self._api_requests += delta
+                self._in_flight_peak = max(self._in_flight_peak, self._in_flight)
+
+    def stats(self) -> dict[str, Any]:
+        """API requests in flight now and at most, the in-flight time integral (request-seconds) and the
+        number of API requests received, as of ``t`` (``time.monotonic()``)."""
+        with self._lock:
+            now = time.monotonic()
+            area = self._in_flight_area + self._in_flight * (now - self._in_flight_stamp)
+            return {"t": now, "in_flight": self._in_flight, "max_in_flight": self._in_flight_peak,
+                    "in_flight_seconds": area, "requests": self._api_requests}  # fmt: skip
+
+    def reset_stats(self) -> None:
+        """Start the peak, the integral and the request count again (requests in flight stay counted)."""
+        with self._lock:
+            self._in_flight_area, self._in_flight_stamp = 0.0, time.monotonic()
+            self._in_flight_peak, self._api_requests = self._in_flight, 0
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
@@ -627,7 +685,11 @@ class FakeLLMServer:
         if path.startswith("/_control/"):
             await self._control(method, path, query, raw, send)
             return
-        await self._api(method, path, query, headers, raw, receive, send)
+        self._count_in_flight(1)
+        try:
+            await self._api(method, path, query, headers, raw, receive, send)
+        finally:
+            self._count_in_flight(-1)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -687,6 +749,11 @@ class FakeLLMServer:
         elif path == "/_control/requests/clear" and method == "POST":
             self.clear_requests()
             await _send_json(send, 200, {"ok": True})
+        elif path == "/_control/stats" and method == "GET":
+            await _send_json(send, 200, self.stats())
+        elif path == "/_control/stats/reset" and method == "POST":
+            self.reset_stats()
+            await _send_json(send, 200, self.stats())
         else:
             await _send_json(send, 404, {"error": f"no control endpoint {method} {path}"})
 
@@ -867,11 +934,16 @@ class FakeLLMServer:
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}fake{next(self._ids):010d}"
 
-    def _structured(self, schema: Any, text: str, bad: Any) -> str:
+    def _structured(self, schema: Any, text: str, bad: Any, tool: Any = None) -> str:
         """JSON text for ``schema`` scored over ``text``; broken per ``bad`` (a bad_structured mode)."""
         if not isinstance(schema, dict):
             schema = {"type": "object", "properties": {}}
+        autoevals = False
+        if tool == _AUTOEVALS_TOOL:
+            text, autoevals = _autoevals_text(text)
         filler = _SchemaFiller(schema, text, self.scorer)
+        if autoevals:
+            filler.verdicts = _AUTOEVALS_VERDICTS
         obj = filler.build()
         if bad:
             if bad == "not_json":
@@ -894,7 +966,7 @@ class FakeLLMServer:
                 wanted = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
                 tool = next((t for t in tools if (t.get("function") or {}).get("name") == wanted), tool)
             fn = tool.get("function") or {}
-            args = self._structured(fn.get("parameters"), text, bad)
+            args = self._structured(fn.get("parameters"), text, bad, fn.get("name"))
             call = {
                 "id": self._next_id("call_"),
                 "type": "function",
@@ -1017,7 +1089,7 @@ class FakeLLMServer:
             tool = tools[0]
             if isinstance(tool_choice, dict) and tool_choice.get("name"):
                 tool = next((t for t in tools if t.get("name") == tool_choice["name"]), tool)
-            args = self._structured(tool.get("parameters"), text, bad)
+            args = self._structured(tool.get("parameters"), text, bad, tool.get("name"))
             out_text = args
             output.append(
                 {
@@ -1250,6 +1322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reply", default=None, help="fixed plain-text answer instead of 'echo: ...'")
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
     parser.add_argument("--no-record-bodies", action="store_true", help="log requests without their bodies")
+    parser.add_argument(
+        "--max-log", type=int, default=100_000, help="requests kept in the log (default 100,000)"
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     srv = FakeLLMServer(
@@ -1259,6 +1334,7 @@ def main(argv: list[str] | None = None) -> int:
         reply=args.reply,
         api_key=args.api_key,
         record_bodies=not args.no_record_bodies,
+        max_log=args.max_log,
     )
     srv.serve_forever(log_level=args.log_level)
     return 0
