@@ -1,7 +1,8 @@
 """Every Prometheus metric tracejudge exports, declared in one place.
 
 Names follow `tracejudge_<component>_<what>_<unit>`; counters end in `_total`; units are base units
-(seconds, bytes). Labels are fixed and low-cardinality: transport, outcome, reason, table. Never a trace id.
+(seconds, bytes; `_ratio` for a 0..1 score, `_usd` for money). Labels are fixed and low-cardinality:
+transport, outcome, reason, table, connection, rule name, scorer (score) name. Never a trace id.
 """
 
 from __future__ import annotations
@@ -165,10 +166,52 @@ RULE_DECISIONS = Counter(
     ["rule", "outcome"],
     registry=REGISTRY,
 )
+
+# --- score quality, per rule and scorer --------------------------------------------------------------------
+# Recorded from the score rows once the score sink has written them (`RuleStats.record_rows`), code scorers
+# and judges alike. `rule` is the rule's name (unique per project: same-named rules of two projects share a
+# series), `scorer` the score's name in the rule (the row's Name). Both are few: cardinality stays bounded.
+# Score values: judges are normalised to 0..1 and the built-in code scorers give 0..1 (a bool is 0 or 1), so
+# the buckets are tenths; a user function's larger numbers land in 10, 100 or +Inf.
+_SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10.0, 100.0)
+# A judge task: one provider round trip is ~0.3-10 s; retries with backoff and Retry-After reach minutes.
+_JUDGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
 RULE_SCORES = Counter(
     "tracejudge_rule_scores_total",
-    "Score rows written by each rule's scorers, by outcome (ok, error).",
+    "Score rows written, by rule, scorer and outcome (ok: a value or a label; error: the code scorer or "
+    "judge failed; shed: a judge call not made). Code scorers and judges alike.",
     ["rule", "scorer", "outcome"],
+    registry=REGISTRY,
+)
+RULE_VERDICTS = Counter(
+    "tracejudge_rule_verdicts_total",
+    "Score rows with a verdict (Passed set), by rule, scorer and verdict (pass, fail); a scorer without a "
+    "threshold gives none. Pass rate: pass / (pass + fail).",
+    ["rule", "scorer", "verdict"],
+    registry=REGISTRY,
+)
+RULE_SCORE_VALUES = Histogram(
+    "tracejudge_rule_score_ratio",
+    "Score values of rows without an error, by rule and scorer: judges normalised to 0..1, built-in code "
+    "scorers 0..1 (a bool is 0 or 1), a user function's number as returned. Mean: _sum / _count.",
+    ["rule", "scorer"],
+    buckets=_SCORE_BUCKETS,
+    registry=REGISTRY,
+)
+RULE_SCORE_ERRORS = Counter(
+    "tracejudge_rule_score_errors_total",
+    "Score rows carrying an error, by rule, scorer and error_type: the error's class (JudgeTimeout, "
+    "JudgeRateLimited, JudgeServerError, JudgeBadResponse, JudgeAuthError, JudgeConfigError, a code "
+    "scorer's exception class; other when the Error text names no class).",
+    ["rule", "scorer", "error_type"],
+    registry=REGISTRY,
+)
+RULE_SHED = Counter(
+    "tracejudge_rule_shed_total",
+    "Judge tasks shed (no call made; the score row's Error is Shed(reason)), by rule, scorer and reason "
+    "(budget, overload, circuit_open). tracejudge_judge_shed_total counts them by connection.",
+    ["rule", "scorer", "reason"],
     registry=REGISTRY,
 )
 
@@ -187,8 +230,20 @@ JUDGE_CALLS = Counter(
 )
 JUDGE_IN_FLIGHT = Gauge(
     "tracejudge_judge_in_flight_calls",
-    "Judge calls in flight, by connection.",
+    "Judge calls in flight (sent, awaiting the provider), by connection; calls waiting for a concurrency "
+    "slot, rate-limit tokens or a retry's backoff are not counted.",
     ["connection"],
+    registry=REGISTRY,
+)
+JUDGE_PENDING = Gauge(
+    "tracejudge_judge_pending_jobs",
+    "Judge jobs handed to the executor and not yet collected by the judge step, in this process (waiting for "
+    "a slot, tokens or a retry, or in flight); at judging.max_pending new jobs are shed (overload).",
+    registry=REGISTRY,
+)
+JUDGE_PENDING_LIMIT = Gauge(
+    "tracejudge_judge_pending_limit_jobs",
+    "judging.max_pending: the bound on tracejudge_judge_pending_jobs above which judge jobs are shed.",
     registry=REGISTRY,
 )
 JUDGE_SHED = Counter(
@@ -197,10 +252,32 @@ JUDGE_SHED = Counter(
     ["connection", "reason"],
     registry=REGISTRY,
 )
+JUDGE_DURATION = Histogram(
+    "tracejudge_judge_duration_seconds",
+    "Time of a judge task from its first attempt to the answer or the final error (retries, backoff and "
+    "rate-limit waits included: the score row's LatencyMs), by rule and scorer. Shed tasks and tasks "
+    "refused before a call (no connection, no key) are not observed.",
+    ["rule", "scorer"],
+    buckets=_JUDGE_BUCKETS,
+    registry=REGISTRY,
+)
+JUDGE_TOKENS = Counter(
+    "tracejudge_judge_tokens_total",
+    "Tokens the providers reported for judge calls, by rule, scorer and type (input, output).",
+    ["rule", "scorer", "type"],
+    registry=REGISTRY,
+)
+JUDGE_COST = Counter(
+    "tracejudge_judge_cost_usd_total",
+    "Judge spend in US dollars from the connections' prices (the score rows' CostUsd), by rule and scorer.",
+    ["rule", "scorer"],
+    registry=REGISTRY,
+)
 
 JUDGE_SPANS_DROPPED = Counter(
     "tracejudge_judge_spans_dropped_total",
-    "Judge spans not written because the write-ahead log refused them (their score rows were written).",
+    "Judge spans not known to be written when their epoch committed: the write-ahead log refused or failed "
+    "their append, or did not confirm it in time (their score rows were written).",
     registry=REGISTRY,
 )
 

@@ -3,7 +3,8 @@
     tracejudge run [--config FILE] [--data-dir DIR] [--host H] [--otlp-grpc-port N] [--otlp-http-port N]
                    [--api-port N] [--clickhouse-dsn DSN]
     tracejudge sql "SELECT ..." [--api-url URL] [--format table|csv|json]
-    tracejudge config check [--config FILE]
+    tracejudge config check [--config FILE] [--online [--data-dir DIR] [--clickhouse-dsn DSN]]
+                            [--allow-missing-keys]
     tracejudge migrate [--config FILE] [--data-dir DIR] [--clickhouse-dsn DSN]
     tracejudge rules list|show ID|apply -f FILE|test -f FILE [--api-url URL]
 
@@ -95,19 +96,34 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    settings = _settings_from(args)
-    source = str(args.config) if args.config else "defaults and environment"
-    print(f"configuration OK ({source})")
-    print(f"  data_dir       {settings.data_dir}")
-    from connectors.clickhouse.client import redact_dsn
+    """Validate the configuration; name every connection whose key is not in the environment.
 
+    Exit 1 when the configuration is invalid, a connection's key is missing (a warning, exit 0, with
+    --allow-missing-keys) or --online could not read the connections table.
+    """
+    from connectors.clickhouse.client import redact_dsn
+    from tracejudge.config_check import check_connections
+
+    settings = _settings_from(args)
+    report = check_connections(settings, online=args.online)
+    missing = report.missing_keys
+    failed = bool(report.errors) or (bool(missing) and not args.allow_missing_keys)
+    source = str(args.config) if args.config else "defaults and environment"
+    print(f"configuration {'has problems' if failed else 'OK'} ({source})")
+    print(f"  data_dir       {settings.data_dir}")
     print(f"  clickhouse     {redact_dsn(settings.resolved_dsn)}")
     print(
         f"  listeners      OTLP/gRPC {settings.host}:{settings.otlp_grpc_port}, OTLP/HTTP "
         f"{settings.host}:{settings.otlp_http_port}, API {settings.host}:{settings.api_port}"
     )
     print(f"  wal            fsync={settings.wal.fsync} max_bytes={settings.wal.max_bytes}")
-    return 0
+    print(f"  connections    {report.summary(args.online)}")
+    level = "warning" if args.allow_missing_keys else "error"
+    for conn in missing:
+        print(f"{level}: {conn.problem} [{conn.source}]", file=sys.stderr)
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _format_table(columns: list[str], rows: list[list[Any]]) -> str:
@@ -305,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate the configuration and print a summary")
     check.add_argument("--config", type=Path, help="YAML config file")
+    check.add_argument("--data-dir", type=Path, help="as for `run` (only read with --online)")
+    check.add_argument("--clickhouse-dsn", help="as for `run` (only read with --online)")
+    check.add_argument(
+        "--online", action="store_true", help="also check the connections stored in ClickHouse"
+    )
+    check.add_argument(
+        "--allow-missing-keys",
+        action="store_true",
+        help="report a connection whose api_key_env variable is not set as a warning (exit 0)",
+    )
     check.set_defaults(func=cmd_config_check)
 
     rules = sub.add_parser("rules", help="scoring rules, through a running service")

@@ -51,7 +51,7 @@ from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.judging.step import JudgeContext, Pending, RuleBudgets
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
 from dataflow.rules.registry import RuleRegistry
-from dataflow.rules.status import RuleCounts, RuleStats
+from dataflow.rules.status import RuleStats
 from dataflow.scoring.step import ScoringStep
 
 logger = logging.getLogger("tracejudge")
@@ -183,18 +183,8 @@ class Service:
         s = self.settings
         self.process_id = _process_id(data_dir)
         self.stats = RuleStats()
-        for row in self.rule_store.process_status(self.process_id):
-            self.stats.seed(
-                str(row["RuleId"]),
-                RuleCounts(
-                    traces_seen=int(row["TracesSeen"]),  # type: ignore[call-overload]
-                    filtered_out=int(row["FilteredOut"]),  # type: ignore[call-overload]
-                    not_targeted=int(row["NotTargeted"]),  # type: ignore[call-overload]
-                    sampled_out=int(row["SampledOut"]),  # type: ignore[call-overload]
-                    scored=int(row["Scored"]),  # type: ignore[call-overload]
-                    scorer_errors=int(row["ScorerErrors"]),  # type: ignore[call-overload]
-                ),
-            )
+        for rule_id, counts in self.rule_store.process_counts(self.process_id).items():
+            self.stats.seed(rule_id, counts)
         self.scores_ch = ClickHouse(s.resolved_dsn)
         step = ScoringStep(self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans)
         self.executor = JudgeExecutor(
@@ -213,7 +203,9 @@ class Service:
             windows=s.windows,
             keep_open_at_eof=s.flow.recovery,
             score=step,
-            scores_sink=ScoreSink(ScoreWriter(self.scores_ch, s.sink, self.flow_stop)),
+            scores_sink=ScoreSink(
+                ScoreWriter(self.scores_ch, s.sink, self.flow_stop, on_written=self.stats.record_rows)
+            ),
             judges=judges,
             judge_spans_sink=JudgeSpanSink(self.wal, normalizer_from(s.ingest)),
             judge_shards=s.judging.shards,
@@ -222,22 +214,7 @@ class Service:
     def _write_status(self) -> None:
         changed = self.stats.take_dirty()
         if changed:
-            self.rule_store.write_status(
-                StatusRow(
-                    rid,
-                    self.process_id,
-                    c.rule_version,
-                    c.traces_seen,
-                    c.filtered_out,
-                    c.not_targeted,
-                    c.sampled_out,
-                    c.scored,
-                    c.scorer_errors,
-                    c.last_evaluated_ns,
-                    c.last_trace_ns,
-                )
-                for rid, c in changed.items()
-            )
+            self.rule_store.write_status(StatusRow.of(rid, self.process_id, c) for rid, c in changed.items())
 
     def _run_status_writer(self) -> None:
         while not self.stop_requested.wait(self.settings.rules.status_interval_s):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 
 from connectors.clickhouse.rules_store import RuleStore
 from dataflow.errors import RuleCompileError
+from dataflow.judging.autoevals_scorer import AutoevalsSpec, connection_problem
 from dataflow.rules.model import RuleSpec, compile_rule, parse_rule
 
 _SERVER_FIELDS = ("id", "version")
@@ -58,9 +59,14 @@ def build_rules_router(
     def check_connections(spec: RuleSpec) -> None:
         for i, scorer in enumerate(spec.scorers):
             name = getattr(scorer, "connection", None)
-            if name is not None and connection(name) is None:
-                field = f"scorers[{i}].connection"
+            if name is None:
+                continue
+            field = f"scorers[{i}].connection"
+            conn = connection(name)
+            if conn is None:
                 raise HTTPException(400, {"error": f"{field}: no connection named {name!r}", "field": field})
+            if isinstance(scorer, AutoevalsSpec) and (problem := connection_problem(conn)):
+                raise HTTPException(400, {"error": f"{field}: {problem}", "field": field})
 
     def key_problems(spec: RuleSpec) -> list[str]:
         out = []
@@ -159,7 +165,10 @@ def build_rules_router(
     async def status(rule_id: str) -> dict[str, Any]:
         spec = await get_or_404(rule_id)
         rows = await run(store.status, rule_id)
-        keys = ("TracesSeen", "FilteredOut", "NotTargeted", "SampledOut", "Scored", "ScorerErrors")
+        keys = (
+            "TracesSeen", "FilteredOut", "NotTargeted", "SampledOut", "Scored", "ScorerErrors", "JudgeErrors",
+            "ShedBudget", "ShedOverload", "ShedCircuitOpen",
+        )  # fmt: skip
         totals = {k: sum(int(r[k]) for r in rows) for k in keys}
         last = max((int(r["LastEvaluatedUs"]) for r in rows), default=0)
         return {
@@ -173,6 +182,12 @@ def build_rules_router(
             "sampledOut": totals["SampledOut"],
             "scored": totals["Scored"],
             "scorerErrors": totals["ScorerErrors"],
+            "judgeErrors": totals["JudgeErrors"],
+            "shed": {
+                "budget": totals["ShedBudget"],
+                "overload": totals["ShedOverload"],
+                "circuit_open": totals["ShedCircuitOpen"],
+            },
             "lastEvaluatedAtUs": last,
             "connectionProblems": key_problems(spec),
             "processes": rows,

@@ -15,6 +15,7 @@ import orjson
 
 from connectors.clickhouse.client import ClickHouse
 from dataflow.rules.model import RuleSpec
+from dataflow.rules.status import RuleCounts
 
 _SELECT = "SELECT Spec, Version FROM rules FINAL WHERE Deleted = 0"
 
@@ -32,6 +33,25 @@ class StatusRow:
     scorer_errors: int
     last_evaluated_ns: int
     last_trace_ns: int
+    judge_errors: int = 0
+    shed_budget: int = 0
+    shed_overload: int = 0
+    shed_circuit_open: int = 0
+
+    @classmethod
+    def of(cls, rule_id: str, process: str, c: RuleCounts) -> StatusRow:
+        return cls(
+            rule_id, process, c.rule_version, c.traces_seen, c.filtered_out, c.not_targeted, c.sampled_out,
+            c.scored, c.scorer_errors, c.last_evaluated_ns, c.last_trace_ns, c.judge_errors, c.shed_budget,
+            c.shed_overload, c.shed_circuit_open,
+        )  # fmt: skip
+
+
+# Status columns in `rule_status` (0005, 0007), in StatusRow's order after Process.
+_COUNT_COLUMNS = (
+    "TracesSeen", "FilteredOut", "NotTargeted", "SampledOut", "Scored", "ScorerErrors", "JudgeErrors",
+    "ShedBudget", "ShedOverload", "ShedCircuitOpen",
+)  # fmt: skip
 
 
 class RuleStore:
@@ -111,34 +131,30 @@ class RuleStore:
                 r.sampled_out,
                 r.scored,
                 r.scorer_errors,
+                r.judge_errors,
+                r.shed_budget,
+                r.shed_overload,
+                r.shed_circuit_open,
                 r.last_evaluated_ns // 1000,
                 r.last_trace_ns,
                 now_us,
             ]
             for r in rows
         ]
-        self._ch.insert_rows(
-            "rule_status",
-            data,
-            [
-                "RuleId",
-                "Process",
-                "RuleVersion",
-                "TracesSeen",
-                "FilteredOut",
-                "NotTargeted",
-                "SampledOut",
-                "Scored",
-                "ScorerErrors",
-                "LastEvaluatedAt",
-                "LastTraceAt",
-                "UpdatedAt",
-            ],
-        )
+        columns = [
+            "RuleId",
+            "Process",
+            "RuleVersion",
+            *_COUNT_COLUMNS,
+            "LastEvaluatedAt",
+            "LastTraceAt",
+            "UpdatedAt",
+        ]
+        self._ch.insert_rows("rule_status", data, columns)
 
     def status(self, rule_id: str) -> list[dict[str, object]]:
         table = self._ch.query_arrow(
-            "SELECT Process, RuleVersion, TracesSeen, FilteredOut, NotTargeted, SampledOut, Scored, ScorerErrors, "
+            f"SELECT Process, RuleVersion, {', '.join(_COUNT_COLUMNS)}, "
             "toUnixTimestamp64Micro(LastEvaluatedAt) AS LastEvaluatedUs, toUnixTimestamp64Nano(LastTraceAt) AS "
             "LastTraceNs FROM rule_status FINAL WHERE RuleId = {id:String} ORDER BY Process",
             {"id": rule_id},
@@ -148,8 +164,29 @@ class RuleStore:
     def process_status(self, process: str) -> list[dict[str, object]]:
         """This process's last stored counts, to continue from after a restart."""
         table = self._ch.query_arrow(
-            "SELECT RuleId, TracesSeen, FilteredOut, NotTargeted, SampledOut, Scored, ScorerErrors "
-            "FROM rule_status FINAL WHERE Process = {p:String}",
+            f"SELECT RuleId, {', '.join(_COUNT_COLUMNS)} FROM rule_status FINAL WHERE Process = {{p:String}}",
             {"p": process},
         )
         return list(table.to_pylist())
+
+    def process_counts(self, process: str) -> dict[str, RuleCounts]:
+        """This process's last stored counts per rule id, as `RuleStats.seed` takes them."""
+        return {
+            str(r["RuleId"]): RuleCounts(
+                traces_seen=_int(r["TracesSeen"]),
+                filtered_out=_int(r["FilteredOut"]),
+                not_targeted=_int(r["NotTargeted"]),
+                sampled_out=_int(r["SampledOut"]),
+                scored=_int(r["Scored"]),
+                scorer_errors=_int(r["ScorerErrors"]),
+                judge_errors=_int(r["JudgeErrors"]),
+                shed_budget=_int(r["ShedBudget"]),
+                shed_overload=_int(r["ShedOverload"]),
+                shed_circuit_open=_int(r["ShedCircuitOpen"]),
+            )
+            for r in self.process_status(process)
+        }
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float | str) else 0

@@ -4,6 +4,13 @@ A Bytewax sink partition whose `snapshot()` (called when an epoch ends) inserts 
 Bytewax's own FileSink fsyncs there: when an epoch is committed its scores are in ClickHouse. After a crash
 the epoch is replayed, the same traces close again and the same deterministic score ids replace their rows
 (`scores` is a ReplacingMergeTree). A failed insert is retried until it succeeds; the flow waits.
+
+Once a block is in, `on_written` sees its rows (the per-rule quality metrics and status counts). That is at the
+successful insert, not at receipt: a flush retried after an error counts its rows once, and a row that never
+reached ClickHouse is never counted. A Bytewax replay after a crash re-emits the uncommitted epoch's rows; those
+inserted before the crash are counted again. Prometheus counters restart at zero with the process anyway; the
+status counts, which continue across restarts, may over-count by at most that one epoch (`scores FINAL` is
+exact).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
@@ -28,12 +36,18 @@ _FLUSH_ROWS = 20_000
 
 class ScoreWriter:
     def __init__(
-        self, ch: ClickHouse, config: SinkConfig, stop: threading.Event, stop_grace_s: float = 30.0
+        self,
+        ch: ClickHouse,
+        config: SinkConfig,
+        stop: threading.Event,
+        stop_grace_s: float = 30.0,
+        on_written: Callable[[list[ScoreRow]], None] | None = None,
     ) -> None:
         self._ch = ch
         self._config = config
         self._stop = stop
         self._grace = stop_grace_s
+        self._on_written = on_written
         self._seq = 0
 
     def write(self, rows: list[ScoreRow]) -> None:
@@ -63,16 +77,30 @@ class ScoreWriter:
             metrics.SINK_INSERTS.labels(SCORES_TABLE, "ok").inc()
             metrics.SINK_ROWS.labels(SCORES_TABLE).inc(len(rows))
             metrics.SINK_INSERT_DURATION.labels(SCORES_TABLE).observe(time.perf_counter() - started)
+            self._written(rows)
             return
 
+    def _written(self, rows: list[ScoreRow]) -> None:
+        if self._on_written is None:
+            return
+        try:
+            self._on_written(rows)
+        except Exception:  # counting must never stop the flow; the rows are stored
+            logger.exception("recording %d written scores failed", len(rows))
 
-class _ScorePartition(StatefulSinkPartition[ScoreRow, None]):
+
+class _ScorePartition(StatefulSinkPartition[ScoreRow | list[ScoreRow], None]):
     def __init__(self, writer: ScoreWriter) -> None:
         self._writer = writer
         self._buffer: list[ScoreRow] = []
 
-    def write_batch(self, values: list[ScoreRow]) -> None:
-        self._buffer.extend(values)
+    def write_batch(self, values: list[ScoreRow | list[ScoreRow]]) -> None:
+        # The scoring step sends one list per batch of traces; the judge step single rows.
+        for value in values:
+            if isinstance(value, ScoreRow):
+                self._buffer.append(value)
+            else:
+                self._buffer.extend(value)
         if len(self._buffer) >= _FLUSH_ROWS:
             self._flush()
 
@@ -88,7 +116,7 @@ class _ScorePartition(StatefulSinkPartition[ScoreRow, None]):
         self._flush()
 
 
-class ScoreSink(FixedPartitionedSink[ScoreRow, None]):
+class ScoreSink(FixedPartitionedSink[ScoreRow | list[ScoreRow], None]):
     """Takes (key, ScoreRow) items; one partition."""
 
     def __init__(self, writer: ScoreWriter) -> None:

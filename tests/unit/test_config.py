@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import prometheus_client
 import pytest
 import yaml
 
@@ -61,7 +62,10 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 _NAME = re.compile(r"^tracejudge_[a-z]+_[a-z_]+$")
-_UNITS = ("_total", "_seconds", "_bytes", "_segments", "_running", "_traces", "_rules", "_calls")
+# `_ratio`: a dimensionless 0..1 quantity (score values); money is a counter, `_usd_total`.
+_UNITS = (
+    "_total", "_seconds", "_bytes", "_segments", "_running", "_traces", "_rules", "_calls", "_jobs", "_ratio",
+)  # fmt: skip
 
 
 def test_metric_names_units_and_help() -> None:
@@ -76,3 +80,27 @@ def test_metric_names_units_and_help() -> None:
             assert name.endswith("_total")
         assert "trace_id" not in {lbl for s in family.samples for lbl in s.labels}
     assert "tracejudge_receiver_requests_total" in seen
+
+
+_PER_RULE_AND_SCORER = {
+    "tracejudge_rule_scores": ("rule", "scorer", "outcome"),
+    "tracejudge_rule_verdicts": ("rule", "scorer", "verdict"),
+    "tracejudge_rule_score_ratio": ("rule", "scorer"),
+    "tracejudge_rule_score_errors": ("rule", "scorer", "error_type"),
+    "tracejudge_rule_shed": ("rule", "scorer", "reason"),
+    "tracejudge_judge_duration_seconds": ("rule", "scorer"),
+    "tracejudge_judge_tokens": ("rule", "scorer", "type"),
+    "tracejudge_judge_cost_usd": ("rule", "scorer"),
+}
+
+
+def test_quality_metrics_are_per_rule_and_scorer() -> None:
+    """Recorded from written score rows (dataflow.rules.status); labelled by rule name and score name."""
+    declared = {
+        m._name: m
+        for m in vars(metrics).values()
+        if isinstance(m, prometheus_client.metrics.MetricWrapperBase)
+    }
+    for name, labels in _PER_RULE_AND_SCORER.items():
+        assert name in declared, name
+        assert declared[name]._labelnames == labels, name

@@ -1,0 +1,146 @@
+"""Judge outcomes in the rule status (shed tasks by reason, judge errors) and the per-rule quality metrics:
+stored in `rule_status` (migration 0007), continued after a restart, summed over processes by the status API,
+and seen through the API and /metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from connectors.api.rules import build_rules_router
+from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.rules_store import RuleStore, StatusRow
+from dataflow.rules.model import parse_rule
+from dataflow.rules.status import RuleCounts
+from tests.fakes.llm_server import FakeLLMServer
+from tests.integration.service import ServiceProcess, http
+from tests.integration.test_judges_e2e import wait_rows
+from tests.integration.test_rules_e2e import FAST_WINDOWS, call, send_traces
+
+
+def test_status_rows_carry_judge_counts(chdb_client: ClickHouse) -> None:
+    store = RuleStore(chdb_client)
+    rid = uuid.uuid4().hex
+    counts = RuleCounts(
+        rule_version=2, traces_seen=9, scored=9, scorer_errors=3, judge_errors=2, shed_budget=4, shed_overload=1,
+        shed_circuit_open=5, last_evaluated_ns=1_800_000_000 * 10**9,
+    )  # fmt: skip
+    store.write_status([StatusRow.of(rid, "proc-q", counts)])
+    (row,) = store.status(rid)
+    assert (row["ScorerErrors"], row["JudgeErrors"]) == (3, 2)
+    assert (row["ShedBudget"], row["ShedOverload"], row["ShedCircuitOpen"]) == (4, 1, 5)
+    seeded = store.process_counts("proc-q")[rid]
+    assert seeded == RuleCounts(traces_seen=9, scored=9, scorer_errors=3, judge_errors=2, shed_budget=4,
+                                shed_overload=1, shed_circuit_open=5)  # fmt: skip
+    # A row written without the judge columns (as before 0007) reads 0 there.
+    store.write_status([StatusRow(rid, "proc-old", 1, 1, 0, 0, 0, 1, 0, 0, 0)])
+    old = store.process_counts("proc-old")[rid]
+    assert (old.traces_seen, old.judge_errors, old.shed_budget) == (1, 0, 0)
+
+
+def test_the_status_api_sums_judge_counts_over_processes(chdb_client: ClickHouse) -> None:
+    store = RuleStore(chdb_client)
+    spec = store.save(parse_rule({"name": "summed", "project": f"sum-{uuid.uuid4().hex[:8]}", "scorers": [
+        {"type": "code", "name": "valid_json", "function": "json_valid"}]}))  # fmt: skip
+    store.write_status([
+        StatusRow(spec.id, "proc-a", 1, 5, 0, 0, 0, 5, 2, 1, 0, judge_errors=1, shed_budget=3, shed_overload=0,
+                  shed_circuit_open=7),
+        StatusRow(spec.id, "proc-b", 1, 4, 0, 0, 0, 4, 3, 2, 0, judge_errors=2, shed_budget=1, shed_overload=6,
+                  shed_circuit_open=0),
+    ])  # fmt: skip
+    app = FastAPI()
+    app.include_router(build_rules_router(store, lambda: None, lambda *_: {}, lambda name: None))
+    with TestClient(app) as client:
+        answer = client.get(f"/api/v1/rules/{spec.id}/status")
+    assert answer.status_code == 200, answer.text
+    st = answer.json()
+    assert (st["scored"], st["scorerErrors"], st["judgeErrors"]) == (9, 5, 3)
+    assert st["shed"] == {"budget": 4, "overload": 6, "circuit_open": 7}
+    assert [p["Process"] for p in st["processes"]] == ["proc-a", "proc-b"]
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+def samples(svc: ServiceProcess, rule: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = http("GET", svc.api + "/metrics")[2].decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("rule") == rule:
+                labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("rule", "scorer")))
+                out[(s.name, labels)] = s.value
+    return out
+
+
+def wait_status(svc: ServiceProcess, rule_id: str, shed_budget: int) -> dict[str, Any]:
+    """The rule's status once its one process counts `shed_budget` budget sheds (or the last one seen)."""
+    deadline = time.monotonic() + 30
+    while True:
+        _, st = call(svc, "GET", f"/api/v1/rules/{rule_id}/status")
+        (proc,) = st["processes"] or [{"ShedBudget": -1}]
+        if proc["ShedBudget"] >= shed_budget or time.monotonic() > deadline:
+            return dict(st)
+        time.sleep(0.2)
+
+
+def test_shed_tasks_reach_the_status_and_the_metrics(tmp_path: Path, llm: FakeLLMServer) -> None:
+    svc = ServiceProcess(tmp_path / "data", env={**FAST_WINDOWS, "FAKE_LLM_KEY": "k"}).start()
+    try:
+        status, _ = call(svc, "POST", "/api/v1/connections", {
+            "name": "fake", "provider": "openai", "protocol": "chat_completions", "base_url": llm.openai_base_url,
+            "api_key_env": "FAKE_LLM_KEY", "model": "judge-model", "input_price_per_mtok": 1.0,
+        })  # fmt: skip
+        assert status == 201
+        project = f"shed-{uuid.uuid4().hex[:8]}"
+        rule_name = f"budgeted-{uuid.uuid4().hex[:6]}"
+        # One call per minute: of three spans, one is judged and two are shed (budget).
+        status, rule = call(svc, "POST", "/api/v1/rules", {
+            "name": rule_name, "project": project, "scope": "span", "span_names": ["llm.call"],
+            "max_calls_per_minute": 1,
+            "scorers": [{"type": "llm_judge", "name": "helpfulness", "connection": "fake",
+                         "criteria": "The answer is right.", "min_score": 1, "max_score": 5, "threshold": 3}],
+        })  # fmt: skip
+        assert status == 201, rule
+        send_traces(svc, project, [("Capital of France?", "Paris"), ("a", "b"), ("c", "d")])
+        rows = wait_rows(svc, f"SELECT Error FROM scores FINAL WHERE Project = '{project}' ORDER BY Error", 3)
+        assert [r[0][:14] for r in rows] == ["", "Shed(budget): ", "Shed(budget): "]
+
+        st = wait_status(svc, rule["id"], 2)
+        (proc,) = st["processes"]
+        assert (proc["ShedBudget"], proc["ShedOverload"], proc["ShedCircuitOpen"], proc["JudgeErrors"]) == (
+            2, 0, 0, 0,
+        )  # fmt: skip
+        assert (st["shed"], st["judgeErrors"]) == ({"budget": 2, "overload": 0, "circuit_open": 0}, 0)
+
+        got = samples(svc, rule_name)
+        assert got[("tracejudge_rule_scores_total", (("outcome", "ok"),))] == 1
+        assert got[("tracejudge_rule_scores_total", (("outcome", "shed"),))] == 2
+        assert got[("tracejudge_rule_shed_total", (("reason", "budget"),))] == 2
+        assert got[("tracejudge_judge_duration_seconds_count", ())] == 1
+        assert got[("tracejudge_rule_score_ratio_count", ())] == 1
+        assert got[("tracejudge_judge_tokens_total", (("type", "input"),))] > 0
+        assert got[("tracejudge_judge_cost_usd_total", ())] > 0
+    finally:
+        assert svc.stop() == 0, svc.output
+
+    # After a restart the process continues from its stored counts: one more shed task makes three.
+    svc = ServiceProcess(tmp_path / "data", env={**FAST_WINDOWS, "FAKE_LLM_KEY": "k"}).start()
+    try:
+        send_traces(svc, project, [("e", "f"), ("g", "h")])  # a fresh budget: one call, one shed
+        wait_rows(svc, f"SELECT ScoreId FROM scores FINAL WHERE Project = '{project}'", 5)
+        st = wait_status(svc, rule["id"], 3)
+        assert (st["processes"][0]["ShedBudget"], st["shed"]["budget"]) == (3, 3)
+    finally:
+        assert svc.stop() == 0, svc.output
