@@ -3,9 +3,10 @@
 Jobs are keyed on a few shard keys; each shard's logic hands new jobs to the executor in one batch and
 collects finished batches from `on_notify` every ~10 ms while any are pending. Pending jobs are the logic's
 snapshot, so after a crash they are submitted again; deterministic score ids keep one score per (rule, trace,
-span, scorer). Before a call, a job can be shed (no call made): its connection is unknown or has no key, its
-rule is over budget (calls per minute, USD per hour), or too many jobs are pending. A shed job still ends in a
-score row, carrying the reason in `Error`, and is counted; a rewind can redo it.
+span, scorer). Before a call, a job can be refused or shed (no call made): its connection is unknown or has no
+key, its request cannot be sent (an autoevals variable is missing or its connection is not OpenAI's), its rule
+is over budget (calls per minute, USD per hour), or too many jobs are pending. Such a job still ends in a score
+row, carrying the reason in `Error`, and is counted; a rewind can redo a shed one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from bytewax.operators import StatefulBatchLogic
 
 from connectors.llm.base import JudgeRequest
 from dataflow import metrics
+from dataflow.errors import JudgeRequestError
+from dataflow.judging.autoevals_scorer import AutoevalsSpec, unsent_problem
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult, JudgeExecutor
 from dataflow.judging.judge import LlmJudgeSpec, build_request, interpret
@@ -51,7 +54,7 @@ class JudgeJob:
     rule_version: int
     max_calls_per_minute: float
     max_usd_per_hour: float
-    spec: LlmJudgeSpec
+    spec: LlmJudgeSpec | AutoevalsSpec
     request: JudgeRequest
     trace_start_ns: int
     close_reason: str
@@ -118,22 +121,27 @@ class RuleBudgets:
 
 
 class Pending:
-    """Process-wide count of jobs handed to the executor and not yet collected (the overload bound)."""
+    """Process-wide count of jobs handed to the executor and not yet collected (the overload bound), shown in
+    `tracejudge_judge_pending_jobs` against `tracejudge_judge_pending_limit_jobs`."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._n = 0
         self._lock = threading.Lock()
+        metrics.JUDGE_PENDING_LIMIT.set(limit)
+        metrics.JUDGE_PENDING.set(0)
 
     def take(self, n: int) -> int:
         with self._lock:
             granted = max(0, min(n, self.limit - self._n))
             self._n += granted
+            metrics.JUDGE_PENDING.set(self._n)
             return granted
 
     def release(self, n: int) -> None:
         with self._lock:
             self._n -= n
+            metrics.JUDGE_PENDING.set(self._n)
 
 
 @dataclass(frozen=True)
@@ -153,7 +161,7 @@ def _row(job: JudgeJob, **kw: Any) -> ScoreRow:
         score_id=job.score_id, project=job.project, trace_id=job.trace_id, span_id=job.span_id,
         session_id=job.session_id, name=job.spec.name, value=None, string_value="", data_type="NUMERIC",
         comment="", source="EVAL", rule_id=job.rule_id, rule_name=job.rule_name, rule_version=job.rule_version,
-        scorer="llm_judge", model="", passed=None, error="", latency_ms=0.0, input_tokens=0, output_tokens=0,
+        scorer=job.spec.type, model="", passed=None, error="", latency_ms=0.0, input_tokens=0, output_tokens=0,
         cost_usd=0.0, metadata={"connection": job.spec.connection, "close_reason": job.close_reason},
         trace_start_ns=job.trace_start_ns, timestamp_ns=time.time_ns(),
     )  # fmt: skip
@@ -166,6 +174,15 @@ def shed_row(job: JudgeJob, reason: str, detail: str) -> ScoreRow:
     return _row(
         job, error=f"Shed({reason}): {detail}", metadata={"connection": job.spec.connection, "shed": reason}
     )
+
+
+def unsent_row(job: JudgeJob, conn: ConnectionSpec, problem: str) -> ScoreRow:
+    """The error row of a call that would fail before anything is sent: as the executor would write it after
+    that failure, without the call (no budget, rate-limit or pending slot used; no judge span)."""
+    return _row(
+        job, error=f"{JudgeRequestError.__name__}: {problem}"[:2000], model=conn.model,
+        metadata={"connection": conn.name, "attempts": "0"},
+    )  # fmt: skip
 
 
 def result_outputs(job: JudgeJob, conn: ConnectionSpec, result: CallResult, started_ns: int) -> list[Output]:
@@ -240,6 +257,8 @@ class JudgeLogic(StatefulBatchLogic[JudgeJob, Output, list[JudgeJob]]):
                 )
             elif conn.key_problem():
                 out.append(("scores", _row(job, error=f"JudgeAuthError: {conn.key_problem()}")))
+            elif problem := unsent_problem(job.request, conn):
+                out.append(("scores", unsent_row(job, conn, problem)))
             elif not self._ctx.budgets.admit(job):
                 out.append(("scores", shed_row(job, "budget", f"rule {job.rule_name!r} is over its budget")))
             else:
