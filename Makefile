@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring clean-data venv system-deps
 
 # Validators the tests of docker/ need, from Debian's packages: docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests). Installed when missing and we are root.
@@ -61,6 +61,12 @@ bench-ingest: $(STAMP)
 
 bench-rules: $(STAMP)
 	$(BIN)/python bench/rules.py $(ARGS)
+
+bench-judges: $(STAMP)
+	$(BIN)/python bench/judges.py $(ARGS)
+
+bench-scoring: $(STAMP)
+	$(BIN)/python bench/scoring.py $(ARGS)
 
 clean-data:
 	rm -rf data

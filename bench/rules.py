@@ -408,6 +408,7 @@ class Profiler(threading.Thread):
         self.pid = pid
         self.delay = args.py_spy_delay
         self.seconds = args.py_spy_s
+        self.idle = args.py_spy_idle
         self.out = out
         self.proc: subprocess.Popen[bytes] | None = None
         self._cancel = threading.Event()
@@ -418,7 +419,7 @@ class Profiler(threading.Thread):
         exe = Path(sys.executable).parent / "py-spy"
         cmd = [str(exe) if exe.exists() else "py-spy", "record", "--pid", str(self.pid), "--duration",
                f"{self.seconds:g}", "--rate", "100", "--format", "raw", "--nonblocking", "--threads",
-               "--output", str(self.out)]  # fmt: skip
+               "--output", str(self.out), *(["--idle"] if self.idle else [])]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=self.seconds + 60)
@@ -1100,6 +1101,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="profile the service's main process with py-spy this many seconds in the rules phase (0: off)",
     )
     p.add_argument("--py-spy-delay", type=float, default=30.0, help="seconds into the load to start py-spy")
+    p.add_argument(
+        "--py-spy-idle",
+        action="store_true",
+        help="also sample threads that wait (py-spy --idle): shows what the flow waits for",
+    )
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed throughput loss (default 0.05)")
     p.add_argument(
         "--flat-pct",

@@ -43,10 +43,32 @@ class ScoringPlan:
     windows: WindowConfig
     keep_open_at_eof: bool
     score: Callable[[list[Trace]], list[tuple[str, Any]]]
-    scores_sink: Sink[tuple[str, ScoreRow]]
+    scores_sink: Sink[tuple[str, ScoreRow | list[ScoreRow]]]
     judges: JudgeContext | None = None
-    judge_spans_sink: Sink[dict[str, Any]] | None = None
+    judge_spans_sink: Sink[tuple[str, dict[str, Any]]] | None = None
     judge_shards: int = 4
+
+
+def shard_batches(records: list[SpanRecords], ruleset: RuleSet, shards: int) -> list[tuple[str, list[Span]]]:
+    """Spans of projects with rules, grouped by window shard: one item per shard per batch, not one
+    per span (Bytewax's per-item cost was a fifth of the scoring branch)."""
+    projects = ruleset.projects
+    if not projects:
+        return []
+    needs = ruleset.needs
+    groups: dict[str, list[Span]] = {}
+    keys: dict[str, list[Span]] = {}  # trace id -> its shard's group (spans of a trace come together)
+    for r in records:
+        for span in spans_from_batch(r.batch, projects, needs.attributes, needs.resource):
+            group = keys.get(span.trace_id)
+            if group is None:
+                key = shard_of(span.trace_id, shards)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = []
+                keys[span.trace_id] = group
+            group.append(span)
+    return list(groups.items())
 
 
 def build_flow(scoring: ScoringPlan) -> Dataflow:
@@ -59,23 +81,7 @@ def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
     shards = plan.windows.shards
 
     def to_shards(records: list[SpanRecords]) -> list[tuple[str, list[Span]]]:
-        """Spans of projects with rules, grouped by window shard: one item per shard per batch, not one
-        per span (Bytewax's per-item cost was a fifth of the scoring branch)."""
-        ruleset = plan.rules()
-        projects = ruleset.projects
-        if not projects:
-            return []
-        needs = ruleset.needs
-        groups: dict[str, list[Span]] = {}
-        for r in records:
-            for span in spans_from_batch(r.batch, projects, needs.attributes, needs.resource):
-                key = shard_of(span.trace_id, shards)
-                group = groups.get(key)
-                if group is None:
-                    groups[key] = [span]
-                else:
-                    group.append(span)
-        return list(groups.items())
+        return shard_batches(records, plan.rules(), shards)
 
     def build(state: ShardState | None) -> WindowShardLogic:
         return WindowShardLogic(plan.windows, plan.keep_open_at_eof, state)
@@ -96,5 +102,5 @@ def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
         judged = op.key_rm("judged", op.stateful_batch("judges", keyed_jobs, lambda st: JudgeLogic(ctx, st)))
         out = op.branch("judge_out", judged, lambda kv: kv[0] == "scores")
         rows = op.merge("all_scores", rows, out.trues)
-        op.output("judge_spans", op.map("span", out.falses, lambda kv: kv[1]), plan.judge_spans_sink)
+        op.output("judge_spans", out.falses, plan.judge_spans_sink)  # ("judge_spans", span) items
     op.output("scores", rows, plan.scores_sink)

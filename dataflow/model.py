@@ -8,8 +8,11 @@ Output, IngestedAt). Only the few fields that windows and rules need ever become
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
+from types import MappingProxyType
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -86,12 +89,15 @@ class SpanRecords:
     batch: pa.RecordBatch
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+
+
+class Span(NamedTuple):
     """The Python view of one span that windows, rules and scorers read (decoded from a span batch).
 
     Field names are the filter language's: `name`, `input`, `output`, `kind`, `status_code`, ...
     `attributes` and `resource` are the span's and its resource's attributes, values as text.
+    A named tuple, not a dataclass: one is built per span, and a tuple is several times cheaper to build.
     """
 
     trace_id: str
@@ -108,8 +114,8 @@ class Span:
     duration_ns: int
     input: str
     output: str
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    resource: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = _NO_ATTRIBUTES
+    resource: Mapping[str, str] = _NO_ATTRIBUTES
 
     @property
     def is_root(self) -> bool:
@@ -151,7 +157,7 @@ class Trace:
     def project(self) -> str:
         return self.spans[0].project if self.spans else ""
 
-    @property
+    @cached_property
     def root(self) -> Span | None:
         """The root span, or the earliest span when no root arrived."""
         if not self.spans:
@@ -161,9 +167,8 @@ class Trace:
         return min(pool, key=lambda s: (s.start_ns, s.span_id))
 
 
-@dataclass(frozen=True)
-class ScoreRow:
-    """One row of the `scores` table."""
+class ScoreRow(NamedTuple):
+    """One row of the `scores` table (a named tuple: one is built per score, and tuples are cheap to build)."""
 
     score_id: str
     project: str
@@ -224,6 +229,22 @@ SCORE_SCHEMA = pa.schema(
 SCORE_COLUMNS: tuple[str, ...] = tuple(SCORE_SCHEMA.names)
 
 
+def _metadata_column(maps: list[Mapping[str, str]]) -> pa.MapArray:
+    """Map column from flat keys and values (several times faster than a list of item lists per row)."""
+    offsets = [0]
+    keys: list[str] = []
+    values: list[str] = []
+    total = 0
+    for m in maps:
+        total += len(m)
+        offsets.append(total)
+        keys.extend(m.keys())
+        values.extend(m.values())
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+    )
+
+
 def scores_to_arrow(rows: list[ScoreRow]) -> pa.Table:
     """Score rows as one Arrow table with SCORE_SCHEMA."""
     cols = [
@@ -249,13 +270,15 @@ def scores_to_arrow(rows: list[ScoreRow]) -> pa.Table:
         [r.input_tokens for r in rows],
         [r.output_tokens for r in rows],
         [r.cost_usd for r in rows],
-        [list(r.metadata.items()) for r in rows],
+        _metadata_column([r.metadata for r in rows]),
         [r.trace_start_ns for r in rows],
         [r.timestamp_ns // 1000 for r in rows],
     ]
     arrays = []
     for field_, values in zip(SCORE_SCHEMA, cols, strict=True):
-        if pa.types.is_timestamp(field_.type):
+        if isinstance(values, pa.Array):
+            arrays.append(values)
+        elif pa.types.is_timestamp(field_.type):
             arrays.append(pa.array(values, pa.int64()).view(field_.type))
         else:
             arrays.append(pa.array(values, field_.type))

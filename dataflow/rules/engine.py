@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from dataflow.model import Span, Trace
 from dataflow.rules.model import CompiledRule, hash64
+from dataflow.rules.sampling import sample_matrix
 
 JUDGE_ATTRIBUTE = "tracejudge.judge"
 
@@ -47,40 +48,97 @@ def scorable_spans(trace: Trace) -> tuple[Span, ...]:
     return tuple(s for s in trace.spans if JUDGE_ATTRIBUTE not in s.attributes)
 
 
+def decide(
+    rule: CompiledRule, trace: Trace, spans: tuple[Span, ...], candidates: tuple[Span, ...]
+) -> tuple[Outcome, list[EvalTask]]:
+    """The decision for one rule whose sample includes the trace: filter, then (span scope) targeting."""
+    matches = rule.filter.matches
+    if rule.spec.scope == "trace":
+        if any(matches(s) for s in spans):
+            return Outcome.SCORED, [EvalTask(rule, trace, None)]
+        return Outcome.FILTERED_OUT, []
+    # Targeting is a set lookup, the filter is not: filter only targeted spans, and look at the others
+    # only to tell "not targeted" (some span passes the filter) from "filtered out".
+    targets = rule.targets
+    targeted = [s for s in candidates if targets(s) and matches(s)]
+    if not targeted:
+        passes = any(matches(s) for s in candidates if not targets(s))
+        return (Outcome.NOT_TARGETED if passes else Outcome.FILTERED_OUT), []
+    return Outcome.SCORED, [EvalTask(rule, trace, s) for s in targeted]
+
+
 def evaluate(
     trace: Trace, rules: tuple[CompiledRule, ...], span_scope_only: frozenset[str] | None = None
 ) -> tuple[list[EvalTask], list[Decision]]:
-    """Decide every rule for `trace`. With `span_scope_only`, span-scope rules consider only those span ids
-    (a late trace: its earlier spans were scored when it first closed)."""
+    """Decide every rule for one `trace`. With `span_scope_only`, span-scope rules consider only those span
+    ids (a late trace: its earlier spans were scored when it first closed)."""
     tasks: list[EvalTask] = []
     decisions: list[Decision] = []
     spans = scorable_spans(trace)
     if not spans:
         return tasks, decisions
-    span_candidates = (
-        spans if span_scope_only is None else tuple(s for s in spans if s.span_id in span_scope_only)
-    )
+    candidates = _candidates(spans, span_scope_only)
     trace_hash = hash64(trace.trace_id)
     for rule in rules:
         if not rule.sampled(trace.trace_id, trace_hash):
             decisions.append(Decision(rule, Outcome.SAMPLED_OUT))
             continue
-        matches = rule.filter.matches
-        if rule.spec.scope == "trace":
-            if any(matches(s) for s in spans):
-                tasks.append(EvalTask(rule, trace, None))
-                decisions.append(Decision(rule, Outcome.SCORED, 1))
-            else:
-                decisions.append(Decision(rule, Outcome.FILTERED_OUT))
-            continue
-        # Targeting is a set lookup, the filter is not: filter only targeted spans, and look at the others
-        # only to tell "not targeted" (some span passes the filter) from "filtered out".
-        targets = rule.targets
-        targeted = [s for s in span_candidates if targets(s) and matches(s)]
-        if not targeted:
-            passes = any(matches(s) for s in span_candidates if not targets(s))
-            decisions.append(Decision(rule, Outcome.NOT_TARGETED if passes else Outcome.FILTERED_OUT))
-            continue
-        tasks.extend(EvalTask(rule, trace, s) for s in targeted)
-        decisions.append(Decision(rule, Outcome.SCORED, len(targeted)))
+        outcome, found = decide(rule, trace, spans, candidates)
+        tasks.extend(found)
+        decisions.append(Decision(rule, outcome, len(found)))
     return tasks, decisions
+
+
+def _candidates(spans: tuple[Span, ...], only: frozenset[str] | None) -> tuple[Span, ...]:
+    return spans if only is None else tuple(s for s in spans if s.span_id in only)
+
+
+@dataclass
+class Tally:
+    """A batch's decisions per rule (`counts[i]` by `OUTCOMES` order, for `rules[i]`), and the latest start
+    of the traces it saw."""
+
+    rules: tuple[CompiledRule, ...]
+    counts: list[list[int]]
+    latest_trace_ns: int
+
+
+OUTCOMES = (Outcome.FILTERED_OUT, Outcome.NOT_TARGETED, Outcome.SAMPLED_OUT, Outcome.SCORED)
+_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
+
+
+def evaluate_batch(
+    traces: list[Trace],
+    rules: tuple[CompiledRule, ...],
+    trace_starts: list[int],
+    span_scope_only: list[frozenset[str] | None] | None = None,
+) -> tuple[list[EvalTask], Tally]:
+    """`evaluate` for many traces of one project at once, counted rather than listed: the samples of all
+    (trace, rule) pairs come from one vectorised computation, and only sampled pairs are looked at."""
+    counts = [[0, 0, 0, 0] for _ in rules]
+    tasks: list[EvalTask] = []
+    seen = [(i, t, scorable_spans(t)) for i, t in enumerate(traces)]
+    seen = [x for x in seen if x[2]]
+    latest = max((trace_starts[i] for i, _, _ in seen), default=0)
+    if not seen or not rules:
+        return tasks, Tally(rules, counts, latest)
+    chosen = sample_matrix([hash64(t.trace_id) for _, t, _ in seen], rules)
+    sampled_in = chosen.sum(axis=0).tolist()
+    sampled_out = _INDEX[Outcome.SAMPLED_OUT]
+    for r, n in enumerate(sampled_in):
+        counts[r][sampled_out] = len(seen) - n
+    rows, cols = chosen.nonzero()
+    current = -1
+    spans: tuple[Span, ...] = ()
+    candidates: tuple[Span, ...] = ()
+    trace = traces[0]
+    for row, r in zip(rows.tolist(), cols.tolist(), strict=True):
+        if row != current:
+            current = row
+            i, trace, spans = seen[row]
+            candidates = _candidates(spans, span_scope_only[i] if span_scope_only else None)
+        outcome, found = decide(rules[r], trace, spans, candidates)
+        counts[r][_INDEX[outcome]] += 1
+        if found:
+            tasks.extend(found)
+    return tasks, Tally(rules, counts, latest)

@@ -98,11 +98,31 @@ def like_matcher(pattern: str) -> Callable[[str], bool]:
         else:
             segments[-1].append(None if ch == "_" else ch)
         i += 1
+    if all(None not in s for s in segments):
+        # No `_`: every segment is a literal, matched with str methods (the commonest patterns, and several
+        # times faster than a regular expression over long inputs and outputs).
+        literals = ["".join(s) for s in segments]  # type: ignore[arg-type]
+        if len(literals) == 1:
+            return literals[0].__eq__
+        return functools.partial(_like_literal, literals[0], tuple(literals[1:-1]), literals[-1])
     parts = [
         (re.compile("".join("." if c is None else re.escape(c) for c in s), re.DOTALL), len(s))
         for s in segments
     ]
     return functools.partial(_like, parts)
+
+
+def _like_literal(first: str, middle: tuple[str, ...], last: str, text: str) -> bool:
+    if not text.startswith(first):
+        return False
+    pos = len(first)
+    for lit in middle:
+        if lit:
+            found = text.find(lit, pos)
+            if found < 0:
+                return False
+            pos = found + len(lit)
+    return len(text) - len(last) >= pos and text.endswith(last)
 
 
 def _like(parts: Sequence[tuple[re.Pattern[str], int]], text: str) -> bool:

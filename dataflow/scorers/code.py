@@ -47,7 +47,14 @@ class ScoreResult:
 
 
 def boolean(ok: bool, comment: str = "") -> ScoreResult:
+    if not comment:
+        return _TRUE if ok else _FALSE
     return ScoreResult(1.0 if ok else 0.0, "BOOLEAN", passed=ok, comment=comment)
+
+
+# Results are immutable: the two commonest are shared.
+_TRUE = ScoreResult(1.0, "BOOLEAN", passed=True)
+_FALSE = ScoreResult(0.0, "BOOLEAN", passed=False)
 
 
 def text_of(target: Target, name: str) -> str:

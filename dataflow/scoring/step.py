@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from dataflow import metrics
 from dataflow.judging.step import jobs_for
-from dataflow.model import Span, Trace
-from dataflow.rules.engine import Decision, evaluate
+from dataflow.model import ScoreRow, Span, Trace
+from dataflow.rules.engine import evaluate_batch
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.code_step import run_code_scorers
@@ -50,26 +50,34 @@ class ScoringStep:
         self._wait = fetch_wait_s
 
     def __call__(self, traces: list[Trace]) -> list[tuple[str, Any]]:
+        """Score a batch of closed traces: one ("scores", [rows]) item for all its code-scorer rows, and one
+        ("judge", job) per judge call."""
         ruleset = self._rules.current
         todo = [t for t in traces if ruleset.for_project(t.project)]
         if self._late == "ignore":
             todo = [t for t in todo if not t.late]
         todo = self._complete(todo)
-        out: list[tuple[str, Any]] = []
-        tally: list[tuple[list[Decision], int]] = []
+        by_project: dict[str, list[Trace]] = {}
         for trace in todo:
-            rules = ruleset.for_project(trace.project)
-            new = (trace.new_span_ids or frozenset(s.span_id for s in trace.spans)) if trace.late else None
-            tasks, decisions = evaluate(trace, rules, span_scope_only=new)
-            tally.append((decisions, min((s.start_ns for s in trace.spans), default=0)))
+            by_project.setdefault(trace.project, []).append(trace)
+        rows: list[ScoreRow] = []
+        jobs: list[tuple[str, Any]] = []
+        now = time.time_ns()
+        for project, group in by_project.items():
+            starts = [min((s.start_ns for s in t.spans), default=0) for t in group]
+            only = [
+                (t.new_span_ids or frozenset(s.span_id for s in t.spans)) if t.late else None for t in group
+            ]
+            tasks, tally = evaluate_batch(group, ruleset.for_project(project), starts, only)
+            self._stats.record_tally(tally)
+            trace_start = {t.trace_id: st for t, st in zip(group, starts, strict=True)}
             for task in tasks:
-                for row in run_code_scorers(task):
-                    self._stats.record_score(row.rule_id, row.rule_name, row.name, bool(row.error))
-                    out.append(("scores", row))
-                out.extend(("judge", job) for job in jobs_for(task))
-        self._stats.record_many(tally)
+                if task.rule.scorers:
+                    rows.extend(run_code_scorers(task, trace_start[task.trace.trace_id], now))
+                if task.rule.judges:
+                    jobs.extend(("judge", job) for job in jobs_for(task))
         self._stats.publish()
-        return out
+        return [("scores", rows), *jobs] if rows else jobs
 
     def _complete(self, traces: list[Trace]) -> list[Trace]:
         """Fill in late and resumed traces from ClickHouse (blocking; rare: late spans, restarts)."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.operators import StatefulBatchLogic
@@ -29,18 +30,38 @@ _TEXT_COLUMNS = (
 )  # fmt: skip
 
 
+_READ_COLUMNS = (*_TEXT_COLUMNS, "Timestamp", "SpanAttributes", "ResourceAttributes")
+
+
 def _maps(column: Any, keys: frozenset[str] | None, n: int) -> list[dict[str, str]]:
-    """Map column -> dicts: every key (None), none (empty set: shared empty dicts), or only `keys`."""
+    """Map column -> dicts: every key (None), none (empty set: shared empty dicts), or only `keys`.
+
+    With `keys`, one vectorised lookup finds the wanted entries of the whole batch and only those become
+    Python (the first of duplicate keys wins, as ClickHouse's map access); spans without any share one
+    empty dict.
+    """
     if keys is None:
         return [dict(m) for m in column.to_pylist()]
-    if not keys:
-        return [_NO_ATTRS] * n
-    out: list[dict[str, str]] = [{} for _ in range(n)]
-    for key in keys:
-        values = pc.map_lookup(column, pa.scalar(key, pa.string()), "first").to_pylist()
-        for d, v in zip(out, values, strict=True):
-            if v is not None:
-                d[key] = v
+    out: list[dict[str, str]] = [_NO_ATTRS] * n
+    if not keys or n == 0:
+        return out
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    # `offsets` are the slice's, `keys`/`items` the whole unsliced child arrays: look only between the ends.
+    offsets = column.offsets.to_numpy()
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    entries = column.keys.slice(lo, hi - lo)
+    hits = pc.indices_nonzero(pc.is_in(entries, value_set=pa.array(sorted(keys), pa.string())))
+    if len(hits) == 0:
+        return out
+    rows = (np.searchsorted(offsets, hits.to_numpy() + lo, side="right") - 1).tolist()
+    values = column.items.slice(lo, hi - lo).take(hits).to_pylist()
+    for row, key, value in zip(rows, entries.take(hits).to_pylist(), values, strict=True):
+        d = out[row]
+        if d is _NO_ATTRS:
+            d = out[row] = {}
+        if key not in d and value is not None:
+            d[key] = value
     return out
 
 
@@ -65,9 +86,12 @@ def spans_from_batch(
         mask = pc.is_in(batch.column("Project"), value_set=pa.array(sorted(projects), pa.string()))
         # tracejudge's own judge spans never enter a window: they must not trigger rules or rescoring.
         mask = pc.and_(mask, pc.not_equal(batch.column("ScopeName"), JUDGE_SCOPE))
-        batch = batch.filter(mask)
-        if batch.num_rows == 0:
+        kept = pc.sum(mask).as_py() or 0
+        if kept == 0:
             return []
+        if kept < batch.num_rows:
+            # Only the columns read below are copied (events and links are not).
+            batch = batch.select(_READ_COLUMNS).filter(mask)
     col = batch.column
     tid, sid, parent, name, kind, status, status_msg, service, project, session, dur, inp, out = (
         col(n).to_pylist() for n in _TEXT_COLUMNS

@@ -11,7 +11,6 @@ import os
 import random
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -249,7 +248,7 @@ def sql_matches(ch: ClickHouse, compiled: CompiledFilter, trace_id: str) -> set[
 
 
 def describe(span: Span) -> str:
-    return repr(replace(span, input=span.input[:80], output=span.output[:80]))
+    return repr(span._replace(input=span.input[:80], output=span.output[:80]))
 
 
 def run_differential(ch: ClickHouse, seed: int) -> tuple[int, int, list[str]]:

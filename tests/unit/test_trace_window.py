@@ -119,12 +119,15 @@ def test_snapshot_is_slim_and_resumes_timers() -> None:
     shard = WindowShard.create(cfg())
     shard.add([span(sid="1", parent="")], at(0))
     state = shard.snapshot()
-    (spans, *_rest) = state["a" * 32]
-    assert spans[0].input == "" and spans[0].attributes == {}
+    (project, span_ids, roots, *_rest) = state["a" * 32]
+    assert project == "proj"  # the scoring step picks the project's rules before completing the trace
+    assert span_ids == roots == (f"{1:016x}",)  # ids only: no span text is copied into snapshots
     resumed = WindowShard.create(cfg(), state)
     assert resumed.next_deadline() == at(2)
     (trace,) = resumed.due(at(2))
     assert trace.complete is False and trace.close_reason == CloseReason.ROOT_SETTLED
+    assert tuple(s.span_id for s in trace.spans) == span_ids and trace.root is not None and trace.root.is_root
+    assert trace.project == "proj"
 
 
 def test_close_all_for_shutdown_without_recovery() -> None:

@@ -1,0 +1,160 @@
+"""The batched scoring path agrees with the one-trace-at-a-time definitions it replaces for speed.
+
+- `sample_matrix` (numpy) gives the same sample as `sample_point` (Python ints) for every (trace, rule);
+- `evaluate_batch` gives the same tasks and decision counts as `evaluate` per trace;
+- `spans_from_batch` with attribute keys gives what a per-key `map_lookup` gives (first duplicate wins).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bench.rules import make_rules
+from dataflow.model import CloseReason, Span, Trace, scores_to_arrow
+from dataflow.rules.engine import OUTCOMES, evaluate, evaluate_batch
+from dataflow.rules.model import CompiledRule, compile_rule, hash64, parse_rule, sample_point
+from dataflow.rules.sampling import sample_matrix
+from dataflow.scoring.code_step import run_code_scorers
+from dataflow.windowing.step import _maps
+
+
+def _rules(n: int, rate: float) -> tuple[CompiledRule, ...]:
+    out = []
+    for i, raw in enumerate(make_rules(n, ("p",), rate)):
+        out.append(compile_rule(parse_rule({**raw, "id": f"rule-{i}", "version": 1})))
+    return tuple(out)
+
+
+def test_sample_matrix_agrees_with_sample_point_bit_for_bit() -> None:
+    rng = random.Random(7)
+    rates = [0.0, 1.0, 0.1, 0.5, 0.999, 1e-9, 0.3333333333333333]
+    rules = []
+    for i, rate in enumerate(rates * 4):
+        raw = make_rules(1, ("p",), rate)[0]
+        rules.append(compile_rule(parse_rule({**raw, "id": f"r{i}-{rng.random()}"})))
+    ids = [os.urandom(16).hex() for _ in range(3000)]
+    hashes = [hash64(t) for t in ids]
+    # Hashes at the edges of the 64-bit range too.
+    hashes += [0, 1, 2**63, 2**64 - 1, 2**53 + 1]
+    got = sample_matrix(hashes, tuple(rules))
+    for r, rule in enumerate(rules):
+        rate = rule.spec.sampling_rate
+        for t, h in enumerate(hashes):
+            want = rate >= 1.0 or (rate > 0.0 and sample_point(rule.salt, h) < rate)
+            assert bool(got[t, r]) == want, (rule.id, h, rate)
+
+
+def _span(rng: random.Random, trace_id: str, sid: str, parent: str) -> Span:
+    names = ["agent", "ChatCompletion", "retrieve", "embedding", "rerank", "tool.search", "format_answer"]
+    words = ["refund", "payment", "order 42", "thanks", "invoice", "Subscription", '{"answer": 1}', "x"]
+    text = " ".join(rng.choice(words) for _ in range(rng.randrange(0, 40)))
+    attrs = {
+        "llm.provider": rng.choice(["openai", "anthropic"]),
+        "user.id": f"user-{rng.randrange(20)}",
+        "session.id": f"sess-{rng.randrange(100)}",
+        "llm.token_count.prompt": str(rng.randrange(300)),
+        "openinference.span.kind": rng.choice(["tool", "LLM", "guardrail"]),
+        "input.mime_type": rng.choice(["text/plain", "application/json"]),
+        "llm.model_name": rng.choice(["claude-sonnet-4", "gpt-4o"]),
+    }
+    for key in rng.sample(sorted(attrs), rng.randrange(3)):
+        del attrs[key]
+    return Span(
+        trace_id, sid, parent, rng.choice(names), rng.choice(["Client", "Internal"]),
+        rng.choice(["Unset", "Ok", "Error"]), "", f"support-bot-{rng.randrange(4)}", "p", "",
+        rng.randrange(10**9), rng.randrange(3 * 10**9), rng.choice(["Refund please", "Payment", text]), text,
+        attrs, {"service.name": f"support-bot-{rng.randrange(4)}"},
+    )  # fmt: skip
+
+
+def _traces(rng: random.Random, n: int) -> list[Trace]:
+    out = []
+    for _ in range(n):
+        tid = os.urandom(16).hex()
+        spans = [_span(rng, tid, "s0", "" if rng.random() < 0.9 else "gone")]
+        spans += [_span(rng, tid, f"s{i}", "s0") for i in range(1, rng.randrange(1, 12))]
+        late = rng.random() < 0.1
+        out.append(Trace(tid, tuple(spans), CloseReason.ROOT_SETTLED, 0, 0, 0, late=late))
+    return out
+
+
+def _task_key(task: Any) -> tuple[str, str, str]:
+    return (task.rule.id, task.trace.trace_id, task.span.span_id if task.span else "")
+
+
+def test_evaluate_batch_agrees_with_evaluate() -> None:
+    rng = random.Random(11)
+    for rate in (0.1, 0.5, 1.0):
+        rules = _rules(50, rate)
+        traces = _traces(rng, 300)
+        only = [frozenset(s.span_id for s in t.spans[-2:]) if t.late else None for t in traces]
+        starts = [min(s.start_ns for s in t.spans) for t in traces]
+        tasks, tally = evaluate_batch(traces, rules, starts, only)
+        want_tasks = []
+        want = Counter()
+        for t, o in zip(traces, only, strict=True):
+            ts, decisions = evaluate(t, rules, span_scope_only=o)
+            want_tasks += ts
+            want.update((d.rule.id, d.outcome) for d in decisions)
+        assert [_task_key(x) for x in tasks] == [_task_key(x) for x in want_tasks] or sorted(
+            map(_task_key, tasks)
+        ) == sorted(map(_task_key, want_tasks))
+        got = Counter()
+        for rule, counts in zip(tally.rules, tally.counts, strict=True):
+            for outcome, n in zip(OUTCOMES, counts, strict=True):
+                if n:
+                    got[(rule.id, outcome)] = n
+        assert got == want
+        assert tally.latest_trace_ns == max(starts)
+        assert sum(want.values()) == len(rules) * len(traces)
+
+
+def test_score_rows_survive_the_arrow_round_trip() -> None:
+    rng = random.Random(3)
+    rules = _rules(20, 1.0)
+    traces = _traces(rng, 30)
+    tasks, _ = evaluate_batch(traces, rules, [0] * len(traces))
+    rows = [row for task in tasks for row in run_code_scorers(task)]
+    assert rows
+    table = scores_to_arrow(rows)
+    assert table.column("ScoreId").to_pylist() == [r.score_id for r in rows]
+    assert table.column("Metadata").to_pylist() == [list(r.metadata.items()) for r in rows]
+    assert table.column("Passed").to_pylist() == [r.passed for r in rows]
+
+
+def test_needed_attributes_match_a_map_lookup_per_key() -> None:
+    rng = random.Random(5)
+    keys = [f"k{i}" for i in range(12)]
+    rows = []
+    for _ in range(400):
+        entries = [(rng.choice(keys), str(rng.randrange(5))) for _ in range(rng.randrange(0, 8))]
+        rows.append(entries)
+    column = pa.array(rows, pa.map_(pa.string(), pa.string()))
+    wanted = frozenset([*rng.sample(keys, 5), "absent"])
+    for part in (column, column.slice(37, 200), pa.chunked_array([column.slice(0, 10), column.slice(10)])):
+        got = _maps(part, wanted, len(part))
+        want: list[dict[str, str]] = [{} for _ in range(len(part))]
+        for key in wanted:
+            for i, value in enumerate(pc.map_lookup(part, pa.scalar(key, pa.string()), "first").to_pylist()):
+                if value is not None:
+                    want[i][key] = value
+        assert got == want
+    assert _maps(column, frozenset(), len(column)) == [{}] * len(column)
+
+
+def test_the_scoring_micro_benchmark_runs(tmp_path: Any) -> None:
+    import json
+
+    from bench import scoring
+
+    out = tmp_path / "scoring.json"
+    assert scoring.main(["--requests", "2", "--repeat", "1", "--json-out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["spans"] == 1000 and result["traces"] == 100 and result["score_rows"] > 0
+    assert set(result["us_per_span"]) == {"decode", "shards", "windows", "scoring", "arrow", "flow (2-5)"}
