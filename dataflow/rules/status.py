@@ -1,6 +1,6 @@
 """Per-rule counts of this process: Prometheus counters now, status rows every few seconds.
 
-Two feeds. The scoring step records its decisions (`record_tally`, `record_many`). The score sink records every
+Two feeds. The scoring step records its decisions per batch (`record_tally`). The score sink records every
 score row once it is written (`record_rows`), code scorers and judges alike: the per-rule quality metrics
 (outcome, verdict, value, errors by class, sheds by reason, judge latency, tokens, cost) and the status' error
 and shed counts. Counts are cumulative across restarts: at start the process's last stored row seeds them.
@@ -18,10 +18,7 @@ from typing import Any
 
 from dataflow import metrics
 from dataflow.model import ScoreRow
-from dataflow.rules.engine import Decision, Outcome, Tally
-
-_OUTCOMES = (Outcome.FILTERED_OUT, Outcome.NOT_TARGETED, Outcome.SAMPLED_OUT, Outcome.SCORED)
-_INDEX = {o: i for i, o in enumerate(_OUTCOMES)}
+from dataflow.rules.engine import OUTCOMES, Tally
 
 # Score rows of these scorer types come from judges (a code scorer's type is its function's name).
 JUDGE_SCORERS = frozenset({"llm_judge", "autoevals"})
@@ -79,43 +76,6 @@ class RuleStats:
         with self._lock:
             self._counts[rule_id] = counts
 
-    def record(self, decisions: list[Decision], trace_start_ns: int) -> None:
-        """Count one trace's decisions (kept cheap: batch callers should prefer `record_many`)."""
-        self.record_many([(decisions, trace_start_ns)])
-
-    def record_many(self, batch: list[tuple[list[Decision], int]]) -> None:
-        now = time.time_ns()
-        tally: dict[str, list[int]] = {}
-        latest: dict[str, int] = {}
-        rules: dict[str, Decision] = {}
-        for decisions, trace_start_ns in batch:
-            for d in decisions:
-                rid = d.rule.id
-                t = tally.get(rid)
-                if t is None:
-                    t = tally[rid] = [0, 0, 0, 0]
-                    rules[rid] = d
-                t[_INDEX[d.outcome]] += 1
-                if trace_start_ns > latest.get(rid, 0):
-                    latest[rid] = trace_start_ns
-        with self._lock:
-            for rid, (filtered, not_targeted, sampled_out, scored) in tally.items():
-                rule = rules[rid].rule
-                c = self._counts.setdefault(rid, RuleCounts())
-                c.rule_version = rule.spec.version
-                c.traces_seen += filtered + not_targeted + sampled_out + scored
-                c.filtered_out += filtered
-                c.not_targeted += not_targeted
-                c.sampled_out += sampled_out
-                c.scored += scored
-                c.last_evaluated_ns = now
-                c.last_trace_ns = max(c.last_trace_ns, latest.get(rid, 0))
-                self._dirty.add(rid)
-                name = rule.spec.name
-                for outcome, n in zip(_OUTCOMES, (filtered, not_targeted, sampled_out, scored), strict=True):
-                    if n:
-                        self._decisions[(name, outcome.value)] += n
-
     def record_tally(self, tally: Tally) -> None:
         """Count a batch's decisions (`dataflow.rules.engine.evaluate_batch`)."""
         now = time.time_ns()
@@ -135,7 +95,7 @@ class RuleStats:
                 c.last_trace_ns = max(c.last_trace_ns, tally.latest_trace_ns)
                 self._dirty.add(rid)
                 name = rule.spec.name
-                for outcome, n in zip(_OUTCOMES, (filtered, not_targeted, sampled_out, scored), strict=True):
+                for outcome, n in zip(OUTCOMES, (filtered, not_targeted, sampled_out, scored), strict=True):
                     if n:
                         self._decisions[(name, outcome.value)] += n
 
