@@ -252,6 +252,13 @@ JUDGE_SHED = Counter(
     ["connection", "reason"],
     registry=REGISTRY,
 )
+JUDGE_CIRCUIT_OPEN = Gauge(
+    "tracejudge_judge_circuit_open",
+    "1 from the moment a connection's circuit breaker opens until a call succeeds again (open, shedding "
+    "calls as circuit_open, and half-open after the cooldown), 0 while it is closed; by connection.",
+    ["connection"],
+    registry=REGISTRY,
+)
 JUDGE_DURATION = Histogram(
     "tracejudge_judge_duration_seconds",
     "Time of a judge task from its first attempt to the answer or the final error (retries, backoff and "

@@ -45,12 +45,19 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+# The HTTP clients under the LLM SDKs log a line per request at INFO ("HTTP Request: POST ..."): volume, which
+# the judge metrics count; their warnings still show. httpx2 is what current openai/anthropic SDKs use.
+QUIET_LOGGERS = ("httpx", "httpx2")
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.sink import SpanStore, SpanWriter
-from connectors.llm.factory import make_client
+from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.http import build_otlp_http_app
@@ -139,6 +139,7 @@ class Service:
         writer = SpanWriter(self.writer_ch, s.sink, self.flow_stop, on_written=self.reclaimer.on_written)
         self.span_store = SpanStore(self.wal, writer, self.flow_stop)
         flow = build_flow(self._scoring_plan(data_dir))
+        load_sdks()  # here, not on the judge loop at its first call
         self.executor.start()
         self.wal.start()
         self.span_store.start()
@@ -314,6 +315,10 @@ class Service:
         for t in self._threads:
             if t.name == "bytewax-flow":
                 t.join()
+        # The flow has ended, so no answer would be collected any more: cancel the calls still running now. With
+        # recovery their jobs are in the judge step's last snapshot and run again after a restart; without it
+        # the step waited for every call at the end of its input, and none is left.
+        self.executor.stop(grace_s=0.0)
         self.span_store.join()
         self.reclaimer.stop()
         try:
@@ -323,7 +328,6 @@ class Service:
         self.reclaimer.close()
         self.registry.stop()
         self.connections.stop()
-        self.executor.stop()
         try:
             self._write_status()
         except TracejudgeError as exc:

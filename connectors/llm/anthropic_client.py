@@ -22,6 +22,7 @@ from connectors.llm.factory import (
     call_params,
     connection_error,
     parse_answer,
+    pool_limits,
     status_error,
     text_body_error,
     timeout_error,
@@ -45,10 +46,17 @@ class AnthropicMessagesClient(SdkJudgeClient[anthropic.AsyncAnthropic]):
             base_url=self.spec.base_url,
             timeout=self.spec.timeout_s,
             max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                timeout=self.spec.timeout_s,
+                limits=pool_limits(self.spec, anthropic.DEFAULT_CONNECTION_LIMITS),
+            ),
         )
 
     async def _close_sdk(self, sdk: anthropic.AsyncAnthropic) -> None:
         await sdk.close()
+
+    def _resources(self, sdk: anthropic.AsyncAnthropic) -> object:
+        return sdk.messages
 
     def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
         spec = self.spec

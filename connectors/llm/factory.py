@@ -5,12 +5,14 @@ parameters, the validation of an answer into a `JudgeAnswer`, the mapping of SDK
 `JudgeError` tree (with Retry-After), and `SdkJudgeClient`, the life cycle every SDK client has (the key is
 checked at call time, the SDK client is made on first use, one deadline per attempt, no retries).
 
-The SDK modules are imported by `make_client` only when a connection needs them.
+The SDK modules are imported by `make_client` only when a connection needs them, so the CLI starts without them;
+`tracejudge run` imports them at start-up (`load_sdks`), not on the judge loop at the first call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import math
 import re
@@ -18,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pydantic
 
@@ -34,7 +36,10 @@ from dataflow.errors import (
     JudgeTimeout,
 )
 from dataflow.judging.autoevals_scorer import AutoevalsRequest
-from dataflow.judging.connections import ConnectionSpec
+from dataflow.judging.connections import ConnectionSpec, Protocol, Provider
+
+if TYPE_CHECKING:
+    import httpx2
 
 RAW_LIMIT = 4096  # characters of the structured answer kept in JudgeAnswer.raw
 SNIPPET_LIMIT = 300  # characters of a bad answer or error body quoted in an error message
@@ -42,6 +47,16 @@ SCORE_TOLERANCE = 1e-9  # a score this far outside [min, max] is clamped, not re
 SCHEMA_NAME_SCORE = "judge_score"
 SCHEMA_NAME_CHOICE = "judge_choice"
 TOOL_NAME = "submit_score"
+SDK_CLIENT_MODULES = (
+    "connectors.llm.openai_client",
+    "connectors.llm.anthropic_client",
+    "connectors.llm.autoevals_client",
+)
+PRELOADED: tuple[tuple[Provider, Protocol], ...] = (
+    ("openai", "chat_completions"),
+    ("openai", "responses"),
+    ("anthropic", "messages"),
+)
 DEADLINE_GRACE_S = 1.0  # the whole attempt ends this long after timeout_s, whatever the SDK's timeouts do
 
 # Never taken from params, whatever the protocol: the client owns them.
@@ -68,6 +83,45 @@ def make_client(spec: ConnectionSpec) -> JudgeClient:
         f"connection {spec.name!r}: no client for provider {spec.provider!r} with protocol {spec.protocol!r}"
     )
     raise ConfigError(msg)
+
+
+def load_sdks() -> None:
+    """Import the clients, the SDKs and the SDK modules a call needs, so that the judge loop does not import
+    them at its first call. For service start-up; sends nothing.
+
+    Importing the SDKs is not enough: they import their API resources (`chat.completions`, `responses`,
+    `messages`) and their HTTP stack when a client first uses them, so each client builds and drops an SDK
+    client too (`SdkJudgeClient.preload`).
+    """
+    for module in SDK_CLIENT_MODULES:
+        importlib.import_module(module)
+    for provider, protocol in PRELOADED:
+        spec = ConnectionSpec(
+            name="preload", provider=provider, protocol=protocol, api_key_env="UNUSED", model="preload"
+        )
+        client = make_client(spec)
+        if isinstance(client, SdkJudgeClient):
+            client.preload()
+
+
+def pool_limits(spec: ConnectionSpec, sdk_default: httpx2.Limits) -> httpx2.Limits:
+    """The SDK's connection-pool limits raised to `spec.max_concurrency` (never below the SDK's own).
+
+    An SDK client's pool holds `DEFAULT_CONNECTION_LIMITS.max_connections` (1,000) connections; a call beyond
+    that waits for one, and the wait counts against the call's timeout. The executor lets at most
+    `max_concurrency` calls of a connection run at once, so a pool of that size never makes a call wait; as many
+    idle connections are kept, so a steady load does not reconnect. The class is the SDK's own (`httpx2.Limits`,
+    or `httpx.Limits` in SDKs before httpx2).
+    """
+
+    def at_least(sdk_value: int | None) -> int | None:
+        return None if sdk_value is None else max(sdk_value, spec.max_concurrency)  # None: unlimited
+
+    return type(sdk_default)(
+        max_connections=at_least(sdk_default.max_connections),
+        max_keepalive_connections=at_least(sdk_default.max_keepalive_connections),
+        keepalive_expiry=sdk_default.keepalive_expiry,
+    )
 
 
 # ---- the answer schema ----------------------------------------------------------------------------------------
@@ -335,11 +389,13 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
 
     Construction never fails: the SDK client is made on the first call, with the key read then (a missing
     key fails each call with JudgeAuthError and sends nothing). The SDK's own retries are off (the executor
-    owns them). The SDK's timeout (`spec.timeout_s`) applies to each phase (connect, write, each read, pool
-    wait), so a server that trickles bytes could hold an attempt far longer: a deadline of `timeout_s` +
-    DEADLINE_GRACE_S on the whole attempt stops that. The SDK's own timeout normally fires first, so the
-    request is ended by the HTTP client rather than by cancelling it. An `AutoevalsRequest` runs an autoevals
-    classifier over the same SDK client, limits and deadline (connectors/llm/autoevals_client.py).
+    owns them), and its HTTP pool is sized to the connection's `max_concurrency` (`pool_limits`), so no call
+    spends its timeout waiting for a pooled connection. The SDK's timeout (`spec.timeout_s`) applies to each
+    phase (connect, write, each read, pool wait), so a server that trickles bytes could hold an attempt far
+    longer: a deadline of `timeout_s` + DEADLINE_GRACE_S on the whole attempt stops that. The SDK's own
+    timeout normally fires first, so the request is ended by the HTTP client rather than by cancelling it. An
+    `AutoevalsRequest` runs an autoevals classifier over the same SDK client, limits and deadline
+    (connectors/llm/autoevals_client.py).
     """
 
     def __init__(self, spec: ConnectionSpec) -> None:
@@ -361,6 +417,15 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
     @abstractmethod
     def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
         """The JudgeError for one of the SDK's exceptions; None when `exc` is not the SDK's."""
+
+    def _resources(self, sdk: SdkT) -> object:
+        """The SDK's API resources `_ask` uses; getting them imports their modules (none by default)."""
+        return None
+
+    def preload(self) -> None:
+        """Build an SDK client as the first call does and get the resources its calls use, then drop it (it has
+        never connected): what the SDK imports on first use is imported now. Sends nothing."""
+        self._resources(self._new_sdk("preload"))
 
     async def _ask_autoevals(self, sdk: SdkT, request: AutoevalsRequest) -> JudgeAnswer:
         """An autoevals classifier over this client's SDK client (OpenAI connections only; others refuse)."""

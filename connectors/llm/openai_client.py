@@ -21,6 +21,7 @@ from connectors.llm.factory import (
     call_params,
     connection_error,
     parse_answer,
+    pool_limits,
     schema_name,
     status_error,
     text_body_error,
@@ -39,6 +40,10 @@ class _OpenAIClient(SdkJudgeClient[openai.AsyncOpenAI]):
             base_url=self.spec.base_url,
             timeout=self.spec.timeout_s,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=self.spec.timeout_s,
+                limits=pool_limits(self.spec, openai.DEFAULT_CONNECTION_LIMITS),
+            ),
         )
 
     async def _close_sdk(self, sdk: openai.AsyncOpenAI) -> None:
@@ -68,6 +73,9 @@ class OpenAIChatClient(_OpenAIClient):
     RESERVED = frozenset(
         {"model", "messages", "response_format", "tools", "tool_choice", "functions", "function_call", "n"}
     )
+
+    def _resources(self, sdk: openai.AsyncOpenAI) -> object:
+        return sdk.chat.completions
 
     async def _ask(self, sdk: openai.AsyncOpenAI, request: JudgeRequest) -> JudgeAnswer:
         spec = self.spec
@@ -134,6 +142,9 @@ class OpenAIResponsesClient(_OpenAIClient):
             "prompt",
         }
     )
+
+    def _resources(self, sdk: openai.AsyncOpenAI) -> object:
+        return sdk.responses
 
     async def _ask(self, sdk: openai.AsyncOpenAI, request: JudgeRequest) -> JudgeAnswer:
         spec = self.spec

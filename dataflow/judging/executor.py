@@ -4,8 +4,10 @@ The judge step hands over a batch of calls with one cross-thread hop (`submit`) 
 finished ones without waiting (`Submission.done`). Per connection: a concurrency limit, token buckets for
 requests and tokens per minute, retries on 429/5xx/timeouts/connection errors that honour Retry-After and
 back off with jitter up to the connection's ceiling, and a circuit breaker that sheds calls while a provider
-keeps failing. A malformed answer is retried once. Every call ends in a `CallResult`: an answer, or the last
-error with its class.
+keeps failing (dataflow/judging/breaker.py). A malformed answer is retried once. Every call ends in a
+`CallResult`: an answer, or the last error with its class. A call's timeout (the client's deadline) starts when
+it has its concurrency slot: waiting for a slot, rate-limit tokens or a retry's backoff never counts against it.
+`stop` cancels the calls still running after a grace and never raises.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.llm.base import JudgeAnswer, JudgeClient, JudgeRequest
 from dataflow import metrics
 from dataflow.errors import JudgeBadResponse, JudgeError, JudgeRateLimited, JudgeServerError
+from dataflow.judging.breaker import CircuitBreaker
 from dataflow.judging.connections import ConnectionSpec
 
 logger = logging.getLogger(__name__)
+
+CANCEL_WAIT_S = 5.0  # at stop: how long cancelled calls get to unwind
+CLOSE_WAIT_S = 5.0  # at stop: how long closing the clients may take
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class ExecutorConfig:
     breaker_cooldown_s: float = 30.0
     max_backoff_s: float = 30.0
     max_retry_after_s: float = 120.0  # a longer Retry-After counts as failure now
+    stop_grace_s: float = 5.0  # `stop` lets calls run this long, then cancels them
 
 
 @dataclass(frozen=True)
@@ -71,15 +78,6 @@ class TokenBucket:
 
 
 @dataclass
-class _Breaker:
-    failures: int = 0
-    open_until: float = 0.0
-
-    def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
-
-
-@dataclass
 class _Lane:
     """Everything per connection."""
 
@@ -88,7 +86,7 @@ class _Lane:
     semaphore: asyncio.Semaphore
     requests: TokenBucket
     tokens: TokenBucket
-    breaker: _Breaker = field(default_factory=_Breaker)
+    breaker: CircuitBreaker
 
 
 class JudgeExecutor:
@@ -102,6 +100,7 @@ class JudgeExecutor:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="judge-loop", daemon=True)
         self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._unfinished = 0  # calls of the batches begun on the loop and not ended (what a stop cancels)
         self._started = False
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -114,21 +113,51 @@ class JudgeExecutor:
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop the loop and close the clients; never raises, however many calls are running.
+
+        Calls still running `grace_s` (default `ExecutorConfig.stop_grace_s`) after the stop began are
+        cancelled, and with them the futures of their batches; one line logs how many.
+        """
         if not self._started:
             return
-
-        async def close() -> None:
-            for lane in self._lanes.values():
-                try:
-                    await lane.client.aclose()
-                except Exception:  # closing is best effort
-                    logger.debug("closing a judge client failed", exc_info=True)
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        grace = max(0.0, self._config.stop_grace_s if grace_s is None else grace_s)
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop)
+        try:
+            cancelled = done.result(timeout=grace + CANCEL_WAIT_S + CLOSE_WAIT_S + 1.0)
+        except Exception:  # e.g. the loop blocked: stop it all the same
+            logger.warning("the judge loop did not shut down cleanly; stopping it anyway", exc_info=True)
+            done.cancel()
+        else:
+            if cancelled:
+                logger.info("stopping judges: cancelled %d calls still running after %g s", cancelled, grace)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=CLOSE_WAIT_S)
         self._started = False
+
+    async def _shutdown(self, grace_s: float) -> int:
+        """Let the calls run for up to `grace_s`, cancel the rest, close the clients; the calls cancelled."""
+        me = asyncio.current_task()
+        running = {t for t in asyncio.all_tasks() if t is not me}
+        if running and grace_s > 0:
+            await asyncio.wait(running, timeout=grace_s)
+        cancelled = self._unfinished
+        left = {t for t in asyncio.all_tasks() if t is not me and not t.done()}
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=CANCEL_WAIT_S)
+        closing = [asyncio.create_task(self._close(lane)) for lane in list(self._lanes.values())]
+        if closing:
+            await asyncio.wait(closing, timeout=CLOSE_WAIT_S)
+        return cancelled
+
+    @staticmethod
+    async def _close(lane: _Lane) -> None:
+        try:
+            await lane.client.aclose()
+        except Exception:  # closing is best effort
+            logger.debug("closing a judge client failed", exc_info=True)
 
     # --- submitting ------------------------------------------------------------------------------------------
     def submit(self, calls: list[tuple[ConnectionSpec, JudgeRequest]]) -> Future[list[CallResult]]:
@@ -139,7 +168,14 @@ class JudgeExecutor:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _batch(self, calls: list[tuple[ConnectionSpec, JudgeRequest]]) -> list[CallResult]:
-        return list(await asyncio.gather(*(self.call(spec, req) for spec, req in calls)))
+        self._unfinished += len(calls)
+        return list(await asyncio.gather(*(self._counted(spec, req) for spec, req in calls)))
+
+    async def _counted(self, spec: ConnectionSpec, request: JudgeRequest) -> CallResult:
+        try:
+            return await self.call(spec, request)
+        finally:
+            self._unfinished -= 1
 
     def _lane(self, spec: ConnectionSpec) -> _Lane:
         key = (spec.name, spec.version)
@@ -151,34 +187,37 @@ class JudgeExecutor:
                 asyncio.Semaphore(spec.max_concurrency),
                 TokenBucket(spec.requests_per_minute),
                 TokenBucket(spec.tokens_per_minute),
+                CircuitBreaker(spec.name, self._config.breaker_failures, self._config.breaker_cooldown_s),
             )
             self._lanes[key] = lane
         return lane
 
     async def call(self, spec: ConnectionSpec, request: JudgeRequest) -> CallResult:
         lane = self._lane(spec)
-        cfg = self._config
-        started = time.perf_counter()
-        if lane.breaker.is_open():
+        if not lane.breaker.admits():
             metrics.JUDGE_SHED.labels(spec.name, "circuit_open").inc()
             return CallResult(
                 None, "CircuitOpen: too many recent failures", "CircuitOpen", 0, 0.0, "circuit_open"
             )
+        return await self._attempts(lane, request)
+
+    async def _attempts(self, lane: _Lane, request: JudgeRequest) -> CallResult:
+        spec, cfg = lane.spec, self._config
+        started = time.perf_counter()
         attempts = 0
         bad_answers = 0
-        last: JudgeError | None = None
         estimate = (len(request.system) + len(request.prompt)) / 4 + 300
         while True:
             attempts += 1
             await asyncio.sleep(lane.requests.delay_for(1) + lane.tokens.delay_for(estimate))
-            async with lane.semaphore:
+            async with lane.semaphore:  # the client's deadline starts in here
                 metrics.JUDGE_IN_FLIGHT.labels(spec.name).inc()
                 try:
                     answer = await lane.client.judge(request)
                 except JudgeError as exc:
                     last = exc
                 else:
-                    lane.breaker.failures = 0
+                    lane.breaker.succeeded()
                     metrics.JUDGE_CALLS.labels(spec.name, "ok").inc()
                     return CallResult(answer, "", "", attempts, (time.perf_counter() - started) * 1000)
                 finally:
@@ -190,13 +229,8 @@ class JudgeExecutor:
                 retry = bad_answers <= 1
             else:
                 retry = last.retryable and attempts <= spec.max_retries
-            if last.retryable and not isinstance(last, JudgeBadResponse):
-                lane.breaker.failures += 1
-                if lane.breaker.failures >= cfg.breaker_failures:
-                    lane.breaker.open_until = time.monotonic() + cfg.breaker_cooldown_s
-                    logger.warning(
-                        "connection %s: circuit opened after %d failures", spec.name, lane.breaker.failures
-                    )
+                if last.retryable:
+                    lane.breaker.failed()
             server_wait = (
                 getattr(last, "retry_after_s", None)
                 if isinstance(last, JudgeRateLimited | JudgeServerError)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +38,9 @@ from dataflow.errors import (
     JudgeTimeout,
 )
 from dataflow.judging.connections import ConnectionSpec
+from dataflow.judging.executor import JudgeExecutor
 from tests.fakes.llm_server import FakeLLMServer
+from tests.integration.service import REPO
 
 KEY_ENV = "TRACEJUDGE_TEST_LLM_CLIENTS_KEY"
 MODEL = "judge-model-1"
@@ -443,6 +447,82 @@ def test_make_client_by_protocol(srv: FakeLLMServer, monkeypatch: pytest.MonkeyP
     assert type(make_client(make_spec(srv, "chat_completions"))) is OpenAIChatClient
     assert type(make_client(make_spec(srv, "responses"))) is OpenAIResponsesClient
     assert type(make_client(make_spec(srv, "messages"))) is AnthropicMessagesClient
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_http_pool_is_sized_to_max_concurrency(srv: FakeLLMServer, protocol: str) -> None:
+    """The SDKs pool 1,000 connections by default: a call beyond that waited for one, spending its timeout."""
+    sdk_default = (anthropic if protocol == "messages" else openai).DEFAULT_CONNECTION_LIMITS
+
+    def pool_limits(max_concurrency: int) -> tuple[int | None, int | None]:
+        spec = make_spec(srv, protocol, max_concurrency=max_concurrency)
+        client = cast(SdkJudgeClient[Any], make_client(spec))
+        try:
+            pool = client._sdk_for("test-key")._client._transport._pool  # the httpx client's connection pool
+            return pool._max_connections, pool._max_keepalive_connections
+        finally:
+            asyncio.run(client.aclose())
+
+    assert pool_limits(1500) == (1500, 1500)
+    assert pool_limits(64) == (sdk_default.max_connections, sdk_default.max_keepalive_connections)
+
+
+FIRST_CALLS = """
+import asyncio, os, sys
+from connectors.llm.base import JudgeRequest
+from connectors.llm.factory import load_sdks, make_client
+from dataflow.judging.connections import ConnectionSpec
+from tests.fakes.llm_server import FakeLLMServer
+
+os.environ["KEY"] = "test-key"
+with FakeLLMServer() as srv:
+    load_sdks()
+    before = set(sys.modules)
+
+    async def first_calls():
+        for provider, protocol, url in (
+            ("openai", "chat_completions", srv.openai_base_url),
+            ("openai", "responses", srv.openai_base_url),
+            ("anthropic", "messages", srv.anthropic_base_url),
+        ):
+            spec = ConnectionSpec(
+                name=protocol, provider=provider, protocol=protocol, base_url=url, api_key_env="KEY", model="m"
+            )
+            client = make_client(spec)
+            try:
+                await client.judge(JudgeRequest("s", "<expected>Paris</expected><output>Paris</output>"))
+            finally:
+                await client.aclose()
+
+    asyncio.run(first_calls())
+    print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_after_load_sdks_the_first_calls_import_no_sdk_module() -> None:
+    """`tracejudge run` calls load_sdks at start-up: the judge loop's first calls must not import the SDKs (or
+    the API resources and HTTP stack they load on first use). In a fresh interpreter: nothing imported yet."""
+    out = subprocess.run([sys.executable, "-c", FIRST_CALLS], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    imported = out.stdout.split()
+    sdk_side = ("openai", "anthropic", "autoevals", "httpx", "httpx2", "httpcore", "httpcore2", "truststore")
+    assert [m for m in imported if m.split(".")[0] in sdk_side] == []
+
+
+def test_waiting_for_a_concurrency_slot_does_not_count_against_the_timeout(srv: FakeLLMServer) -> None:
+    """One call at a time, 0.3 s each: the last of 12 waits about 3.3 s for its slot, past its 1 s timeout
+    (and the 2 s deadline), and is still answered, as every call is."""
+    srv.set_latency(0.3)
+    spec = make_spec(srv, "chat_completions", timeout_s=1.0, max_concurrency=1, max_retries=0)
+    executor = JudgeExecutor(make_client)
+    executor.start()
+    try:
+        results = executor.submit([(spec, JudgeRequest(SYSTEM, MATCH))] * 12).result(timeout=60)
+    finally:
+        executor.stop()
+    assert [(r.error_class, r.attempts) for r in results] == [("", 1)] * 12
+    # A lower bound, not a duration: the last call did wait past its deadline, and was answered.
+    assert max(r.latency_ms for r in results) > 2000
 
 
 # ---- answer validation (no HTTP) ------------------------------------------------------------------------------

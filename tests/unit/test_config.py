@@ -62,9 +62,11 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 _NAME = re.compile(r"^tracejudge_[a-z]+_[a-z_]+$")
-# `_ratio`: a dimensionless 0..1 quantity (score values); money is a counter, `_usd_total`.
+# `_ratio`: a dimensionless 0..1 quantity (score values); money is a counter, `_usd_total`. `_running` and
+# `_open` are 0/1 state gauges (the flow runs; a connection's circuit breaker is open).
 _UNITS = (
     "_total", "_seconds", "_bytes", "_segments", "_running", "_traces", "_rules", "_calls", "_jobs", "_ratio",
+    "_open",
 )  # fmt: skip
 
 

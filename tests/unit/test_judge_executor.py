@@ -1,16 +1,22 @@
 """The judge executor with scripted clients: retries, Retry-After, the ceiling, bad answers, the breaker,
-concurrency and rate limits. (The real SDK clients are tested against the fake LLM server.)"""
+concurrency and rate limits, stopping with calls in flight. (The real SDK clients are tested against the fake
+LLM server.)"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from connectors.llm.base import JudgeAnswer, JudgeRequest
+from dataflow import metrics
 from dataflow.errors import JudgeAuthError, JudgeBadResponse, JudgeError, JudgeRateLimited, JudgeServerError
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor, TokenBucket
@@ -133,3 +139,81 @@ def test_token_bucket() -> None:
     assert sum(bucket.delay_for(1) == 0 for _ in range(60)) == 60
     assert bucket.delay_for(1) == pytest.approx(1.0, abs=0.05)
     assert TokenBucket(0).delay_for(10**9) == 0
+
+
+def gauge(name: str, connection: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, {"connection": connection})
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not predicate():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
+def breaker_lines(caplog: pytest.LogCaptureFixture, connection: str) -> list[str]:
+    """The states the breaker's log lines name, in order ("connection c: circuit opened after ...")."""
+    found = (re.match(rf"connection {connection}: circuit ([a-z-]+)", r.getMessage()) for r in caplog.records)
+    return [m.group(1) for m in found if m]
+
+
+def test_breaker_logs_its_transitions_once_and_shows_its_state(caplog: pytest.LogCaptureFixture) -> None:
+    """Failures of calls already sent when the breaker opened are counted, not logged (10 calls, 1 line)."""
+    caplog.set_level(logging.INFO, logger="dataflow.judging.breaker")
+    name = f"brk-{uuid.uuid4().hex[:8]}"
+    client = Scripted([JudgeServerError("down")] * 11)  # 10 at once, then the first half-open call
+    cfg = ExecutorConfig(breaker_failures=3, breaker_cooldown_s=0.2, max_backoff_s=0.01)
+    ex = JudgeExecutor(lambda _s: client, cfg)
+    ex.start()
+    try:
+        conn = spec(name=name, max_retries=0)
+        first = ex.submit([(conn, REQ)] * 10).result(timeout=10)
+        assert [r.error_class for r in first] == ["JudgeServerError"] * 10
+        assert breaker_lines(caplog, name) == ["opened"]
+        assert gauge("tracejudge_judge_circuit_open", name) == 1
+        assert [r.shed for r in ex.submit([(conn, REQ)] * 5).result(timeout=10)] == ["circuit_open"] * 5
+        time.sleep(0.3)  # past the cooldown: half-open; this call fails and opens it again
+        (again,) = ex.submit([(conn, REQ)]).result(timeout=10)
+        assert again.error_class == "JudgeServerError"
+        assert gauge("tracejudge_judge_circuit_open", name) == 1
+        time.sleep(0.3)  # half-open again; this call succeeds and closes it
+        (ok,) = ex.submit([(conn, REQ)]).result(timeout=10)
+        assert ok.answer == OK
+        assert gauge("tracejudge_judge_circuit_open", name) == 0
+    finally:
+        ex.stop()
+    assert breaker_lines(caplog, name) == ["opened", "half-open", "opened", "half-open", "closed"]
+    calls = {"connection": name, "outcome": "JudgeServerError"}
+    assert metrics.REGISTRY.get_sample_value("tracejudge_judge_calls_total", calls) == 11
+
+
+def test_stop_cancels_calls_still_running_after_the_grace(caplog: pytest.LogCaptureFixture) -> None:
+    """Thousands in flight made the old stop raise TimeoutError (exit code 1); now they are cancelled."""
+    caplog.set_level(logging.INFO, logger="dataflow.judging.executor")
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    client = Scripted([], delay=3600)  # never answers
+    ex = JudgeExecutor(lambda _s: client)
+    ex.start()
+    fut = ex.submit([(spec(name=name, max_concurrency=4), REQ)] * 10)
+    wait_until(lambda: client.active == 4, "4 calls in flight (6 waiting for a slot)")
+    ex.stop(grace_s=0.05)  # returns, does not raise
+    assert fut.cancelled()
+    assert client.active == 0  # the calls in flight were cancelled, not abandoned
+    assert gauge("tracejudge_judge_in_flight_calls", name) == 0
+    assert "cancelled 10 calls still running" in caplog.text
+
+
+def test_stop_lets_calls_end_within_the_grace(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dataflow.judging.executor")
+    client = Scripted([], delay=1.0)
+    ex = JudgeExecutor(lambda _s: client)
+    ex.start()
+    fut = ex.submit([(spec(name=f"grace-{uuid.uuid4().hex[:8]}"), REQ)] * 3)
+    wait_until(lambda: client.active == 3, "3 calls in flight")
+    stopper = threading.Thread(target=ex.stop, kwargs={"grace_s": 60})
+    stopper.start()
+    stopper.join(timeout=30)
+    assert not stopper.is_alive()
+    assert [r.answer for r in fut.result(timeout=0)] == [OK] * 3
+    assert "cancelled" not in caplog.text
