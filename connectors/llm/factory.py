@@ -104,6 +104,16 @@ def load_sdks() -> None:
             client.preload()
 
 
+CALLS_PER_SDK_CLIENT = 16
+MAX_SDK_CLIENTS = 256
+
+
+def sdk_clients(max_concurrency: int) -> int:
+    """How many SDK clients a connection spreads its calls over: one per CALLS_PER_SDK_CLIENT concurrent calls
+    (an httpx pool's per-request work grows with its connections; see `SdkJudgeClient._sdk_for`)."""
+    return max(1, min(MAX_SDK_CLIENTS, -(-max_concurrency // CALLS_PER_SDK_CLIENT)))
+
+
 def pool_limits(spec: ConnectionSpec, sdk_default: httpx2.Limits) -> httpx2.Limits:
     """The SDK's connection-pool limits raised to `spec.max_concurrency` (never below the SDK's own).
 
@@ -400,8 +410,9 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
 
     def __init__(self, spec: ConnectionSpec) -> None:
         self.spec = spec
-        self._sdk: SdkT | None = None
+        self._sdks: list[SdkT] = []
         self._sdk_key = ""
+        self._next = 0
         self._retired: list[SdkT] = []
 
     @abstractmethod
@@ -434,12 +445,18 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
         return await ask_autoevals(self.spec, sdk, request)
 
     def _sdk_for(self, api_key: str) -> SdkT:
-        if self._sdk is None or api_key != self._sdk_key:
-            if self._sdk is not None:  # the key changed: calls in flight keep the old client until aclose
-                self._retired.append(self._sdk)
-            self._sdk = self._new_sdk(api_key)
+        """One of the connection's SDK clients, in turn: `sdk_clients(max_concurrency)` of them, because the
+        HTTP pool of one client does work that grows with its open connections on every request (measured
+        with 1,000 calls in flight against a 2 s fake: 12 ms of CPU per call with one client, 3.6 ms with 16,
+        2.5 ms with 64)."""
+        if not self._sdks or api_key != self._sdk_key:
+            self._retired.extend(
+                self._sdks
+            )  # the key changed: calls in flight keep the old clients until aclose
+            self._sdks = [self._new_sdk(api_key) for _ in range(sdk_clients(self.spec.max_concurrency))]
             self._sdk_key = api_key
-        return self._sdk
+        self._next = (self._next + 1) % len(self._sdks)
+        return self._sdks[self._next]
 
     async def judge(self, request: JudgeRequest) -> JudgeAnswer:
         api_key = self.spec.api_key()
@@ -462,9 +479,9 @@ class SdkJudgeClient(ABC, Generic[SdkT]):
             raise mapped from exc
 
     async def aclose(self) -> None:
-        sdks = [*self._retired, *([self._sdk] if self._sdk is not None else [])]
+        sdks = [*self._retired, *self._sdks]
         self._retired.clear()
-        self._sdk = None
+        self._sdks = []
         self._sdk_key = ""
         for sdk in sdks:
             await self._close_sdk(sdk)

@@ -467,6 +467,25 @@ def test_the_http_pool_is_sized_to_max_concurrency(srv: FakeLLMServer, protocol:
     assert pool_limits(64) == (sdk_default.max_connections, sdk_default.max_keepalive_connections)
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_calls_are_spread_over_several_sdk_clients(srv: FakeLLMServer, protocol: str) -> None:
+    """One httpx pool's per-request work grows with its connections: a connection's calls go round a set of
+    SDK clients, one per CALLS_PER_SDK_CLIENT concurrent calls."""
+    from connectors.llm.factory import CALLS_PER_SDK_CLIENT, sdk_clients
+
+    assert sdk_clients(1) == 1 and sdk_clients(CALLS_PER_SDK_CLIENT) == 1
+    assert sdk_clients(CALLS_PER_SDK_CLIENT + 1) == 2
+    spec = make_spec(srv, protocol, max_concurrency=5 * CALLS_PER_SDK_CLIENT)
+    client = cast(SdkJudgeClient[Any], make_client(spec))
+    try:
+        seen = [id(client._sdk_for("test-key")) for _ in range(20)]
+        assert len(set(seen)) == 5 and seen[:5] == seen[5:10]  # round robin over 5 clients
+        first = set(seen)
+        assert not first & {id(client._sdk_for("other-key")) for _ in range(10)}  # a new key: new clients
+    finally:
+        asyncio.run(client.aclose())
+
+
 FIRST_CALLS = """
 import asyncio, os, sys
 from connectors.llm.base import JudgeRequest
