@@ -25,6 +25,7 @@ from bytewax.outputs import Sink
 from dataflow.config import WindowConfig
 from dataflow.judging.step import JudgeContext, JudgeLogic
 from dataflow.model import ScoreRow, Span, SpanRecords, Trace
+from dataflow.rules.engine import sampled_by_any
 from dataflow.rules.model import RuleSet
 from dataflow.windowing.step import WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
@@ -56,10 +57,14 @@ def shard_batches(records: list[SpanRecords], ruleset: RuleSet, shards: int) -> 
     if not projects:
         return []
     needs = ruleset.needs
+
+    def wanted(trace_ids: list[str], row_projects: list[str]) -> list[bool] | None:
+        return sampled_by_any(ruleset.for_project, trace_ids, row_projects)
+
     groups: dict[str, list[Span]] = {}
     keys: dict[str, list[Span]] = {}  # trace id -> its shard's group (spans of a trace come together)
     for r in records:
-        for span in spans_from_batch(r.batch, projects, needs.attributes, needs.resource):
+        for span in spans_from_batch(r.batch, projects, needs.attributes, needs.resource, wanted):
             group = keys.get(span.trace_id)
             if group is None:
                 key = shard_of(span.trace_id, shards)

@@ -116,6 +116,9 @@ class Span(NamedTuple):
     output: str
     attributes: Mapping[str, str] = _NO_ATTRIBUTES
     resource: Mapping[str, str] = _NO_ATTRIBUTES
+    # Only the ids, project and start are set: no rule sampled the span's trace when it arrived, so its text
+    # and attributes stayed in Arrow. A trace holding such spans is completed from ClickHouse if it is scored.
+    partial: bool = False
 
     @property
     def is_root(self) -> bool:

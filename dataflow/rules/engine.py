@@ -11,6 +11,7 @@ This module knows nothing of how scoring is done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -142,3 +143,30 @@ def evaluate_batch(
         if found:
             tasks.extend(found)
     return tasks, Tally(rules, counts, latest)
+
+
+def sampled_by_any(
+    rules_of: Callable[[str], tuple[CompiledRule, ...]], trace_ids: list[str], projects: list[str]
+) -> list[bool] | None:
+    """Per row (a span's trace id and project): does some rule of the project sample the trace? None when
+    all do. Sampling depends on the trace id alone, so this is known as soon as a span arrives."""
+    project_of: dict[str, str] = {}
+    for tid, project in zip(trace_ids, projects, strict=True):
+        project_of.setdefault(tid, project)
+    by_project: dict[str, list[str]] = {}
+    for tid, project in project_of.items():
+        by_project.setdefault(project, []).append(tid)
+    verdict: dict[str, bool] = {}
+    for project, tids in by_project.items():
+        rules = rules_of(project)
+        if any(r.spec.sampling_rate >= 1.0 for r in rules):
+            verdict.update(dict.fromkeys(tids, True))
+            continue
+        if not rules:
+            verdict.update(dict.fromkeys(tids, False))
+            continue
+        hits = sample_matrix([hash64(t) for t in tids], rules).any(axis=1).tolist()
+        verdict.update(zip(tids, hits, strict=True))
+    if all(verdict.values()):
+        return None
+    return [verdict[t] for t in trace_ids]

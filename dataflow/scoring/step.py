@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from dataflow import metrics
 from dataflow.judging.step import jobs_for
 from dataflow.model import ScoreRow, Span, Trace
-from dataflow.rules.engine import evaluate_batch
+from dataflow.rules.engine import evaluate_batch, sampled_by_any
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.code_step import run_code_scorers
@@ -56,7 +56,7 @@ class ScoringStep:
         todo = [t for t in traces if ruleset.for_project(t.project)]
         if self._late == "ignore":
             todo = [t for t in todo if not t.late]
-        todo = self._complete(todo)
+        todo = self._complete(todo, ruleset)
         by_project: dict[str, list[Trace]] = {}
         for trace in todo:
             by_project.setdefault(trace.project, []).append(trace)
@@ -79,9 +79,14 @@ class ScoringStep:
         self._stats.publish()
         return [("scores", rows), *jobs] if rows else jobs
 
-    def _complete(self, traces: list[Trace]) -> list[Trace]:
-        """Fill in late and resumed traces from ClickHouse (blocking; rare: late spans, restarts)."""
-        need = {t.trace_id: t for t in traces if t.late or not t.complete}
+    def _complete(self, traces: list[Trace], ruleset: RuleSet) -> list[Trace]:
+        """Fill in late, resumed and partial traces that some rule samples from ClickHouse (blocking; rare: late
+        spans, restarts, a rule that samples a trace none sampled when its spans arrived)."""
+        maybe = [t for t in traces if t.late or not t.complete]
+        if not maybe:
+            return traces
+        hit = sampled_by_any(ruleset.for_project, [t.trace_id for t in maybe], [t.project for t in maybe])
+        need = {t.trace_id: t for i, t in enumerate(maybe) if hit is None or hit[i]}
         if not need or self._fetcher is None:
             return traces
         fetched: dict[str, list[Span]] = {}

@@ -8,7 +8,7 @@ recovery is on, so a restart continues them; without recovery they are closed (`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,17 +68,41 @@ def _maps(column: Any, keys: frozenset[str] | None, n: int) -> list[dict[str, st
 _NO_ATTRS: dict[str, str] = {}
 
 
+def _partial_spans(batch: pa.RecordBatch | pa.Table) -> list[Span]:
+    """Spans of traces no rule sampled: ids, project and start only (see `Span.partial`)."""
+    if batch.num_rows == 0:
+        return []
+    col = batch.column
+    ts_ns = col("Timestamp").cast(pa.int64()).to_pylist()
+    return [
+        Span(t, s, p, "", "", "", "", "", proj, "", ts, 0, "", "", _NO_ATTRS, _NO_ATTRS, True)
+        for t, s, p, proj, ts in zip(
+            col("TraceId").to_pylist(),
+            col("SpanId").to_pylist(),
+            col("ParentSpanId").to_pylist(),
+            col("Project").to_pylist(),
+            ts_ns,
+            strict=True,
+        )
+    ]
+
+
+# Given a batch's trace ids and projects, per row: is its trace sampled by some rule (None: every row is).
+Wanted = Callable[[list[str], list[str]], list[bool] | None]
+
+
 def spans_from_batch(
     batch: pa.RecordBatch | pa.Table,
     projects: frozenset[str] | None = None,
     attribute_keys: frozenset[str] | None = None,
     resource_keys: frozenset[str] | None = None,
+    wanted: Wanted | None = None,
 ) -> list[Span]:
     """The Python view of a span batch; with `projects`, only spans of those projects are built.
 
     `attribute_keys` / `resource_keys` limit which attributes are turned into Python (None: all): the
     rules' filters name the keys they read, and building every attribute of every span was the largest
-    cost of the scoring branch.
+    cost of the scoring branch. With `wanted`, spans of traces that no rule samples become partial spans.
     """
     if projects is not None:
         if not projects:
@@ -92,6 +116,14 @@ def spans_from_batch(
         if kept < batch.num_rows:
             # Only the columns read below are copied (events and links are not).
             batch = batch.select(_READ_COLUMNS).filter(mask)
+    if wanted is not None:
+        traces = batch.column("TraceId")
+        keep = wanted(traces.to_pylist(), batch.column("Project").to_pylist())
+        if keep is not None:
+            mask = pa.array(keep, pa.bool_())
+            rest = batch.filter(pc.invert(mask))
+            full = batch.filter(mask)
+            return [*_partial_spans(rest), *spans_from_batch(full, None, attribute_keys, resource_keys)]
     col = batch.column
     tid, sid, parent, name, kind, status, status_msg, service, project, session, dur, inp, out = (
         col(n).to_pylist() for n in _TEXT_COLUMNS

@@ -109,6 +109,8 @@ class WindowShard:
                 if len(self.windows) > self.max_open:
                     closed.extend(self._evict_oldest(now_ns, keep=tid))
             win.spans[span.span_id] = span
+            if span.partial:
+                win.complete = False
             win.last_ns = now_ns
             win.root_seen = win.root_seen or span.is_root
             touched[tid] = win

@@ -158,3 +158,83 @@ def test_the_scoring_micro_benchmark_runs(tmp_path: Any) -> None:
     result = json.loads(out.read_text())
     assert result["spans"] == 1000 and result["traces"] == 100 and result["score_rows"] > 0
     assert set(result["us_per_span"]) == {"decode", "shards", "windows", "scoring", "arrow", "flow (2-5)"}
+
+
+def test_sampled_by_any_agrees_with_each_rules_sample() -> None:
+    from dataflow.rules.engine import sampled_by_any
+
+    rules = _rules(3, 0.05)
+    ids = [os.urandom(16).hex() for _ in range(2000)]
+    got = sampled_by_any(lambda p: rules if p == "p" else (), ids, ["p"] * len(ids))
+    assert got is not None and 0 < sum(got) < len(ids)
+    assert got == [any(r.sampled(t) for r in rules) for t in ids]
+    assert sampled_by_any(lambda p: _rules(1, 1.0), ids, ["p"] * len(ids)) is None  # rate 1: all wanted
+
+
+def test_spans_of_unsampled_traces_stay_partial_and_are_completed_only_if_scored() -> None:
+    """A trace no rule samples on arrival keeps only ids in Python; if a rule (changed since) samples it at
+    close, the scoring step completes it from ClickHouse; otherwise nothing is fetched."""
+    from dataflow.config import WindowConfig
+    from dataflow.rules.model import RuleSet
+    from dataflow.rules.status import RuleStats
+    from dataflow.scoring.step import ScoringStep
+    from dataflow.windowing.step import spans_from_batch
+    from dataflow.windowing.trace_window import WindowShard
+
+    rng = random.Random(9)
+    traces = _traces(rng, 40)
+    spans = [s for t in traces for s in t.spans]
+    batch = pa.table(
+        {
+            "TraceId": [s.trace_id for s in spans], "SpanId": [s.span_id for s in spans],
+            "ParentSpanId": [s.parent_span_id for s in spans], "SpanName": [s.name for s in spans],
+            "SpanKind": [s.kind for s in spans], "StatusCode": [s.status_code for s in spans],
+            "StatusMessage": [s.status_message for s in spans], "ServiceName": [s.service_name for s in spans],
+            "Project": [s.project for s in spans], "SessionId": [s.session_id for s in spans],
+            "Duration": pa.array([s.duration_ns for s in spans], pa.uint64()),
+            "Input": [s.input for s in spans], "Output": [s.output for s in spans],
+            "Timestamp": pa.array([s.start_ns for s in spans], pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "SpanAttributes": pa.array([list(s.attributes.items()) for s in spans], pa.map_(pa.string(), pa.string())),
+            "ResourceAttributes": pa.array([list(s.resource.items()) for s in spans], pa.map_(pa.string(), pa.string())),
+            "ScopeName": [""] * len(spans),
+        }
+    )  # fmt: skip
+    wanted_ids = {t.trace_id for t in traces[::4]}
+    built = spans_from_batch(batch, None, None, None, lambda tids, _p: [t in wanted_ids for t in tids])
+    assert len(built) == len(spans)
+    for s in built:
+        assert s.partial == (s.trace_id not in wanted_ids)
+        if s.partial:
+            assert (s.input, s.output, s.name, dict(s.attributes)) == ("", "", "", {}) and s.project == "p"
+    full = {(s.trace_id, s.span_id): s for s in spans}
+    assert all(s == full[(s.trace_id, s.span_id)] for s in built if not s.partial)
+
+    shard = WindowShard.create(WindowConfig())
+    shard.add(built, 0)
+    closed = shard.close_all(CloseReason.SHUTDOWN, 1)
+    assert {t.trace_id for t in closed if not t.complete} == {t.trace_id for t in traces} - wanted_ids
+
+    class Fetcher:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]:
+            self.asked += trace_ids
+            return {t.trace_id: list(t.spans) for t in traces if t.trace_id in trace_ids}
+
+    class Rules:
+        def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
+            self.current = RuleSet.of(rules)
+
+    none_sample = tuple(r for r in _rules(1, 0.0))
+    fetcher = Fetcher()
+    ScoringStep(Rules(none_sample), RuleStats(), fetcher)(closed)
+    assert fetcher.asked == []  # no rule samples them: nothing to complete
+    fetcher = Fetcher()
+    out = ScoringStep(Rules(_rules(1, 1.0)), RuleStats(), fetcher)(closed)
+    assert sorted(fetcher.asked) == sorted({t.trace_id for t in traces} - wanted_ids)
+    rows = [r for kind, batch_ in out if kind == "scores" for r in batch_]
+    # The same scores as from the full traces: completed partial traces are scored on their real text.
+    direct = ScoringStep(Rules(_rules(1, 1.0)), RuleStats(), None)(traces)
+    want = [r for kind, batch_ in direct if kind == "scores" for r in batch_]
+    assert rows and sorted((r.score_id, r.value) for r in rows) == sorted((r.score_id, r.value) for r in want)
