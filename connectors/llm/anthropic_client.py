@@ -16,19 +16,16 @@ from connectors.llm.factory import (
     TOOL_NAME,
     SdkJudgeClient,
     answer_schema,
-    api_message,
     as_int,
     bad_answer,
     call_params,
-    connection_error,
     parse_answer,
     pool_limits,
-    status_error,
+    sdk_error,
     text_body_error,
-    timeout_error,
     who,
 )
-from dataflow.errors import JudgeBadResponse, JudgeError, JudgeRequestError
+from dataflow.errors import JudgeError, JudgeRequestError
 
 DEFAULT_MAX_TOKENS = 1024
 
@@ -59,21 +56,7 @@ class AnthropicMessagesClient(SdkJudgeClient[anthropic.AsyncAnthropic]):
         return sdk.messages
 
     def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
-        spec = self.spec
-        if isinstance(exc, anthropic.APITimeoutError):
-            return timeout_error(spec)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return connection_error(spec, exc)
-        if isinstance(exc, anthropic.APIStatusError):
-            detail = api_message(exc.body, exc.message)
-            return status_error(spec, exc.status_code, exc.response.headers, detail)
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return JudgeBadResponse(
-                f"{who(spec)}: HTTP {exc.status_code} with an unexpected body: {exc.message}"
-            )
-        if isinstance(exc, anthropic.AnthropicError):
-            return JudgeRequestError(f"{who(spec)}: {type(exc).__name__}: {exc}")
-        return None
+        return sdk_error(self.spec, exc, anthropic, anthropic.AnthropicError)
 
     async def _ask(self, sdk: anthropic.AsyncAnthropic, request: JudgeRequest) -> JudgeAnswer:
         spec = self.spec

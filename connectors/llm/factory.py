@@ -373,6 +373,23 @@ def connection_error(spec: ConnectionSpec, exc: BaseException) -> JudgeServerErr
     return JudgeServerError(f"{who(spec)}: connection to {target} failed: {snippet(reason)}")
 
 
+def sdk_error(spec: ConnectionSpec, exc: Exception, sdk: Any, base: type[Exception]) -> JudgeError | None:
+    """The JudgeError for an exception of an official SDK (`sdk`: the `openai` or `anthropic` module, whose
+    generated clients share these exception classes; `base`: the SDK's root error); None when not the SDK's."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return timeout_error(spec)
+    if isinstance(exc, sdk.APIConnectionError):
+        return connection_error(spec, exc)
+    if isinstance(exc, sdk.APIStatusError):
+        detail = api_message(exc.body, exc.message)
+        return status_error(spec, exc.status_code, exc.response.headers, detail)
+    if isinstance(exc, sdk.APIResponseValidationError):
+        return JudgeBadResponse(f"{who(spec)}: HTTP {exc.status_code} with an unexpected body: {exc.message}")
+    if isinstance(exc, base):
+        return JudgeRequestError(f"{who(spec)}: {type(exc).__name__}: {exc}")
+    return None
+
+
 def local_error(spec: ConnectionSpec, exc: Exception) -> JudgeError | None:
     """Errors that are not the SDK's own: a 200 whose body is not JSON, and the SDK refusing a request."""
     if isinstance(exc, json.JSONDecodeError):

@@ -15,20 +15,16 @@ from connectors.llm.base import JudgeAnswer, JudgeRequest
 from connectors.llm.factory import (
     SdkJudgeClient,
     answer_schema,
-    api_message,
     as_int,
     bad_answer,
     call_params,
-    connection_error,
     parse_answer,
     pool_limits,
     schema_name,
-    status_error,
+    sdk_error,
     text_body_error,
-    timeout_error,
-    who,
 )
-from dataflow.errors import JudgeBadResponse, JudgeError, JudgeRequestError
+from dataflow.errors import JudgeError
 
 _SHAPE_ERRORS = (AttributeError, TypeError, IndexError, KeyError)
 
@@ -50,21 +46,7 @@ class _OpenAIClient(SdkJudgeClient[openai.AsyncOpenAI]):
         await sdk.close()
 
     def _map_sdk_error(self, exc: Exception) -> JudgeError | None:
-        spec = self.spec
-        if isinstance(exc, openai.APITimeoutError):
-            return timeout_error(spec)
-        if isinstance(exc, openai.APIConnectionError):
-            return connection_error(spec, exc)
-        if isinstance(exc, openai.APIStatusError):
-            detail = api_message(exc.body, exc.message)
-            return status_error(spec, exc.status_code, exc.response.headers, detail)
-        if isinstance(exc, openai.APIResponseValidationError):
-            return JudgeBadResponse(
-                f"{who(spec)}: HTTP {exc.status_code} with an unexpected body: {exc.message}"
-            )
-        if isinstance(exc, openai.OpenAIError):
-            return JudgeRequestError(f"{who(spec)}: {type(exc).__name__}: {exc}")
-        return None
+        return sdk_error(self.spec, exc, openai, openai.OpenAIError)
 
 
 class OpenAIChatClient(_OpenAIClient):
