@@ -49,9 +49,12 @@ def test_registry_swaps_in_changes(chdb_client: ClickHouse) -> None:
 def test_status_rows_are_per_process_and_latest_wins(chdb_client: ClickHouse) -> None:
     store = RuleStore(chdb_client)
     rid = uuid.uuid4().hex
+    # Process names unique to this test: the chDB fixture is shared, and other tests write "proc-b" rows too.
+    proc_a, proc_b = f"proc-a-{rid[:8]}", f"proc-b-{rid[:8]}"
     for scored in (1, 5):
-        store.write_status([StatusRow(rid, "proc-a", 1, 10, 2, 0, 3, scored, 0, 1_800_000_000 * 10**9, 0)])
-    store.write_status([StatusRow(rid, "proc-b", 1, 4, 0, 0, 0, 4, 1, 1_800_000_000 * 10**9, 0)])
+        store.write_status([StatusRow(rid, proc_a, 1, 10, 2, 0, 3, scored, 0, 1_800_000_000 * 10**9, 0)])
+    store.write_status([StatusRow(rid, proc_b, 1, 4, 0, 0, 0, 4, 1, 1_800_000_000 * 10**9, 0)])
     rows = store.status(rid)
-    assert [(r["Process"], r["Scored"]) for r in rows] == [("proc-a", 5), ("proc-b", 4)]
-    assert store.process_status("proc-b")[0]["ScorerErrors"] == 1
+    assert [(r["Process"], r["Scored"]) for r in rows] == [(proc_a, 5), (proc_b, 4)]
+    (own,) = store.process_status(proc_b)
+    assert (own["RuleId"], own["ScorerErrors"]) == (rid, 1)
