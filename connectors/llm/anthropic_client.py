@@ -43,7 +43,7 @@ class AnthropicMessagesClient(SdkJudgeClient[anthropic.AsyncAnthropic]):
             base_url=self.spec.base_url,
             timeout=self.spec.timeout_s,
             max_retries=0,
-            http_client=anthropic.DefaultAsyncHttpxClient(
+            http_client=anthropic.DefaultAioHttpClient(
                 timeout=self.spec.timeout_s,
                 limits=pool_limits(self.spec, anthropic.DEFAULT_CONNECTION_LIMITS),
             ),

@@ -366,8 +366,10 @@ def timeout_error(spec: ConnectionSpec) -> JudgeTimeout:
     return JudgeTimeout(f"{who(spec)}: no answer within {spec.timeout_s:g} s (timeout)")
 
 
-def connection_error(spec: ConnectionSpec, exc: BaseException) -> JudgeServerError:
-    cause = exc.__cause__ or exc.__context__
+def connection_error(
+    spec: ConnectionSpec, exc: BaseException, cause: BaseException | None = None
+) -> JudgeServerError:
+    cause = cause or exc.__cause__ or exc.__context__
     reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
     target = spec.base_url or "the provider's default URL"
     return JudgeServerError(f"{who(spec)}: connection to {target} failed: {snippet(reason)}")
@@ -377,7 +379,8 @@ def sdk_error(spec: ConnectionSpec, exc: Exception, sdk: Any, base: type[Excepti
     """The JudgeError for an exception of an official SDK (`sdk`: the `openai` or `anthropic` module, whose
     generated clients share these exception classes; `base`: the SDK's root error); None when not the SDK's."""
     if isinstance(exc, sdk.APITimeoutError):
-        return timeout_error(spec)
+        refused = _connection_failure(exc)
+        return timeout_error(spec) if refused is None else connection_error(spec, exc, refused)
     if isinstance(exc, sdk.APIConnectionError):
         return connection_error(spec, exc)
     if isinstance(exc, sdk.APIStatusError):
@@ -387,6 +390,26 @@ def sdk_error(spec: ConnectionSpec, exc: Exception, sdk: Any, base: type[Excepti
         return JudgeBadResponse(f"{who(spec)}: HTTP {exc.status_code} with an unexpected body: {exc.message}")
     if isinstance(exc, base):
         return JudgeRequestError(f"{who(spec)}: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _connection_failure(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection error behind an SDK timeout, if there is one.
+
+    The SDKs' aiohttp transport (`DefaultAioHttpClient`) turns every `aiohttp.ClientConnectionError`, a refused
+    or reset connection too, into httpx's `ConnectTimeout`, which the SDK raises as `APITimeoutError`. A real
+    timeout is aiohttp's `ServerTimeoutError` (a `TimeoutError`) or our own deadline; anything else in the
+    cause chain is a connection failure and is reported as one (both are retried).
+    """
+    import aiohttp
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None:
+            return None
+        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, TimeoutError):
+            return seen
     return None
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 
 from connectors.llm.base import JudgeAnswer, JudgeRequest
 from connectors.llm.factory import (
@@ -28,6 +30,14 @@ from dataflow.errors import JudgeError
 
 _SHAPE_ERRORS = (AttributeError, TypeError, IndexError, KeyError)
 
+# The calls go through the SDK client's own `post` (what `chat.completions.create` and `responses.create`
+# end in: same auth, base URL, headers, timeouts, error classes, and the answer parsed into the SDK's
+# `ChatCompletion` / `Response`), with a body built here rather than by `create`'s recursive transform of
+# typed params: that transform took ~40 % of a call's CPU (bench/sdk_cost.py) and does nothing to plain
+# strings and dicts. `security` is what `create` passes to get the bearer key attached.
+# tests/integration/test_llm_request_parity.py checks that the requests sent equal `create`'s.
+REQUEST_OPTIONS: openai.RequestOptions = {"security": {"bearer_auth": True}}
+
 
 class _OpenAIClient(SdkJudgeClient[openai.AsyncOpenAI]):
     def _new_sdk(self, api_key: str) -> openai.AsyncOpenAI:
@@ -36,7 +46,7 @@ class _OpenAIClient(SdkJudgeClient[openai.AsyncOpenAI]):
             base_url=self.spec.base_url,
             timeout=self.spec.timeout_s,
             max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(
+            http_client=openai.DefaultAioHttpClient(
                 timeout=self.spec.timeout_s,
                 limits=pool_limits(self.spec, openai.DEFAULT_CONNECTION_LIMITS),
             ),
@@ -65,11 +75,10 @@ class OpenAIChatClient(_OpenAIClient):
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
-        params = call_params(spec, request, self.RESERVED)
-        completion = await sdk.chat.completions.create(
-            model=spec.model,
-            messages=messages,
-            response_format={
+        body: dict[str, Any] = {
+            "model": spec.model,
+            "messages": messages,
+            "response_format": {
                 "type": "json_schema",
                 "json_schema": {
                     "name": schema_name(request),
@@ -77,7 +86,10 @@ class OpenAIChatClient(_OpenAIClient):
                     "schema": answer_schema(request),
                 },
             },
-            extra_body=params or None,
+            **call_params(spec, request, self.RESERVED),
+        }
+        completion = await sdk.post(
+            "/chat/completions", body=body, cast_to=ChatCompletion, options=REQUEST_OPTIONS
         )
         if isinstance(completion, str):  # a non-JSON content type: the SDK hands the body over as text
             raise text_body_error(spec, completion)
@@ -140,15 +152,14 @@ class OpenAIResponsesClient(_OpenAIClient):
             "strict": True,
             "schema": answer_schema(request),
         }
-        text_config: Any = text
-        items: list[Any] = [{"role": "user", "content": request.prompt}]
-        response = await sdk.responses.create(
-            model=spec.model,
-            input=items,
-            instructions=request.system or openai.omit,
-            text=text_config,
-            extra_body=params,
-        )
+        body: dict[str, Any] = {
+            "model": spec.model,
+            "input": [{"role": "user", "content": request.prompt}],
+            "text": text,
+            **({"instructions": request.system} if request.system else {}),
+            **params,
+        }
+        response = await sdk.post("/responses", body=body, cast_to=Response, options=REQUEST_OPTIONS)
         if isinstance(response, str):
             raise text_body_error(spec, response)
         try:

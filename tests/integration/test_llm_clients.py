@@ -451,20 +451,32 @@ def test_make_client_by_protocol(srv: FakeLLMServer, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_the_http_pool_is_sized_to_max_concurrency(srv: FakeLLMServer, protocol: str) -> None:
-    """The SDKs pool 1,000 connections by default: a call beyond that waited for one, spending its timeout."""
+    """The SDKs pool 1,000 connections by default: a call beyond that waited for one, spending its timeout.
+    The pool is aiohttp's (the SDKs' `DefaultAioHttpClient`): its connector's limit is the pool's size."""
     sdk_default = (anthropic if protocol == "messages" else openai).DEFAULT_CONNECTION_LIMITS
 
-    def pool_limits(max_concurrency: int) -> tuple[int | None, int | None]:
+    def pool_limits(max_concurrency: int) -> tuple[int | None, int | None, int]:
         spec = make_spec(srv, protocol, max_concurrency=max_concurrency)
         client = cast(SdkJudgeClient[Any], make_client(spec))
-        try:
-            pool = client._sdk_for("test-key")._client._transport._pool  # the httpx client's connection pool
-            return pool._max_connections, pool._max_keepalive_connections
-        finally:
-            asyncio.run(client.aclose())
 
-    assert pool_limits(1500) == (1500, 1500)
-    assert pool_limits(64) == (sdk_default.max_connections, sdk_default.max_keepalive_connections)
+        async def limits() -> tuple[int | None, int | None, int]:
+            transport = client._sdk_for("test-key")._client._transport  # the SDK's aiohttp transport
+            session = transport.get_client()  # the aiohttp session it makes at its first request
+            try:
+                return (
+                    transport.limits.max_connections,
+                    transport.limits.max_keepalive_connections,
+                    session.connector.limit,
+                )
+            finally:
+                await session.close()
+                await client.aclose()
+
+        return asyncio.run(limits())
+
+    assert pool_limits(1500) == (1500, 1500, 1500)
+    default = sdk_default.max_connections
+    assert pool_limits(64) == (default, sdk_default.max_keepalive_connections, default)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
