@@ -13,9 +13,11 @@ Cases, per protocol (``--protocols``: chat_completions, responses, messages):
   / ``anthropic`` SDK, a structured-output request built from a ``JudgeRequest``, the answer parsed and checked),
   with ``max_concurrency`` = ``--concurrency`` (so the calls are spread over the SDK clients the service would
   use) and the SDK's retries off, as in the service;
-* ``raw httpx2``: the same request body POSTed with the SDKs' own HTTP stack (``httpx2.AsyncClient``, one
+* ``raw httpx2``: the same request body POSTed with the SDKs' default HTTP stack (``httpx2.AsyncClient``, one
   client per 16 calls in flight as above) and the JSON body decoded, no SDK: a floor for any client built on
-  that stack.
+  that stack (the SDKs' default transport);
+* ``raw aiohttp``: the same body POSTed with aiohttp alone (the transport the service's SDK clients use),
+  one session, orjson: the floor of a Python HTTP client here, SDK or not.
 
 Reported per case: CPU per call (``time.process_time`` over the measured calls / calls, so it includes the
 event loop, the HTTP stack, the SDK and the parsing), calls/s achieved, the cores that 1,000 calls/s would
@@ -120,12 +122,8 @@ def judge_client_case(base: str, protocol: str, concurrency: int) -> tuple[Calla
     return call, client.aclose
 
 
-def raw_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], Awaitable[Any]], Any]:
-    import httpx2
-
-    from connectors.llm import factory
-    from connectors.llm.factory import sdk_clients
-
+def raw_request(protocol: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(path, headers, JSON body) of a judge call like the service's, for the raw cases."""
     schema = {
         "type": "object",
         "properties": {
@@ -163,6 +161,16 @@ def raw_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], A
             "tools": [{"name": "answer", "input_schema": schema}],
             "tool_choice": {"type": "tool", "name": "answer"},
         }
+    return path, headers, body
+
+
+def raw_httpx2_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], Awaitable[Any]], Any]:
+    import httpx2
+
+    from connectors.llm import factory
+    from connectors.llm.factory import sdk_clients
+
+    path, headers, body = raw_request(protocol)
     per_client = factory.CALLS_PER_SDK_CLIENT * 2
     limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     clients = [
@@ -183,7 +191,32 @@ def raw_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], A
     return call, close
 
 
-CASES = {"judge client": judge_client_case, "raw httpx2": raw_case}
+def raw_aiohttp_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], Awaitable[Any]], Any]:
+    """aiohttp alone (the transport under the service's SDK clients), one session, orjson: the floor of any
+    Python HTTP client here."""
+    import aiohttp
+    import orjson
+
+    path, headers, body = raw_request(protocol)
+    data = orjson.dumps(body)
+    headers = {**headers, "content-type": "application/json"}
+    holder: list[aiohttp.ClientSession] = []
+
+    async def call() -> Any:
+        if not holder:
+            holder.append(aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=concurrency)))
+        async with holder[0].post(path, data=data, headers=headers) as resp:
+            resp.raise_for_status()
+            return orjson.loads(await resp.read())
+
+    async def close() -> None:
+        if holder:
+            await holder[0].close()
+
+    return call, close
+
+
+CASES = {"judge client": judge_client_case, "raw httpx2": raw_httpx2_case, "raw aiohttp": raw_aiohttp_case}
 
 
 async def run_case(

@@ -81,3 +81,20 @@ def test_fake_server_counts_requests_in_flight() -> None:
         with urllib.request.urlopen(req, timeout=10) as r:
             after = json.loads(r.read())
         assert after["requests"] == 0 and after["max_in_flight"] == 0 and after["in_flight_seconds"] == 0
+
+
+def test_bench_sdk_cost_tiny_run(tmp_path: Path) -> None:
+    """`bench/sdk_cost.py`: every case of every protocol makes its calls against the fake and reports a CPU cost."""
+    out = tmp_path / "sdk_cost.json"
+    cmd = [
+        sys.executable, "bench/sdk_cost.py", "--concurrency", "4", "--latency", "0", "--calls", "20",
+        "--warmup", "4", "--json-out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    results = json.loads(out.read_text())["results"]
+    cases = {(r["protocol"], r["case"]) for r in results}
+    protocols = ("chat_completions", "responses", "messages")
+    assert cases == {(p, c) for p in protocols for c in ("judge client", "raw httpx2", "raw aiohttp")}
+    assert all(r["failures"] == 0 and r["calls"] == 20 and r["cpu_ms_per_call"] > 0 for r in results)
+    assert "| protocol | case | CPU ms per call |" in proc.stdout
