@@ -288,6 +288,10 @@ def test_alert_rules_use_only_registered_metrics() -> None:
         "TracejudgeReceiversThrottling",
         "TracejudgeClickHouseInsertErrors",
         "TracejudgeSinkLagHigh",
+        "TracejudgeJudgeCircuitOpen",
+        "TracejudgeJudgeTasksShed",
+        "TracejudgeJudgeErrors",
+        "TracejudgeScoreDrop",
     }
     assert used >= {
         "up",
@@ -297,6 +301,11 @@ def test_alert_rules_use_only_registered_metrics() -> None:
         "tracejudge_receiver_requests_total",
         "tracejudge_sink_inserts_total",
         "tracejudge_sink_lag_seconds",
+        "tracejudge_judge_circuit_open",
+        "tracejudge_judge_shed_total",
+        "tracejudge_judge_calls_total",
+        "tracejudge_rule_score_ratio_sum",
+        "tracejudge_rule_score_ratio_count",
     }
     for rule in rules:
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
