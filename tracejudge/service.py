@@ -44,8 +44,9 @@ from connectors.otlp.source import WalRecordSource
 from connectors.otlp.wal import Wal
 from dataflow import metrics
 from dataflow.config import Settings
-from dataflow.errors import TracejudgeError
+from dataflow.errors import ConfigError, TracejudgeError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
+from dataflow.judging.checks import scorer_connection_problems
 from dataflow.judging.connections import ConnectionRegistry
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.judging.step import JudgeContext, Pending, RuleBudgets
@@ -114,16 +115,24 @@ class Service:
         logger.info("ClickHouse ready at %s", self.writer_ch.safe_dsn)
 
         self.rule_store = RuleStore(self.reader_ch)
+        self.connection_store = ConnectionStore(self.reader_ch)
+        # connections first: the rules file's judge scorers are checked against them, as the rules API does
+        if s.judging.connections_file is not None:
+            for action, conn in apply_connections_file(s.judging.connections_file, self.connection_store):
+                logger.info("connections file: %s %s (version %d)", action, conn.name, conn.version)
         if s.rules.file is not None:
             specs = validate_rules(read_rules_file(s.rules.file), s.rules.file)
+            problems = [
+                f"rule {spec.project}/{spec.name}: {problem}"
+                for spec in specs
+                for _, problem in scorer_connection_problems(spec, self.connection_store.by_name)
+            ]
+            if problems:
+                raise ConfigError(f"rules file {s.rules.file}: " + "; ".join(problems))
             for action, spec in apply_rules(specs, self.rule_store):
                 logger.info(
                     "rules file: %s %s/%s (version %d)", action, spec.project, spec.name, spec.version
                 )
-        self.connection_store = ConnectionStore(self.reader_ch)
-        if s.judging.connections_file is not None:
-            for action, conn in apply_connections_file(s.judging.connections_file, self.connection_store):
-                logger.info("connections file: %s %s (version %d)", action, conn.name, conn.version)
         self.connections = ConnectionRegistry(self.connection_store, s.rules.reload_interval_s)
         self.connections.refresh(force=True)
         self.registry = RuleRegistry(self.rule_store, s.rules.reload_interval_s)

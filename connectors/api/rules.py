@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 
 from connectors.clickhouse.rules_store import RuleStore
 from dataflow.errors import RuleCompileError
-from dataflow.judging.autoevals_scorer import AutoevalsSpec, connection_problem
+from dataflow.judging.checks import scorer_connection_problems
 from dataflow.rules.model import RuleSpec, compile_rule, parse_rule
 
 _SERVER_FIELDS = ("id", "version")
@@ -57,16 +57,9 @@ def build_rules_router(
     router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 
     def check_connections(spec: RuleSpec) -> None:
-        for i, scorer in enumerate(spec.scorers):
-            name = getattr(scorer, "connection", None)
-            if name is None:
-                continue
-            field = f"scorers[{i}].connection"
-            conn = connection(name)
-            if conn is None:
-                raise HTTPException(400, {"error": f"{field}: no connection named {name!r}", "field": field})
-            if isinstance(scorer, AutoevalsSpec) and (problem := connection_problem(conn)):
-                raise HTTPException(400, {"error": f"{field}: {problem}", "field": field})
+        if problems := scorer_connection_problems(spec, connection):
+            field, problem = problems[0]
+            raise HTTPException(400, {"error": problem, "field": field})
 
     def key_problems(spec: RuleSpec) -> list[str]:
         out = []

@@ -137,3 +137,64 @@ def test_online_reads_the_connections_table(tmp_path: Path) -> None:
                   env={f"{absent}_FILE": "k"})  # fmt: skip
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
     assert replaced.stdout.count("stored (openai") == 1 and f"key {absent}_FILE set" in replaced.stdout
+
+
+RULES = """
+rules:
+  - name: judged
+    project: p-file
+    scope: span
+    scorers:
+      - {{type: llm_judge, name: helpful, connection: {judge}, criteria: "Is it helpful?"}}
+      - {{type: autoevals, name: Factuality, connection: {autoevals}}}
+"""
+
+
+def start_with_files(
+    tmp_path: Path, judge: str, autoevals: str, keys: tuple[str, str]
+) -> subprocess.Popen[str]:
+    config = config_with(tmp_path, CONNECTIONS.format(present=keys[0], absent=keys[1]))
+    (tmp_path / "rules.yaml").write_text(RULES.format(judge=judge, autoevals=autoevals))
+    config.write_text(config.read_text() + f"rules:\n  file: {tmp_path / 'rules.yaml'}\n")
+    cmd = [
+        sys.executable, "-m", "tracejudge", "run", "--config", str(config), "--data-dir", str(tmp_path / "data"),
+        "--otlp-grpc-port", "0", "--otlp-http-port", "0", "--api-port", "0",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize(
+    ("judge", "autoevals", "problem"),
+    [
+        ("nowhere", "with-key", "scorers[0].connection: no connection named 'nowhere'"),
+        (
+            "with-key",
+            "without-key",
+            "scorers[1].connection: connection 'without-key' is anthropic messages: ",
+        ),
+    ],
+)
+def test_the_rules_file_is_checked_against_the_connections_at_start_up(
+    tmp_path: Path, keys: tuple[str, str], judge: str, autoevals: str, problem: str
+) -> None:
+    """A rules file applied at start-up gets the rules API's connection checks: a judge naming no connection, or
+    an autoevals scorer on a non-OpenAI connection, fails start-up (exit 2) naming the rule and the field."""
+    proc = start_with_files(tmp_path, judge, autoevals, keys)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert f"start-up failed: rules file {tmp_path / 'rules.yaml'}: rule p-file/judged: {problem}" in out
+
+
+def test_a_rules_file_whose_connections_exist_is_applied(tmp_path: Path, keys: tuple[str, str]) -> None:
+    """The connections file is applied before the rules file, so its rules may name its connections."""
+    config = config_with(tmp_path, CONNECTIONS.format(present=keys[0], absent=keys[1]))
+    (tmp_path / "rules.yaml").write_text(RULES.format(judge="without-key", autoevals="with-key"))
+    config.write_text(config.read_text() + f"rules:\n  file: {tmp_path / 'rules.yaml'}\n")
+    service = ServiceProcess(tmp_path / "data", args=["--config", str(config)]).start()
+    try:
+        rules = service.get_json("/api/v1/rules?project=p-file")["rules"]
+        assert [(r["name"], [s["connection"] for s in r["scorers"]]) for r in rules] == [
+            ("judged", ["without-key", "with-key"])
+        ]
+    finally:
+        assert service.stop() == 0
