@@ -231,6 +231,13 @@ class JudgingConfig(_Section):
     breaker_cooldown_s: float = Field(
         30.0, gt=0, description="How long an open breaker sheds calls (seconds)."
     )
+    eof_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="With flow.recovery off, how long a stop waits for judge calls still running; calls cut "
+        "then get a JudgeCancelled error row (nothing would redo them). With recovery on, a stop does not wait: "
+        "their jobs run again after a restart.",
+    )
 
 
 class SinkConfig(_Section):

@@ -206,6 +206,7 @@ class Service:
             RuleBudgets(),
             Pending(s.judging.max_pending),
             s.flow.recovery,
+            s.judging.eof_wait_s,
         )
         return ScoringPlan(
             records=WalRecordSource(self.wal, self.flow_stop),
@@ -326,7 +327,8 @@ class Service:
                 t.join()
         # The flow has ended, so no answer would be collected any more: cancel the calls still running now. With
         # recovery their jobs are in the judge step's last snapshot and run again after a restart; without it
-        # the step waited for every call at the end of its input, and none is left.
+        # the step waited for the calls at the end of its input (up to judging.eof_wait_s, then cut them, each
+        # with a JudgeCancelled row), and none is left.
         self.executor.stop(grace_s=0.0)
         self.span_store.join()
         self.reclaimer.stop()

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -151,6 +151,9 @@ class JudgeContext:
     budgets: RuleBudgets
     pending: Pending
     keep_open_at_eof: bool
+    eof_wait_s: float = (
+        60.0  # without recovery: how long the end of input waits for calls (judging.eof_wait_s)
+    )
 
 
 Output = tuple[str, Any]  # ("scores", ScoreRow) or ("judge_spans", dict)
@@ -183,6 +186,15 @@ def unsent_row(job: JudgeJob, conn: ConnectionSpec, problem: str) -> ScoreRow:
         job, error=f"{JudgeRequestError.__name__}: {problem}"[:2000], model=conn.model,
         metadata={"connection": conn.name, "attempts": "0"},
     )  # fmt: skip
+
+
+def _cancelled(started_ns: int, waited_s: float) -> CallResult:
+    """The result of a call cut at the end of input without recovery."""
+    msg = (
+        f"JudgeCancelled: the service stopped with the call still running after {waited_s:g} s "
+        "(judging.eof_wait_s); flow.recovery is off, so no restart redoes it: a rewind re-scores the trace"
+    )
+    return CallResult(None, msg, "JudgeCancelled", 0, (time.time_ns() - started_ns) / 1e6)
 
 
 def result_outputs(job: JudgeJob, conn: ConnectionSpec, result: CallResult, started_ns: int) -> list[Output]:
@@ -272,14 +284,23 @@ class JudgeLogic(StatefulBatchLogic[JudgeJob, Output, list[JudgeJob]]):
             self._pending.append((calls, fut, time.time_ns()))
         return out
 
-    def _harvest(self, wait: bool = False) -> list[Output]:
+    def _harvest(self, deadline: float | None = None) -> list[Output]:
+        """Rows and spans of the batches whose calls are done; with a `deadline` (time.monotonic()), wait for
+        every batch until then, and cancel those still running at it: each of their calls gets a
+        JudgeCancelled error row, since nothing would redo them (the end of input without recovery)."""
         out: list[Output] = []
         still = []
         for calls, fut, started in self._pending:
-            if not wait and not fut.done():
+            if deadline is None and not fut.done():
                 still.append((calls, fut, started))
                 continue
-            results = fut.result()
+            try:
+                results = fut.result(
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+            except (TimeoutError, CancelledError):
+                fut.cancel()
+                results = [_cancelled(started, self._ctx.eof_wait_s)] * len(calls)
             self._ctx.pending.release(len(calls))
             for (job, conn), result in zip(calls, results, strict=True):
                 outputs = result_outputs(job, conn, result, started)
@@ -303,7 +324,9 @@ class JudgeLogic(StatefulBatchLogic[JudgeJob, Output, list[JudgeJob]]):
         out, self._early = self._early, []
         if self._ctx.keep_open_at_eof:
             return out, StatefulBatchLogic.RETAIN  # pending jobs stay in the snapshot and run after a restart
-        return out + self._harvest(wait=True), StatefulBatchLogic.RETAIN
+        return out + self._harvest(
+            deadline=time.monotonic() + self._ctx.eof_wait_s
+        ), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return datetime.now(UTC) + _POLL if self._pending or self._early else None

@@ -230,6 +230,40 @@ def test_the_judge_step_writes_rows_judge_spans_and_an_error_row(srv: FakeLLMSer
     assert len(srv.requests) == 2
 
 
+def test_without_recovery_the_end_of_input_waits_eof_wait_s_then_cuts_calls_into_error_rows(
+    srv: FakeLLMServer,
+) -> None:
+    """flow.recovery off: a stop cannot leave pending judge jobs to a restart, so the end of input waits for the
+    calls, but only `judging.eof_wait_s`: a call still running then is cancelled and gets a JudgeCancelled row
+    (never a silent loss, never an unbounded stop)."""
+    conn = make_spec(srv)
+    rule = compile_rule(
+        parse_rule({"id": "r1", "name": "facts", "project": "p", "scope": "span", "scorers": [FACT]})
+    )
+    spans = [span("c1", "It is Paris.", "Paris"), span("c2", "It is Lyon.", "Paris")]
+    jobs = [job for s in spans for job in jobs_for(EvalTask(rule, trace(*spans), s))]
+    srv.set_latency(30.0)
+    executor = JudgeExecutor(make_client, ExecutorConfig(max_backoff_s=0.05))
+    executor.start()
+    pending = Pending(10)
+    try:
+        ctx = JudgeContext(
+            executor, lambda name: conn if name == "fake" else None, RuleBudgets(), pending, False, 0.5
+        )
+        logic = JudgeLogic(ctx, None)
+        out, _ = logic.on_batch(jobs)
+        more, _ = logic.on_eof()
+    finally:
+        executor.stop(grace_s=0.0)
+    rows = [row for kind, row in [*out, *more] if kind == "scores"]
+    # Cut, not waited for: a full wait would have ended each call in JudgeTimeout (timeout_s 5, 3 retries).
+    assert sorted(r.span_id for r in rows) == ["c1", "c2"]
+    assert all(r.value is None and r.error.startswith("JudgeCancelled: the service stopped") for r in rows)
+    assert all("judging.eof_wait_s" in r.error and "rewind" in r.error for r in rows)
+    assert not [s for kind, s in more if kind == "judge_spans"]  # no answer, no judge span
+    assert logic.snapshot() == [] and pending.take(10) == 10  # nothing left pending or counted as pending
+
+
 # ---- end to end ---------------------------------------------------------------------------------------------
 
 
