@@ -238,3 +238,20 @@ def test_spans_of_unsampled_traces_stay_partial_and_are_completed_only_if_scored
     direct = ScoringStep(Rules(_rules(1, 1.0)), RuleStats(), None)(traces)
     want = [r for kind, batch_ in direct if kind == "scores" for r in batch_]
     assert rows and sorted((r.score_id, r.value) for r in rows) == sorted((r.score_id, r.value) for r in want)
+
+
+def test_the_flow_benchmark_runs_the_real_flow_and_scores_what_the_stages_score(tmp_path: Any) -> None:
+    """`bench/flow.py` (the Bytewax flow in-process, recovery on) scores exactly what the stage-by-stage path
+    of `bench/scoring.py` scores for the same requests: same rules, sampling 1, so the counts must agree."""
+    import json
+
+    from bench import flow, scoring
+
+    out = tmp_path / "flow.json"
+    args = ["--requests", "4", "--rules", "5", "--sampling-rate", "1", "--rate", "1000000", "--repeat", "1"]
+    assert flow.main([*args, "--json-out", str(out)]) == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    staged = scoring.run(requests=4, rules=5, sampling_rate=1.0, repeat=1, per_item=1)
+    assert run["spans"] == staged["spans"] == 2000
+    assert run["score_rows"] == staged["score_rows"] > 0
+    assert run["snapshots"] >= 1 and run["us_per_span"] > 0
