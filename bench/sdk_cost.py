@@ -168,13 +168,13 @@ def raw_httpx2_case(base: str, protocol: str, concurrency: int) -> tuple[Callabl
     import httpx2
 
     from connectors.llm import factory
-    from connectors.llm.factory import sdk_clients
 
     path, headers, body = raw_request(protocol)
     per_client = factory.CALLS_PER_SDK_CLIENT * 2
     limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     clients = [
-        httpx2.AsyncClient(base_url=base, limits=limits, timeout=60) for _ in range(sdk_clients(concurrency))
+        httpx2.AsyncClient(base_url=base, limits=limits, timeout=60)
+        for _ in range(factory.sdk_clients(concurrency))
     ]
     turn = [0]
 

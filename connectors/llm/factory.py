@@ -403,13 +403,13 @@ def _connection_failure(exc: BaseException) -> BaseException | None:
     """
     import aiohttp
 
-    seen: BaseException | None = exc
-    for _ in range(8):
-        seen = seen.__cause__ or seen.__context__ if seen is not None else None
-        if seen is None:
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(8):  # a short chain: SDK error <- httpx error <- aiohttp error
+        if cause is None:
             return None
-        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, TimeoutError):
-            return seen
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

@@ -8,7 +8,6 @@ end through a running service into ClickHouse.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from connectors.llm.base import JudgeAnswer
 from connectors.llm.factory import make_client
 from dataflow.errors import (
     JudgeBadResponse,
@@ -40,6 +38,7 @@ from dataflow.rules.model import compile_rule, parse_rule
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess
 from tests.integration.test_judges_e2e import wait_rows
+from tests.integration.test_llm_clients import judge, judge_error
 from tests.integration.test_rules_e2e import FAST_WINDOWS, call
 
 KEY_ENV = "TRACEJUDGE_TEST_AUTOEVALS_KEY"
@@ -88,25 +87,6 @@ def trace(*spans: Span) -> Trace:
 def fact_request(output: str, expected: str | None = "Paris") -> AutoevalsRequest:
     s = span("c1", output, expected)
     return build_request(AutoevalsSpec.model_validate(FACT), trace(s), s)
-
-
-def judge(spec: ConnectionSpec, request: AutoevalsRequest) -> JudgeAnswer:
-    async def run() -> JudgeAnswer:
-        client = make_client(spec)
-        try:
-            return await client.judge(request)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
-
-
-def judge_error(spec: ConnectionSpec, request: AutoevalsRequest) -> JudgeError:
-    try:
-        answer = judge(spec, request)
-    except JudgeError as exc:
-        return exc
-    raise AssertionError(f"expected a JudgeError, got {answer}")
 
 
 # ---- through the client -------------------------------------------------------------------------------------
