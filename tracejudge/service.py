@@ -39,9 +39,9 @@ from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
 from connectors.otlp.judge_spans import JudgeSpanSink
-from connectors.otlp.reclaim import Reclaimer
-from connectors.otlp.source import WalRecordSource
-from connectors.otlp.wal import Wal
+from connectors.wal.log import Wal
+from connectors.wal.reclaim import Reclaimer
+from connectors.wal.source import WalRecordSource
 from dataflow import metrics
 from dataflow.config import Settings
 from dataflow.errors import ConfigError, TracejudgeError

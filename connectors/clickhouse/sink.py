@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from connectors.clickhouse.client import ClickHouse
-from connectors.otlp.wal import Wal, _Partition, read_segment
+from connectors.wal.log import Wal, _Partition, read_segment
 from dataflow import metrics
 from dataflow.config import SinkConfig
 from dataflow.errors import SinkError, WalCorrupt

@@ -13,7 +13,7 @@ from typing import Literal
 from connectors.otlp.builder import Normalizer
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
 from connectors.otlp.decode_pool import DecodedPayload, DecodePool, to_payload
-from connectors.otlp.wal import Wal
+from connectors.wal.log import Wal
 from dataflow import metrics
 from dataflow.config import IngestConfig
 from dataflow.errors import WalError

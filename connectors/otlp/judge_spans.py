@@ -22,7 +22,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.otlp.builder import Normalizer, SpanBatchBuilder
-from connectors.otlp.wal import Wal
+from connectors.wal.log import Wal
 from dataflow import metrics
 from dataflow.errors import WalError
 from dataflow.judging.step import JUDGE_SCOPE

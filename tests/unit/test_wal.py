@@ -12,8 +12,8 @@ import pytest
 from connectors.clickhouse.sink import SpanStore
 from connectors.otlp.decode import decode_json
 from connectors.otlp.ingest import normalizer_from
-from connectors.otlp.source import WalRecordSource
-from connectors.otlp.wal import Wal, read_segment
+from connectors.wal.log import Wal, read_segment
+from connectors.wal.source import WalRecordSource
 from dataflow.config import IngestConfig, WalConfig
 from dataflow.errors import WalCorrupt, WalError, WalFull
 from dataflow.model import SpanBlock
@@ -190,7 +190,7 @@ def test_span_store_stores_sealed_segments_in_order_once_and_resumes_at_its_curs
 def test_a_failed_write_answers_the_callers_and_the_log_keeps_working(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.otlp.wal as walmod
+    import connectors.wal.log as walmod
 
     wal = Wal(tmp_path / "wal", WalConfig(segment_max_age_s=60))
     wal.start()

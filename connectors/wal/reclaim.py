@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from connectors.otlp.wal import Wal
+from connectors.wal.log import Wal
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class RecoveryReader:
     def _ensure(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "connectors.otlp.reclaim", str(self._dir)],
+                [sys.executable, "-m", "connectors.wal.reclaim", str(self._dir)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.otlp.wal import Wal, _Partition, read_records_from
+from connectors.wal.log import Wal, _Partition, read_records_from
 from dataflow.errors import WalCorrupt
 from dataflow.model import SpanRecords
 
