@@ -95,8 +95,8 @@ def fake_server(latency: float) -> Iterator[str]:
 
 
 def judge_client_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], Awaitable[Any]], Any]:
-    from connectors.llm.base import JudgeRequest
     from connectors.llm.factory import make_client
+    from dataflow.judging.client import JudgeRequest
     from dataflow.judging.connections import ConnectionSpec
 
     provider = "anthropic" if protocol == "messages" else "openai"
@@ -167,14 +167,14 @@ def raw_request(protocol: str) -> tuple[str, dict[str, str], dict[str, Any]]:
 def raw_httpx2_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], Awaitable[Any]], Any]:
     import httpx2
 
-    from connectors.llm import factory
+    from connectors.llm import sdk
 
     path, headers, body = raw_request(protocol)
-    per_client = factory.CALLS_PER_SDK_CLIENT * 2
+    per_client = sdk.CALLS_PER_SDK_CLIENT * 2
     limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     clients = [
         httpx2.AsyncClient(base_url=base, limits=limits, timeout=60)
-        for _ in range(factory.sdk_clients(concurrency))
+        for _ in range(sdk.sdk_clients(concurrency))
     ]
     turn = [0]
 
@@ -292,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         "--calls-per-client",
         type=int,
         default=None,
-        help="override connectors.llm.factory.CALLS_PER_SDK_CLIENT (calls in flight per SDK client)",
+        help="override connectors.llm.sdk.CALLS_PER_SDK_CLIENT (calls in flight per SDK client)",
     )
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
     if args.calls_per_client:
-        from connectors.llm import factory
+        from connectors.llm import sdk
 
-        factory.CALLS_PER_SDK_CLIENT = args.calls_per_client
+        sdk.CALLS_PER_SDK_CLIENT = args.calls_per_client
     os.environ[KEY_ENV] = "bench-key"
     cores = os.cpu_count() or 1
     print(

@@ -11,21 +11,20 @@ from typing import Any
 
 import anthropic
 
-from connectors.llm.base import JudgeAnswer, JudgeRequest
-from connectors.llm.factory import (
+from connectors.llm.answers import (
     TOOL_NAME,
-    SdkJudgeClient,
     answer_schema,
     as_int,
     bad_answer,
     call_params,
     parse_answer,
-    pool_limits,
-    sdk_error,
     text_body_error,
     who,
 )
+from connectors.llm.errors import sdk_error
+from connectors.llm.sdk import SdkJudgeClient, pool_limits
 from dataflow.errors import JudgeError, JudgeRequestError
+from dataflow.judging.client import JudgeAnswer, JudgeRequest
 
 DEFAULT_MAX_TOKENS = 1024
 

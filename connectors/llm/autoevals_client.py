@@ -29,8 +29,7 @@ from autoevals import llm as autoevals_llm
 from autoevals.oai import LLMClient
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
-from connectors.llm.base import JudgeAnswer
-from connectors.llm.factory import (
+from connectors.llm.answers import (
     as_int,
     bad_answer,
     call_params,
@@ -41,6 +40,7 @@ from connectors.llm.factory import (
 )
 from dataflow.errors import JudgeError, JudgeRequestError
 from dataflow.judging.autoevals_scorer import EVALUATORS, AutoevalsRequest, connection_problem
+from dataflow.judging.client import JudgeAnswer
 from dataflow.judging.connections import ConnectionSpec
 
 TOOL = "select_choice"  # the function autoevals' classifiers ask the model to call

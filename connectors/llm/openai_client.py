@@ -13,20 +13,19 @@ import openai
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from connectors.llm.base import JudgeAnswer, JudgeRequest
-from connectors.llm.factory import (
-    SdkJudgeClient,
+from connectors.llm.answers import (
     answer_schema,
     as_int,
     bad_answer,
     call_params,
     parse_answer,
-    pool_limits,
     schema_name,
-    sdk_error,
     text_body_error,
 )
+from connectors.llm.errors import sdk_error
+from connectors.llm.sdk import SdkJudgeClient, pool_limits
 from dataflow.errors import JudgeError
+from dataflow.judging.client import JudgeAnswer, JudgeRequest
 
 _SHAPE_ERRORS = (AttributeError, TypeError, IndexError, KeyError)
 

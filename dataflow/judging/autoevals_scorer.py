@@ -6,7 +6,7 @@ The classifier's own prompt and choice scores are used; its score (0..1) is the 
 string value, its reasoning the Comment; `Passed` is score >= threshold when a threshold is set.
 
 What the evaluator reads: `input` and `output` are the scored span's (span scope) or the trace's root span's
-(trace scope), each cut to `judge.MAX_FIELD_CHARS`. Its other variables (Factuality's `expected`, ClosedQA's
+(trace scope), each cut to `scorer.MAX_FIELD_CHARS`. Its other variables (Factuality's `expected`, ClosedQA's
 `criteria`, Translation's `language`, Battle's `instructions`) come, first found wins, from the span attribute
 named in `attributes` (default: `tracejudge.<variable>`, e.g. `tracejudge.expected`), then from the literal in
 `args`; Battle's `instructions` fall back to the input. A variable that is still missing makes the call fail
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.llm.base import JudgeAnswer, JudgeRequest
 from dataflow.errors import RuleCompileError
-from dataflow.judging.judge import MAX_FIELD_CHARS, JudgedScore, cut
+from dataflow.judging.client import JudgeAnswer, JudgeRequest
+from dataflow.judging.scorer import MAX_FIELD_CHARS, JudgedScore, cut
 from dataflow.model import Span, Trace
 
 if TYPE_CHECKING:
@@ -110,8 +110,71 @@ class AutoevalsSpec(BaseModel):
         """The span attribute keys this scorer reads (the rules' `span_needs` must keep them)."""
         return frozenset(self.attribute_key(v) for v in self.variables())
 
+    def compiled(self, where: str) -> AutoevalsSpec:
+        """Check the evaluator and its variables; raise RuleCompileError naming the field."""
+        key = f"{where}.evaluator" if self.evaluator else f"{where}.name"
+        name = self.evaluator_name
+        if name not in EVALUATORS:
+            known = ", ".join(EVALUATORS)
+            if name in _REFUSED:
+                msg = (
+                    f"{key}: autoevals {name!r} cannot run as a scorer ({_REFUSED[name]}); supported: {known}"
+                )
+                raise RuleCompileError(msg)
+            close = [k for k in EVALUATORS if k.casefold() == name.casefold()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            msg = f"{key}: unknown autoevals evaluator {name!r}{hint}; supported: {known}"
+            raise RuleCompileError(msg)
+        allowed = self.variables()
+        for part in ("args", "attributes"):
+            values: dict[str, str] = getattr(self, part)
+            for variable, value in values.items():
+                if variable not in allowed:
+                    takes = ", ".join(allowed) if allowed else "nothing besides input and output"
+                    msg = f"{where}.{part}.{variable}: {name} takes {takes} (input and output come from the span)"
+                    raise RuleCompileError(msg)
+                if part == "attributes" and not value.strip():
+                    msg = f"{where}.attributes.{variable}: the attribute key must not be empty"
+                    raise RuleCompileError(msg)
+        return self
+
+    def connection_problem(self, conn: ConnectionSpec) -> str:
+        """'' for an OpenAI connection; else why it cannot run autoevals classifiers."""
+        return connection_problem(conn)
+
     def build_request(self, trace: Trace, span: Span | None) -> AutoevalsRequest:
-        return build_request(self, trace, span)
+        """The evaluator's arguments from the span (span scope) or the trace's root span (trace scope); a
+        variable that is missing sets the request's `problem`."""
+        subject = span if span is not None else trace.root
+        inp = cut(subject.input, MAX_FIELD_CHARS) if subject else ""
+        out = cut(subject.output, MAX_FIELD_CHARS) if subject else ""
+        attrs: Mapping[str, str] = subject.attributes if subject else {}
+        arguments = {"input": inp, "output": out}
+        missing: list[str] = []
+        for variable in self.variables():
+            value = attrs.get(self.attribute_key(variable)) or self.args.get(variable) or ""
+            if not value and variable in FROM_INPUT:
+                value = inp
+            if not value:
+                missing.append(variable)
+            arguments[variable] = cut(value, MAX_FIELD_CHARS)
+        name = self.evaluator_name
+        problem = ""
+        if missing:
+            where = "the span" if span is not None else "the trace's root span"
+            problem = "; ".join(
+                f"autoevals {name} needs `{v}`: {where} has no attribute {self.attribute_key(v)!r} "
+                f"(or it is empty) and args.{v} is not set"
+                for v in missing
+            )
+        shown = "\n".join(f"<{k}>{v}</{k}>" for k, v in arguments.items())
+        return AutoevalsRequest(
+            system="",
+            prompt=f"autoevals {name}\n{shown}",
+            evaluator=name,
+            arguments=arguments,
+            problem=problem,
+        )
 
     def interpret(self, answer: JudgeAnswer) -> JudgedScore:
         """autoevals already mapped its choice to a 0..1 score: that is the value, the choice the label."""
@@ -125,69 +188,12 @@ class AutoevalsRequest(JudgeRequest):
     """A judge call that runs an autoevals classifier (connectors/llm/autoevals_client.py) instead of `prompt`.
 
     `prompt` shows what was scored (it is the judge span's input and the token estimate); `arguments` are the
-    classifier's keyword arguments (output, input, expected...); a non-empty `problem` fails the call unsent.
+    classifier's keyword arguments (output, input, expected...); a non-empty `problem` (a missing variable)
+    fails the call unsent.
     """
 
     evaluator: str = ""
     arguments: Mapping[str, str] = field(default_factory=dict)
-    problem: str = ""
-
-
-def compile_autoevals(spec: AutoevalsSpec, where: str) -> AutoevalsSpec:
-    """Check the evaluator and its variables; raise RuleCompileError naming the field."""
-    key = f"{where}.evaluator" if spec.evaluator else f"{where}.name"
-    name = spec.evaluator_name
-    if name not in EVALUATORS:
-        known = ", ".join(EVALUATORS)
-        if name in _REFUSED:
-            msg = f"{key}: autoevals {name!r} cannot run as a scorer ({_REFUSED[name]}); supported: {known}"
-            raise RuleCompileError(msg)
-        close = [k for k in EVALUATORS if k.casefold() == name.casefold()]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        msg = f"{key}: unknown autoevals evaluator {name!r}{hint}; supported: {known}"
-        raise RuleCompileError(msg)
-    allowed = spec.variables()
-    for part in ("args", "attributes"):
-        values: dict[str, str] = getattr(spec, part)
-        for variable, value in values.items():
-            if variable not in allowed:
-                takes = ", ".join(allowed) if allowed else "nothing besides input and output"
-                msg = f"{where}.{part}.{variable}: {name} takes {takes} (input and output come from the span)"
-                raise RuleCompileError(msg)
-            if part == "attributes" and not value.strip():
-                msg = f"{where}.attributes.{variable}: the attribute key must not be empty"
-                raise RuleCompileError(msg)
-    return spec
-
-
-def build_request(spec: AutoevalsSpec, trace: Trace, span: Span | None) -> AutoevalsRequest:
-    """The evaluator's arguments from the span (span scope) or the trace's root span (trace scope)."""
-    subject = span if span is not None else trace.root
-    inp = cut(subject.input, MAX_FIELD_CHARS) if subject else ""
-    out = cut(subject.output, MAX_FIELD_CHARS) if subject else ""
-    attrs: Mapping[str, str] = subject.attributes if subject else {}
-    arguments = {"input": inp, "output": out}
-    missing: list[str] = []
-    for variable in spec.variables():
-        value = attrs.get(spec.attribute_key(variable)) or spec.args.get(variable) or ""
-        if not value and variable in FROM_INPUT:
-            value = inp
-        if not value:
-            missing.append(variable)
-        arguments[variable] = cut(value, MAX_FIELD_CHARS)
-    name = spec.evaluator_name
-    problem = ""
-    if missing:
-        where = "the span" if span is not None else "the trace's root span"
-        problem = "; ".join(
-            f"autoevals {name} needs `{v}`: {where} has no attribute {spec.attribute_key(v)!r} "
-            f"(or it is empty) and args.{v} is not set"
-            for v in missing
-        )
-    shown = "\n".join(f"<{k}>{v}</{k}>" for k, v in arguments.items())
-    return AutoevalsRequest(
-        system="", prompt=f"autoevals {name}\n{shown}", evaluator=name, arguments=arguments, problem=problem
-    )
 
 
 def connection_problem(conn: ConnectionSpec) -> str:
@@ -198,12 +204,3 @@ def connection_problem(conn: ConnectionSpec) -> str:
         f"connection {conn.name!r} is {conn.provider} {conn.protocol}: autoevals scorers need an OpenAI "
         "connection (protocol chat_completions or responses)"
     )
-
-
-def unsent_problem(request: JudgeRequest, conn: ConnectionSpec) -> str:
-    """Why this autoevals call would fail before anything is sent (a variable is missing, or `conn` is not an
-    OpenAI connection); '' when it can be sent or is not an autoevals call. The judge step refuses such a job
-    up front, with the row the call would have ended in (connectors/llm/autoevals_client.py checks again)."""
-    if not isinstance(request, AutoevalsRequest):
-        return ""
-    return request.problem or connection_problem(conn)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dataflow.judging.autoevals_scorer import AutoevalsSpec, connection_problem
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.rules.model import RuleSpec
 
@@ -18,14 +17,11 @@ def scorer_connection_problems(
     on a non-OpenAI connection); [] when every judge scorer can call its connection. A missing API key is not
     a problem here: it is reported by `config check`, the API's rule documents and the rule status."""
     problems = []
-    for i, scorer in enumerate(spec.scorers):
-        name = getattr(scorer, "connection", None)
-        if name is None:
-            continue
+    for i, scorer in spec.judge_scorers():
         field = f"scorers[{i}].connection"
-        conn = connection(name)
+        conn = connection(scorer.connection)
         if conn is None:
-            problems.append((field, f"{field}: no connection named {name!r}"))
-        elif isinstance(scorer, AutoevalsSpec) and (problem := connection_problem(conn)):
+            problems.append((field, f"{field}: no connection named {scorer.connection!r}"))
+        elif problem := scorer.connection_problem(conn):
             problems.append((field, f"{field}: {problem}"))
     return problems

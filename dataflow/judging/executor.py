@@ -22,10 +22,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.llm.base import JudgeAnswer, JudgeClient, JudgeRequest
 from dataflow import metrics
 from dataflow.errors import JudgeBadResponse, JudgeError, JudgeRateLimited, JudgeServerError
 from dataflow.judging.breaker import CircuitBreaker
+from dataflow.judging.client import JudgeAnswer, JudgeClient, JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 
 logger = logging.getLogger(__name__)

@@ -13,18 +13,17 @@ marked "[... N more characters]".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connectors.llm.base import JudgeAnswer, JudgeRequest
+from dataflow.judging.client import JudgeAnswer, JudgeRequest
+from dataflow.judging.scorer import MAX_FIELD_CHARS, JudgedScore, cut
 from dataflow.model import Span, Trace
 
-if TYPE_CHECKING:  # autoevals_scorer imports this module
-    from dataflow.judging.autoevals_scorer import AutoevalsSpec
+if TYPE_CHECKING:
+    from dataflow.judging.connections import ConnectionSpec
 
-MAX_FIELD_CHARS = 8_000
 MAX_SPAN_FIELD_CHARS = 1_500
 MAX_TRACE_CHARS = 24_000
 
@@ -81,11 +80,56 @@ class LlmJudgeSpec(BaseModel):
                 raise ValueError(msg) from exc
         return self
 
+    def compiled(self, where: str) -> LlmJudgeSpec:
+        """Nothing to check beyond the model's own validation."""
+        return self
 
-def cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}[... {len(text) - limit} more characters]"
+    def connection_problem(self, conn: ConnectionSpec) -> str:
+        """Every connection can run an LLM judge."""
+        return ""
+
+    def attribute_keys(self) -> frozenset[str]:
+        """An LLM judge reads the input and output only."""
+        return frozenset()
+
+    def build_request(self, trace: Trace, span: Span | None) -> JudgeRequest:
+        """The prompt for `span` (span scope) or the whole trace (span None), cut to the prompt budget."""
+        subject_span = span if span is not None else trace.root
+        inp = cut(subject_span.input if subject_span else "", MAX_FIELD_CHARS)
+        out = cut(subject_span.output if subject_span else "", MAX_FIELD_CHARS)
+        spans = render_spans(trace) if span is None else ""
+        if self.prompt is not None:
+            prompt = self.prompt.format(criteria=self.criteria, input=inp, output=out, spans=spans)
+        else:
+            if span is None:
+                subject = f"The trace's spans, in order:\n{spans}\n\nThe trace's input and output:\n<input>{inp}</input>\n<output>{out}</output>"
+            else:
+                subject = f"<input>{inp}</input>\n<output>{out}</output>"
+            hint = f" (or choose one of: {', '.join(self.choices)})" if self.choices else ""
+            prompt = DEFAULT_TEMPLATE.format(
+                criteria=self.criteria, subject=subject, min_score=_num(self.min_score), max_score=_num(self.max_score),
+                choices_hint=hint,
+            )  # fmt: skip
+        return JudgeRequest(
+            system=SYSTEM_PROMPT,
+            prompt=prompt,
+            min_score=self.min_score,
+            max_score=self.max_score,
+            choices=tuple(self.choices) if self.choices else (),
+        )
+
+    def interpret(self, answer: JudgeAnswer) -> JudgedScore:
+        """The answer as a score: normalised value, label for categorical judges, pass/fail by threshold."""
+        raw = answer.score
+        label = ""
+        if self.choices:
+            label = answer.choice or ""
+            raw = self.choices.get(label)
+        if raw is None:
+            return JudgedScore(None, label, "CATEGORICAL" if self.choices else "NUMERIC", None, None)
+        value = (raw - self.min_score) / (self.max_score - self.min_score)
+        passed = None if self.threshold is None else raw >= self.threshold
+        return JudgedScore(value, label, "CATEGORICAL" if self.choices else "NUMERIC", passed, raw)
 
 
 def render_spans(trace: Trace) -> str:
@@ -98,58 +142,5 @@ def render_spans(trace: Trace) -> str:
     return cut("\n".join(parts), MAX_TRACE_CHARS)
 
 
-def build_request(spec: LlmJudgeSpec | AutoevalsSpec, trace: Trace, span: Span | None) -> JudgeRequest:
-    if not isinstance(spec, LlmJudgeSpec):
-        return spec.build_request(trace, span)
-    subject_span = span if span is not None else trace.root
-    inp = cut(subject_span.input if subject_span else "", MAX_FIELD_CHARS)
-    out = cut(subject_span.output if subject_span else "", MAX_FIELD_CHARS)
-    spans = render_spans(trace) if span is None else ""
-    if spec.prompt is not None:
-        prompt = spec.prompt.format(criteria=spec.criteria, input=inp, output=out, spans=spans)
-    else:
-        if span is None:
-            subject = f"The trace's spans, in order:\n{spans}\n\nThe trace's input and output:\n<input>{inp}</input>\n<output>{out}</output>"
-        else:
-            subject = f"<input>{inp}</input>\n<output>{out}</output>"
-        hint = f" (or choose one of: {', '.join(spec.choices)})" if spec.choices else ""
-        prompt = DEFAULT_TEMPLATE.format(
-            criteria=spec.criteria, subject=subject, min_score=_num(spec.min_score), max_score=_num(spec.max_score),
-            choices_hint=hint,
-        )  # fmt: skip
-    return JudgeRequest(
-        system=SYSTEM_PROMPT,
-        prompt=prompt,
-        min_score=spec.min_score,
-        max_score=spec.max_score,
-        choices=tuple(spec.choices) if spec.choices else (),
-    )
-
-
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
-
-
-@dataclass(frozen=True)
-class JudgedScore:
-    value: float | None
-    string_value: str
-    data_type: str
-    passed: bool | None
-    raw_score: float | None
-
-
-def interpret(spec: LlmJudgeSpec | AutoevalsSpec, answer: JudgeAnswer) -> JudgedScore:
-    """The answer as a score: normalised value, label for categorical judges, pass/fail by threshold."""
-    if not isinstance(spec, LlmJudgeSpec):
-        return spec.interpret(answer)
-    raw = answer.score
-    label = ""
-    if spec.choices:
-        label = answer.choice or ""
-        raw = spec.choices.get(label)
-    if raw is None:
-        return JudgedScore(None, label, "CATEGORICAL" if spec.choices else "NUMERIC", None, None)
-    value = (raw - spec.min_score) / (spec.max_score - spec.min_score)
-    passed = None if spec.threshold is None else raw >= spec.threshold
-    return JudgedScore(value, label, "CATEGORICAL" if spec.choices else "NUMERIC", passed, raw)

@@ -23,13 +23,12 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from connectors.llm.base import JudgeRequest
 from dataflow import metrics
 from dataflow.errors import JudgeRequestError
-from dataflow.judging.autoevals_scorer import AutoevalsSpec, unsent_problem
+from dataflow.judging.client import JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult, JudgeExecutor
-from dataflow.judging.judge import LlmJudgeSpec, build_request, interpret
+from dataflow.judging.scorer import JudgeScorer
 from dataflow.model import ScoreRow
 from dataflow.rules.engine import EvalTask
 from dataflow.rules.model import score_id
@@ -54,7 +53,7 @@ class JudgeJob:
     rule_version: int
     max_calls_per_minute: float
     max_usd_per_hour: float
-    spec: LlmJudgeSpec | AutoevalsSpec
+    spec: JudgeScorer
     request: JudgeRequest
     trace_start_ns: int
     close_reason: str
@@ -82,7 +81,7 @@ def jobs_for(task: EvalTask) -> list[JudgeJob]:
             rule.spec.max_calls_per_minute,
             rule.spec.max_usd_per_hour,
             spec,
-            build_request(spec, trace, task.span),
+            spec.build_request(trace, task.span),
             start,
             trace.close_reason.value,
         )
@@ -204,7 +203,7 @@ def result_outputs(job: JudgeJob, conn: ConnectionSpec, result: CallResult, star
         return [("scores", _row(job, error=result.error, latency_ms=result.latency_ms, model=conn.model,
                                 metadata={"connection": conn.name, "attempts": str(result.attempts)}))]  # fmt: skip
     ans = result.answer
-    judged = interpret(job.spec, ans)
+    judged = job.spec.interpret(ans)
     cost = conn.cost_usd(ans.input_tokens, ans.output_tokens)
     meta = {"connection": conn.name, "attempts": str(result.attempts), "close_reason": job.close_reason}
     if judged.raw_score is not None:
@@ -269,7 +268,7 @@ class JudgeLogic(StatefulBatchLogic[JudgeJob, Output, list[JudgeJob]]):
                 )
             elif conn.key_problem():
                 out.append(("scores", _row(job, error=f"JudgeAuthError: {conn.key_problem()}")))
-            elif problem := unsent_problem(job.request, conn):
+            elif problem := job.request.problem or job.spec.connection_problem(conn):
                 out.append(("scores", unsent_row(job, conn, problem)))
             elif not self._ctx.budgets.admit(job):
                 out.append(("scores", shed_row(job, "budget", f"rule {job.rule_name!r} is over its budget")))

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dataflow.errors import RuleCompileError
-from dataflow.judging.autoevals_scorer import AutoevalsSpec, compile_autoevals
+from dataflow.judging.autoevals_scorer import AutoevalsSpec
 from dataflow.judging.judge import LlmJudgeSpec
 from dataflow.model import Span
 from dataflow.rules.filter import CompiledFilter, FilterError, compile_filter
@@ -69,6 +69,10 @@ class RuleSpec(BaseModel):
             raise ValueError(msg)
         return self
 
+    def judge_scorers(self) -> list[tuple[int, LlmJudgeSpec | AutoevalsSpec]]:
+        """The scorers that call a connection (LLM judges), with their positions in `scorers`."""
+        return [(i, s) for i, s in enumerate(self.scorers) if isinstance(s, LlmJudgeSpec | AutoevalsSpec)]
+
 
 @dataclass(frozen=True)
 class CompiledRule:
@@ -112,11 +116,7 @@ def compile_rule(spec: RuleSpec) -> CompiledRule:
         for i, s in enumerate(spec.scorers)
         if isinstance(s, CodeScorerSpec)
     )
-    judges = tuple(
-        compile_autoevals(s, where=f"scorers[{i}]") if isinstance(s, AutoevalsSpec) else s
-        for i, s in enumerate(spec.scorers)
-        if isinstance(s, LlmJudgeSpec | AutoevalsSpec)
-    )
+    judges = tuple(s.compiled(where=f"scorers[{i}]") for i, s in spec.judge_scorers())
     return CompiledRule(spec, flt, scorers, frozenset(spec.span_names), judges, hash64(spec.id))
 
 
@@ -185,9 +185,8 @@ def span_needs(rules: Iterable[CompiledRule]) -> SpanNeeds:
     for rule in rules:
         if any(":" in s.kind for s in rule.scorers):
             return SpanNeeds(None, None)
-        for judge in rule.judges:
-            if isinstance(judge, AutoevalsSpec):  # it reads its variables (e.g. expected) from attributes
-                attrs.update(judge.attribute_keys())
+        for judge in rule.judges:  # an autoevals scorer reads its variables (e.g. expected) from attributes
+            attrs.update(judge.attribute_keys())
         for label in rule.filter.fields:
             a = _key(label, "attributes['")
             r = _key(label, "resource['")

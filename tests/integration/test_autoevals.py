@@ -28,7 +28,7 @@ from dataflow.errors import (
     JudgeRequestError,
     JudgeServerError,
 )
-from dataflow.judging.autoevals_scorer import AutoevalsRequest, AutoevalsSpec, build_request
+from dataflow.judging.autoevals_scorer import AutoevalsRequest, AutoevalsSpec
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.judging.step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for
@@ -86,7 +86,7 @@ def trace(*spans: Span) -> Trace:
 
 def fact_request(output: str, expected: str | None = "Paris") -> AutoevalsRequest:
     s = span("c1", output, expected)
-    return build_request(AutoevalsSpec.model_validate(FACT), trace(s), s)
+    return AutoevalsSpec.model_validate(FACT).build_request(trace(s), s)
 
 
 # ---- through the client -------------------------------------------------------------------------------------

@@ -24,10 +24,12 @@ import httpx2  # the HTTP client both SDKs use (a dependency of theirs)
 import openai
 import pytest
 
+from connectors.llm.answers import parse_answer
 from connectors.llm.anthropic_client import AnthropicMessagesClient
-from connectors.llm.base import JudgeAnswer, JudgeClient, JudgeRequest
-from connectors.llm.factory import SdkJudgeClient, make_client, parse_answer, retry_after_s
+from connectors.llm.errors import retry_after_s
+from connectors.llm.factory import make_client
 from connectors.llm.openai_client import OpenAIChatClient, OpenAIResponsesClient
+from connectors.llm.sdk import SdkJudgeClient
 from dataflow.errors import (
     JudgeAuthError,
     JudgeBadResponse,
@@ -37,6 +39,7 @@ from dataflow.errors import (
     JudgeServerError,
     JudgeTimeout,
 )
+from dataflow.judging.client import JudgeAnswer, JudgeClient, JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import JudgeExecutor
 from tests.fakes.llm_server import FakeLLMServer
@@ -483,7 +486,7 @@ def test_the_http_pool_is_sized_to_max_concurrency(srv: FakeLLMServer, protocol:
 def test_calls_are_spread_over_several_sdk_clients(srv: FakeLLMServer, protocol: str) -> None:
     """One httpx pool's per-request work grows with its connections: a connection's calls go round a set of
     SDK clients, one per CALLS_PER_SDK_CLIENT concurrent calls."""
-    from connectors.llm.factory import CALLS_PER_SDK_CLIENT, sdk_clients
+    from connectors.llm.sdk import CALLS_PER_SDK_CLIENT, sdk_clients
 
     assert sdk_clients(1) == 1 and sdk_clients(CALLS_PER_SDK_CLIENT) == 1
     assert sdk_clients(CALLS_PER_SDK_CLIENT + 1) == 2
@@ -500,8 +503,8 @@ def test_calls_are_spread_over_several_sdk_clients(srv: FakeLLMServer, protocol:
 
 FIRST_CALLS = """
 import asyncio, os, sys
-from connectors.llm.base import JudgeRequest
 from connectors.llm.factory import load_sdks, make_client
+from dataflow.judging.client import JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from tests.fakes.llm_server import FakeLLMServer
 

@@ -18,8 +18,9 @@ from typing import Any
 import openai
 import pytest
 
-from connectors.llm.base import JudgeRequest
-from connectors.llm.factory import answer_schema, make_client, schema_name
+from connectors.llm.answers import answer_schema, schema_name
+from connectors.llm.factory import make_client
+from dataflow.judging.client import JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from tests.fakes.llm_server import FakeLLMServer
 

@@ -15,19 +15,18 @@ import autoevals.llm
 import pytest
 import yaml
 
-from connectors.llm.base import JudgeAnswer
 from dataflow import metrics
 from dataflow.errors import RuleCompileError
 from dataflow.judging.autoevals_scorer import (
     EVALUATORS,
     AutoevalsRequest,
     AutoevalsSpec,
-    build_request,
     connection_problem,
 )
+from dataflow.judging.client import JudgeAnswer
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult
-from dataflow.judging.judge import MAX_FIELD_CHARS, interpret
+from dataflow.judging.scorer import MAX_FIELD_CHARS
 from dataflow.judging.step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for, result_outputs
 from dataflow.model import CloseReason, Span, Trace
 from dataflow.rules.engine import EvalTask
@@ -166,7 +165,7 @@ def test_connection_problem_refuses_non_openai_connections() -> None:
 
 def test_span_scope_reads_the_span_and_its_expected_attribute() -> None:
     s = span("c1", out="It is Paris", **{"tracejudge.expected": "Paris"})
-    req = build_request(AutoevalsSpec.model_validate(FACT), trace(span("root", ""), s), s)
+    req = AutoevalsSpec.model_validate(FACT).build_request(trace(span("root", ""), s), s)
     assert isinstance(req, AutoevalsRequest) and req.evaluator == "Factuality" and req.problem == ""
     assert dict(req.arguments) == {
         "input": "Capital of France?",
@@ -180,7 +179,7 @@ def test_span_scope_reads_the_span_and_its_expected_attribute() -> None:
 def test_trace_scope_reads_the_root_span() -> None:
     root = span("root", "", inp="Q", out="root answer", **{"tracejudge.expected": "root expected"})
     child = span("c1", out="child answer", **{"tracejudge.expected": "child expected"})
-    req = build_request(AutoevalsSpec.model_validate(FACT), trace(child, root), None)
+    req = AutoevalsSpec.model_validate(FACT).build_request(trace(child, root), None)
     assert dict(req.arguments) == {"input": "Q", "output": "root answer", "expected": "root expected"}
 
 
@@ -189,9 +188,9 @@ def test_expected_sources_attribute_first_then_args() -> None:
         {**FACT, "attributes": {"expected": "gold"}, "args": {"expected": "lit"}}
     )
     with_attr = span("c1", gold="from attribute", **{"tracejudge.expected": "ignored"})
-    assert build_request(named, trace(with_attr), with_attr).arguments["expected"] == "from attribute"
+    assert named.build_request(trace(with_attr), with_attr).arguments["expected"] == "from attribute"
     empty = span("c1", gold="")
-    assert build_request(named, trace(empty), empty).arguments["expected"] == "lit"
+    assert named.build_request(trace(empty), empty).arguments["expected"] == "lit"
     assert named.attribute_keys() == frozenset({"gold"})
 
 
@@ -199,29 +198,29 @@ def test_battle_instructions_default_to_the_input_and_closed_qa_takes_criteria()
     battle = AutoevalsSpec.model_validate({"type": "autoevals", "name": "Battle", "connection": "c",
                                            "args": {"expected": "reference"}})  # fmt: skip
     s = span("c1", inp="Sort a list")
-    assert build_request(battle, trace(s), s).arguments == {
+    assert battle.build_request(trace(s), s).arguments == {
         "input": "Sort a list", "output": "Paris", "instructions": "Sort a list", "expected": "reference"
     }  # fmt: skip
     qa = AutoevalsSpec.model_validate({"type": "autoevals", "name": "ClosedQA", "connection": "c",
                                        "args": {"criteria": "Names a city"}})  # fmt: skip
-    assert build_request(qa, trace(s), s).arguments["criteria"] == "Names a city"
+    assert qa.build_request(trace(s), s).arguments["criteria"] == "Names a city"
 
 
 def test_long_fields_are_cut_to_the_prompt_budget() -> None:
     s = span("c1", inp="i" * (MAX_FIELD_CHARS + 10), out="o" * 9000, **{"tracejudge.expected": "e" * 9000})
-    args = build_request(AutoevalsSpec.model_validate(FACT), trace(s), s).arguments
+    args = AutoevalsSpec.model_validate(FACT).build_request(trace(s), s).arguments
     assert args["input"] == "i" * MAX_FIELD_CHARS + "[... 10 more characters]"
     assert all(len(v) < MAX_FIELD_CHARS + 40 for v in args.values())
 
 
 def test_a_missing_expected_is_a_problem_that_names_its_sources() -> None:
     s = span("c1")
-    req = build_request(AutoevalsSpec.model_validate(FACT), trace(s), s)
+    req = AutoevalsSpec.model_validate(FACT).build_request(trace(s), s)
     assert req.problem == (
         "autoevals Factuality needs `expected`: the span has no attribute 'tracejudge.expected' (or it is empty) "
         "and args.expected is not set"
     )
-    req = build_request(AutoevalsSpec.model_validate(FACT), trace(s), None)
+    req = AutoevalsSpec.model_validate(FACT).build_request(trace(s), None)
     assert "the trace's root span has no attribute" in req.problem
 
 
@@ -271,11 +270,11 @@ def test_an_answer_becomes_a_categorical_row_and_a_judge_span() -> None:
 
 def test_interpret_without_a_threshold_leaves_passed_unset() -> None:
     spec = AutoevalsSpec.model_validate(FACT)
-    judged = interpret(spec, JudgeAnswer(0.0, "D", "disagrees", 1, 1, "m", ""))
+    judged = spec.interpret(JudgeAnswer(0.0, "D", "disagrees", 1, 1, "m", ""))
     assert (judged.value, judged.string_value, judged.passed, judged.raw_score) == (0.0, "D", None, 0.0)
-    assert interpret(
-        spec.model_copy(update={"threshold": 0.0}), JudgeAnswer(0.0, "D", "", 1, 1, "m", "")
-    ).passed
+    assert (
+        spec.model_copy(update={"threshold": 0.0}).interpret(JudgeAnswer(0.0, "D", "", 1, 1, "m", "")).passed
+    )
 
 
 def test_a_failed_call_is_an_error_row_without_a_judge_span() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from connectors.llm.base import JudgeAnswer, JudgeRequest
 from dataflow import metrics
 from dataflow.errors import JudgeAuthError, JudgeBadResponse, JudgeError, JudgeRateLimited, JudgeServerError
+from dataflow.judging.client import JudgeAnswer, JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor, TokenBucket
 

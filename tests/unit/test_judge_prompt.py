@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connectors.llm.base import JudgeAnswer
-from dataflow.judging.judge import MAX_FIELD_CHARS, LlmJudgeSpec, build_request, interpret
+from dataflow.judging.client import JudgeAnswer
+from dataflow.judging.judge import LlmJudgeSpec
+from dataflow.judging.scorer import MAX_FIELD_CHARS
 from dataflow.model import CloseReason, Span, Trace
 
 
@@ -29,7 +30,7 @@ def judge(**kw: Any) -> LlmJudgeSpec:
 
 
 def test_span_scope_prompt_has_criteria_input_output() -> None:
-    req = build_request(judge(min_score=1, max_score=5), TRACE, CHILD)
+    req = judge(min_score=1, max_score=5).build_request(TRACE, CHILD)
     assert "Answers the question." in req.prompt
     assert "<input>lookup France</input>" in req.prompt and "<output>capital=Paris</output>" in req.prompt
     assert "from 1 to 5" in req.prompt and (req.min_score, req.max_score) == (1, 5)
@@ -37,20 +38,20 @@ def test_span_scope_prompt_has_criteria_input_output() -> None:
 
 
 def test_trace_scope_prompt_lists_spans_in_order_and_the_root_io() -> None:
-    req = build_request(judge(), TRACE, None)
+    req = judge().build_request(TRACE, None)
     assert req.prompt.index("[1] agent") < req.prompt.index("[2] tool")
     assert "<output>Paris</output>" in req.prompt
 
 
 def test_fields_are_cut_to_the_budget() -> None:
     long = span("3" * 16, "", "x" * (MAX_FIELD_CHARS + 500), "y")
-    req = build_request(judge(), Trace("a" * 32, (long,), CloseReason.ROOT_SETTLED, 0, 0, 0), long)
+    req = judge().build_request(Trace("a" * 32, (long,), CloseReason.ROOT_SETTLED, 0, 0, 0), long)
     assert "[... 500 more characters]" in req.prompt
 
 
 def test_custom_prompt_and_choices() -> None:
     spec = judge(prompt="Q: {input}\nA: {output}\nCriteria: {criteria}", choices={"good": 1, "bad": 0})
-    req = build_request(spec, TRACE, ROOT)
+    req = spec.build_request(TRACE, ROOT)
     assert req.prompt == "Q: What is the capital of France?\nA: Paris\nCriteria: Answers the question."
     assert req.choices == ("good", "bad")
 
@@ -76,14 +77,14 @@ def ans(score: float | None = None, choice: str | None = None) -> JudgeAnswer:
 
 def test_interpret_numeric_normalises_and_thresholds() -> None:
     spec = judge(min_score=1, max_score=5, threshold=4)
-    s = interpret(spec, ans(4))
+    s = spec.interpret(ans(4))
     assert (s.value, s.passed, s.raw_score, s.data_type) == (0.75, True, 4, "NUMERIC")
-    assert interpret(spec, ans(3)).passed is False
-    assert interpret(judge(), ans(0.5)).passed is None
+    assert spec.interpret(ans(3)).passed is False
+    assert judge().interpret(ans(0.5)).passed is None
 
 
 def test_interpret_categorical() -> None:
     spec = judge(choices={"great": 5, "ok": 3, "bad": 1}, threshold=3)
     assert (spec.min_score, spec.max_score) == (1, 5)
-    s = interpret(spec, ans(choice="ok"))
+    s = spec.interpret(ans(choice="ok"))
     assert (s.string_value, s.value, s.passed, s.data_type) == ("ok", 0.5, True, "CATEGORICAL")

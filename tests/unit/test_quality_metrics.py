@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from connectors.clickhouse.score_sink import ScoreWriter
-from connectors.llm.base import JudgeAnswer, JudgeRequest
 from dataflow import metrics
 from dataflow.config import SinkConfig
 from dataflow.errors import SinkError
+from dataflow.judging.client import JudgeAnswer, JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult, JudgeExecutor
 from dataflow.judging.judge import LlmJudgeSpec
