@@ -178,10 +178,6 @@ class Service:
             self.decode_pool = DecodePool(s.ingest.decode_workers, normalizer_from(s.ingest))
             lc.start(Step("decode-pool", self.decode_pool.warm_up, self.decode_pool.close))
         self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool)
-        receiver = GrpcReceiver(self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes)
-        self.ports["otlp_grpc"] = lc.start(receiver).port
-        logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
-
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
@@ -193,6 +189,10 @@ class Service:
             (build_api_app(api_state), listeners.sockets["api"]),
         ]
         lc.start(HttpServers(apps, self.stop_requested.set))
+        # gRPC last: a stop closes it first, then the HTTP servers
+        receiver = GrpcReceiver(self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes)
+        self.ports["otlp_grpc"] = lc.start(receiver).port
+        logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])
         logger.info(
             "listening: API on %s:%d (POST /api/v1/traces, /docs, /metrics)", s.host, self.ports["api"]

@@ -2,8 +2,8 @@
 
     python -m tests.integration.failed_start DATA_DIR GRPC_PORT
 
-The gRPC receiver is started after the log, the flow, the judge loop, the reloaders and the decode pool, so its
-taken port fails start-up late. Prints one JSON line: the exit code, the threads started by the run that are
+The gRPC receiver is started last (after the log, the flow, the judge loop, the reloaders, the decode pool and
+the HTTP servers), so its taken port fails start-up late. Prints one JSON line: the exit code, the threads started by the run that are
 still alive, child processes still running, files under DATA_DIR still open, and whether the HTTP ports it claimed
 can be claimed again. chDB allows one data directory per process, hence a process of its own.
 """

@@ -24,7 +24,8 @@ def test_a_start_failing_after_the_flow_started_stops_what_it_started(tmp_path: 
     report = json.loads(proc.stdout.splitlines()[-1])
     assert report["code"] == 2, proc.stderr
     assert "start-up failed: cannot bind OTLP/gRPC" in proc.stderr
-    # the flow, the log writers, the span store, the judge loop, the reloaders and the status writer all ended
+    # the HTTP servers, the flow, the log writers, the span store, the judge loop, the reloaders, the status
+    # writer: all ended
     assert report["threads"] == [], proc.stderr
     assert report["children"] == [], "the decode pool's workers (or the recovery reader) are still running"
     assert report["open_files"] == []
