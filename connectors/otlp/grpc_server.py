@@ -93,9 +93,12 @@ def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    msg = f"cannot bind OTLP/gRPC on {host}:{port}"
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # grpcio >= 1.60 raises where older versions returned 0
+        raise OSError(msg) from exc
     if bound == 0:
-        msg = f"cannot bind OTLP/gRPC on {host}:{port}"
         raise OSError(msg)
     server.start()
     return server, bound

@@ -134,6 +134,11 @@ class RuleStats:
             self._dirty.clear()
         return out
 
+    def mark_dirty(self, rule_ids: Iterable[str]) -> None:
+        """Mark counts as changed again (their write failed): the next `take_dirty` returns them."""
+        with self._lock:
+            self._dirty.update(rule_ids)
+
     def get(self, rule_id: str) -> RuleCounts:
         with self._lock:
             return RuleCounts(**vars(self._counts.get(rule_id, RuleCounts())))
