@@ -22,6 +22,7 @@ from dataflow.model import SPAN_COLUMNS, SPAN_KINDS, SPAN_SCHEMA, STATUS_CODES, 
 from dataflow.rules import CompiledFilter, FilterError, compile_filter
 from dataflow.rules.parser import MAX_NODES
 from dataflow.rules.python_compiler import case_maps, to_lower, to_upper
+from tests import builders
 
 FIXED_SEED = 20261123
 FILTERS_PER_RUN = 600
@@ -68,7 +69,7 @@ class Gen:
 
     def span(self, trace_id: str, index: int) -> Span:
         pick = self.rnd.choice
-        return Span(
+        return builders.span(
             trace_id=trace_id,
             span_id=f"{index:016x}",
             parent_span_id=pick(["", "", f"{index + 1000:016x}"]),
@@ -295,24 +296,11 @@ def test_random_filters_agree(chdb_client: ClickHouse, seed: int) -> None:
 
 
 def base_span(trace_id: str, index: int, **changes: Any) -> Span:
-    fields: dict[str, Any] = {
-        "trace_id": trace_id,
-        "span_id": f"{index:016x}",
-        "parent_span_id": "",
-        "name": "chat",
-        "kind": "Client",
-        "status_code": "Ok",
-        "status_message": "",
-        "service_name": "svc",
-        "project": "p",
-        "session_id": "",
-        "start_ns": 0,
-        "duration_ns": 1_500_000,
-        "input": "",
-        "output": "",
-    }
-    fields.update(changes)
-    return Span(**fields)
+    fields: dict[str, Any] = dict(
+        trace_id=trace_id, span_id=f"{index:016x}", name="chat", status_code="Ok", duration_ns=1_500_000,
+        input="", output="",
+    )  # fmt: skip
+    return builders.span(**(fields | changes))
 
 
 # (filter, span changes, expected) -- each a documented semantic, checked on both sides.
