@@ -33,6 +33,7 @@ def llm_server() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture
 def llm(llm_server: FakeLLMServer) -> FakeLLMServer:
-    """The module's fake LLM server, reset for this test: no faults, no latency, no reply, no requests logged."""
+    """The module's fake LLM server, reset for this test: no faults, latency, reply, logged requests or stats."""
     llm_server.reset()
+    llm_server.reset_stats()
     return llm_server

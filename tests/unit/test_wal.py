@@ -17,6 +17,7 @@ from connectors.wal.source import WalRecordSource
 from dataflow.config import IngestConfig, WalConfig
 from dataflow.errors import WalCorrupt, WalError, WalFull
 from dataflow.model import SpanBlock
+from tests.waiting import eventually
 
 FIXTURE = Path(__file__).resolve().parents[1] / "testdata" / "otlp" / "json_int64_as_strings.json"
 
@@ -27,11 +28,10 @@ def batch(n: int = 1) -> pa.RecordBatch:
     return pa.concat_batches([result.batch] * n) if n > 1 else result.batch
 
 
-def wait_sealed(wal: Wal, seq: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while wal.partitions[0].last_sealed < seq:
-        assert time.monotonic() < deadline, "segment was not sealed in time"
-        time.sleep(0.01)
+def wait_sealed(wal: Wal, seq: int, timeout: float = 10.0) -> None:
+    eventually(
+        lambda: wal.partitions[0].last_sealed >= seq, timeout=timeout, interval=0.01, message="not sealed"
+    )
 
 
 def test_append_is_durable_and_sealed_segments_read_back(tmp_path: Path) -> None:
