@@ -43,12 +43,12 @@ def wait_for_calls_in_flight(svc: ServiceProcess, llm: FakeLLMServer, at_least: 
 def test_a_stop_during_judging_exits_0_and_the_restart_judges_every_job(
     tmp_path: Path, llm: FakeLLMServer
 ) -> None:
-    llm.set_latency(SLOW_S)
     project = f"jstop-{uuid.uuid4().hex[:8]}"
     svc = ServiceProcess(tmp_path / "data", env=ENV).start()
     try:
         span_rule, trace_rule = create_rules(svc, llm, project)
         time.sleep(0.5)  # as in test_rules_e2e: this process reloaded already
+        llm.set_latency(SLOW_S)
         client = Client(svc.otlp_grpc, project)
         traces = []
         for i in range(TRACES):
