@@ -1,7 +1,7 @@
 """Builders for the records tests make over and over: spans, traces, rule bodies and OTLP/JSON requests.
 
-Each builder takes keyword arguments only and fills the rest with plain defaults, so a test names just the
-fields its assertions are about: `span(output="Paris")`, `trace(root, child)`, `rule(scope="span")`,
+Fields are keyword arguments (only the spans a trace or request holds are positional) with plain defaults,
+so a test names just the fields its assertions are about: `span(output="Paris")`, `trace(root, child)`, `rule(scope="span")`,
 `otlp_request(otlp_span(trace_id=t, span_id=s), resource={"tracejudge.project": p})`.
 """
 
