@@ -13,14 +13,16 @@ from dataflow.config import WindowConfig
 from dataflow.model import CloseReason, Span, Trace
 from dataflow.windowing.step import WindowShardLogic
 from dataflow.windowing.trace_window import ShardState, shard_of
+from tests import builders
 
 CFG = WindowConfig(settle_s=0.2, idle_gap_s=0.6, max_wait_s=5, shards=8)
 
 
 def span(trace: int, sid: int, root: bool = False) -> Span:
-    return Span(
-        f"{trace:032x}", f"{sid:016x}", "" if root else f"{sid + 1000:016x}", "s", "Internal", "Unset", "",
-        "svc", "p", "", sid, 1, "in", "out", {}, {},
+    parent = "" if root else f"{sid + 1000:016x}"
+    return builders.span(
+        trace_id=f"{trace:032x}", span_id=f"{sid:016x}", parent_span_id=parent, name="s", kind="Internal",
+        start_ns=sid, input="in", output="out",
     )  # fmt: skip
 
 

@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 _LISTEN = re.compile(r"listening: (OTLP/gRPC|OTLP/HTTP|API) on [^\s]+:(\d+)")
@@ -48,15 +49,18 @@ class ServiceProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("tracejudge exited during start-up:\n" + self.output)
-            if len(self.ports) == 3 and self.ready():
-                return self
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("tracejudge did not become ready:\n" + self.output)
+        try:
+            eventually(self._started, timeout=timeout, interval=0.05)
+        except AssertionError:
+            self.kill()
+            raise RuntimeError("tracejudge did not become ready:\n" + self.output) from None
+        return self
+
+    def _started(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError("tracejudge exited during start-up:\n" + self.output)
+        return len(self.ports) == 3 and self.ready()
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -124,14 +128,10 @@ class ServiceProcess:
 
     def wait_for(self, query: str, expected: Any, timeout: float = 30.0) -> Any:
         """Poll a scalar query until it equals `expected` (spans reach ClickHouse asynchronously)."""
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = self.scalar(query)
-            if value == expected:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"{query!r} = {value!r}, expected {expected!r}\n{self.output}")
+        return eventually(
+            lambda: self.scalar(query), until=lambda value: value == expected, timeout=timeout,
+            message=lambda: f"{query!r}: expected {expected!r}\n{self.output}",
+        )  # fmt: skip
 
 
 def http(

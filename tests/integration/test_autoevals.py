@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,11 @@ from dataflow.judging.autoevals_scorer import AutoevalsRequest, AutoevalsSpec
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.judging.step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for
-from dataflow.model import CloseReason, ScoreRow, Span, Trace
+from dataflow.model import ScoreRow, Span
 from dataflow.rules.engine import EvalTask
 from dataflow.rules.model import compile_rule, parse_rule
+from tests import builders
+from tests.builders import trace
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess
 from tests.integration.test_judges_e2e import wait_rows
@@ -47,17 +48,10 @@ PATHS = {"chat_completions": "/v1/chat/completions", "responses": "/v1/responses
 FACT: dict[str, Any] = {"type": "autoevals", "name": "Factuality", "connection": "fake", "threshold": 0.5}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
 @pytest.fixture
-def srv(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
-    server.reset()
+def srv(llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
     monkeypatch.setenv(KEY_ENV, "test-key")
-    return server
+    return llm
 
 
 def make_spec(srv: FakeLLMServer, protocol: str = "chat_completions", **kw: Any) -> ConnectionSpec:
@@ -73,15 +67,10 @@ def make_spec(srv: FakeLLMServer, protocol: str = "chat_completions", **kw: Any)
 
 def span(sid: str, output: str, expected: str | None) -> Span:
     attrs = {} if expected is None else {"tracejudge.expected": expected}
-    return Span(
-        trace_id="b" * 32, span_id=sid, parent_span_id="root", name="llm.call", kind="Client",
-        status_code="Unset", status_message="", service_name="svc", project="p", session_id="", start_ns=1,
-        duration_ns=1, input="What is the capital of France?", output=output, attributes=attrs, resource={},
+    return builders.span(
+        trace_id="b" * 32, span_id=sid, parent_span_id="root", name="llm.call", start_ns=1,
+        input="What is the capital of France?", output=output, attributes=attrs,
     )  # fmt: skip
-
-
-def trace(*spans: Span) -> Trace:
-    return Trace("b" * 32, spans, CloseReason.ROOT_SETTLED, 0, 0, 0)
 
 
 def fact_request(output: str, expected: str | None = "Paris") -> AutoevalsRequest:
@@ -264,12 +253,11 @@ def send(svc: ServiceProcess, project: str, cases: list[tuple[str, str | None]])
     return ids
 
 
-def test_an_autoevals_rule_scores_traces_into_clickhouse(tmp_path: Path, server: FakeLLMServer) -> None:
-    server.reset()
+def test_an_autoevals_rule_scores_traces_into_clickhouse(tmp_path: Path, llm: FakeLLMServer) -> None:
     svc = ServiceProcess(tmp_path / "data", env={**FAST_WINDOWS, "FAKE_LLM_KEY": "secret"}).start()
     try:
         status, _ = call(svc, "POST", "/api/v1/connections", {
-            "name": "fake", "provider": "openai", "protocol": "chat_completions", "base_url": server.openai_base_url,
+            "name": "fake", "provider": "openai", "protocol": "chat_completions", "base_url": llm.openai_base_url,
             "api_key_env": "FAKE_LLM_KEY", "model": MODEL, "input_price_per_mtok": 2.0, "output_price_per_mtok": 10.0,
         })  # fmt: skip
         assert status == 201
@@ -288,7 +276,7 @@ def test_an_autoevals_rule_scores_traces_into_clickhouse(tmp_path: Path, server:
         assert status == 400 and body["field"] == "scorers[0].name" and "supported: Battle" in body["error"]
         # A connection that does not speak OpenAI's API is refused when the rule is saved (POST and PATCH).
         status, _ = call(svc, "POST", "/api/v1/connections", {
-            "name": "claude", "provider": "anthropic", "protocol": "messages", "base_url": server.anthropic_base_url,
+            "name": "claude", "provider": "anthropic", "protocol": "messages", "base_url": llm.anthropic_base_url,
             "api_key_env": "FAKE_LLM_KEY", "model": "claude-judge",
         })  # fmt: skip
         assert status == 201

@@ -8,12 +8,12 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.fakes.llm_server import FakeLLMServer
+from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,9 +68,7 @@ def test_fake_server_counts_requests_in_flight() -> None:
         threads = [threading.Thread(target=ask) for _ in range(5)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 5
-        while _get(url)["in_flight"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: _get(url)["in_flight"] >= 5, timeout=10, interval=0.05)
         assert _get(url)["in_flight"] == 5
         for t in threads:
             t.join(10)

@@ -16,6 +16,7 @@ from connectors.otlp.ingest import normalizer_from
 from dataflow.config import IngestConfig
 from dataflow.errors import DecodeError, WalError
 from dataflow.model import SPAN_SCHEMA
+from tests.waiting import eventually
 
 FIXTURES = Path(__file__).resolve().parents[1] / "testdata" / "otlp"
 NORM = normalizer_from(IngestConfig())
@@ -68,7 +69,6 @@ def test_a_dead_worker_is_replaced() -> None:
 def test_workers_exit_when_their_service_is_killed(tmp_path: Path) -> None:
     import subprocess
     import sys
-    import time
 
     script = tmp_path / "owner.py"
     script.write_text(
@@ -89,12 +89,13 @@ def test_workers_exit_when_their_service_is_killed(tmp_path: Path) -> None:
     assert len(pids) == 2
     owner.kill()  # SIGKILL: the pool gets no chance to stop its workers
     owner.wait()
-    deadline = time.monotonic() + 10
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.2)
-        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
-    assert alive == [], f"orphaned decode workers: {alive}"
+
+    def alive() -> list[int]:
+        return [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+
+    eventually(
+        alive, until=lambda left: left == [], timeout=10, interval=0.2, message="orphaned decode workers"
+    )
 
 
 def _state(pid: int) -> str:

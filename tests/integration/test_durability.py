@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tests.integration.service import REPO, ServiceProcess, http
+from tests.waiting import eventually
 
 PB = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -101,13 +102,10 @@ def test_backpressure_then_recovery(data_dir: Path) -> None:
             assert retry.retry_delay.seconds == 1
         channel.close()
         # Once the segment is sealed, stored and committed, its space is reclaimed and spans flow again.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status, _, _ = http("POST", svc.otlp_http + "/v1/traces", body, PB)
-            if status == 200:
-                break
-            time.sleep(0.2)
-        assert status == 200, svc.output
+        eventually(
+            lambda: http("POST", svc.otlp_http + "/v1/traces", body, PB)[0] == 200, timeout=30, interval=0.2,
+            message=lambda: svc.output,
+        )  # fmt: skip
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert 'tracejudge_receiver_requests_total{outcome="throttled",transport="http"}' in metrics
         assert (

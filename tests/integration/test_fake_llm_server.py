@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from autoevals.llm import Factuality
 from pydantic import BaseModel, Field
 
 from tests.fakes.llm_server import FakeLLMServer, default_scorer
+from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,28 +41,16 @@ MATCH = "Grade this.\n<expected>Paris</expected>\n<output>The capital is PARIS.<
 MISMATCH = "Grade this.\n<expected>Paris</expected>\n<output>The capital is Lyon.</output>"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def srv(server: FakeLLMServer) -> FakeLLMServer:
-    server.reset()
-    return server
-
-
-def oai(srv: FakeLLMServer, **kw: Any) -> openai.OpenAI:
+def oai(llm: FakeLLMServer, **kw: Any) -> openai.OpenAI:
     kw.setdefault("max_retries", 0)
     kw.setdefault("timeout", 10.0)
-    return openai.OpenAI(base_url=srv.openai_base_url, api_key="test-key", **kw)
+    return openai.OpenAI(base_url=llm.openai_base_url, api_key="test-key", **kw)
 
 
-def ant(srv: FakeLLMServer, **kw: Any) -> anthropic.Anthropic:
+def ant(llm: FakeLLMServer, **kw: Any) -> anthropic.Anthropic:
     kw.setdefault("max_retries", 0)
     kw.setdefault("timeout", 10.0)
-    return anthropic.Anthropic(base_url=srv.anthropic_base_url, api_key="test-key", **kw)
+    return anthropic.Anthropic(base_url=llm.anthropic_base_url, api_key="test-key", **kw)
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -89,9 +77,9 @@ def test_default_scorer_rule() -> None:
 # ---- OpenAI Chat Completions --------------------------------------------------------------------------------
 
 
-def test_chat_plain_echo_usage_and_log(srv: FakeLLMServer) -> None:
+def test_chat_plain_echo_usage_and_log(llm: FakeLLMServer) -> None:
     prompt = "hello there, fake"
-    r = oai(srv).chat.completions.create(
+    r = oai(llm).chat.completions.create(
         model="gpt-x", messages=[{"role": "system", "content": "be brief"}, *user(prompt)]
     )
     assert r.choices[0].message.content == "echo: " + prompt
@@ -101,7 +89,7 @@ def test_chat_plain_echo_usage_and_log(srv: FakeLLMServer) -> None:
     assert r.usage.prompt_tokens == math.ceil(len("be brief\n" + prompt) / 4)
     assert r.usage.completion_tokens == math.ceil(len("echo: " + prompt) / 4)
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
-    [req] = srv.requests
+    [req] = llm.requests
     assert req["path"] == "/v1/chat/completions"
     assert req["headers"]["authorization"] == "Bearer test-key"
     assert req["body"]["messages"][1]["content"] == prompt
@@ -109,14 +97,14 @@ def test_chat_plain_echo_usage_and_log(srv: FakeLLMServer) -> None:
     assert isinstance(req["t"], float)
 
 
-def test_chat_configured_reply(srv: FakeLLMServer) -> None:
-    srv.set_reply("fixed answer")
-    r = oai(srv).chat.completions.create(model="m", messages=user("anything"))
+def test_chat_configured_reply(llm: FakeLLMServer) -> None:
+    llm.set_reply("fixed answer")
+    r = oai(llm).chat.completions.create(model="m", messages=user("anything"))
     assert r.choices[0].message.content == "fixed answer"
 
 
-def test_chat_json_schema_scores_max_and_min(srv: FakeLLMServer) -> None:
-    client = oai(srv)
+def test_chat_json_schema_scores_max_and_min(llm: FakeLLMServer) -> None:
+    client = oai(llm)
     rf = {"type": "json_schema", "json_schema": {"name": "grade", "schema": SCORE_SCHEMA, "strict": True}}
     good = json.loads(
         client.chat.completions.create(model="m", messages=user(MATCH), response_format=rf)
@@ -140,15 +128,15 @@ class Grade(BaseModel):
     explanation: str
 
 
-def test_chat_parse_with_pydantic_model(srv: FakeLLMServer) -> None:
-    parsed = oai(srv).chat.completions.parse(model="m", messages=user(MATCH), response_format=Grade)
+def test_chat_parse_with_pydantic_model(llm: FakeLLMServer) -> None:
+    parsed = oai(llm).chat.completions.parse(model="m", messages=user(MATCH), response_format=Grade)
     grade = parsed.choices[0].message.parsed
     assert grade is not None and grade.score == 1.0 and grade.explanation
-    rf = srv.requests[-1]["body"]["response_format"]
+    rf = llm.requests[-1]["body"]["response_format"]
     assert rf["type"] == "json_schema" and rf["json_schema"]["strict"] is True
 
 
-def test_chat_tool_call(srv: FakeLLMServer) -> None:
+def test_chat_tool_call(llm: FakeLLMServer) -> None:
     tools = [
         {
             "type": "function",
@@ -156,7 +144,7 @@ def test_chat_tool_call(srv: FakeLLMServer) -> None:
         },
         {"type": "function", "function": {"name": "submit_grade", "parameters": SCORE_SCHEMA}},
     ]
-    r = oai(srv).chat.completions.create(
+    r = oai(llm).chat.completions.create(
         model="m",
         messages=user(MISMATCH),
         tools=tools,  # type: ignore[arg-type]
@@ -171,9 +159,9 @@ def test_chat_tool_call(srv: FakeLLMServer) -> None:
     assert args["score"] == 1 and args["label"] == "bad"
 
 
-def test_chat_streaming(srv: FakeLLMServer) -> None:
+def test_chat_streaming(llm: FakeLLMServer) -> None:
     prompt = "stream a rather long answer back to me please"
-    stream = oai(srv).chat.completions.create(
+    stream = oai(llm).chat.completions.create(
         model="m", messages=user(prompt), stream=True, stream_options={"include_usage": True}
     )
     pieces: list[str] = []
@@ -194,8 +182,8 @@ def test_chat_streaming(srv: FakeLLMServer) -> None:
 # ---- OpenAI Responses ---------------------------------------------------------------------------------------
 
 
-def test_responses_plain(srv: FakeLLMServer) -> None:
-    client = oai(srv)
+def test_responses_plain(llm: FakeLLMServer) -> None:
+    client = oai(llm)
     r = client.responses.create(model="gpt-5-mini", input="what is up", instructions="answer briefly")
     assert r.output_text == "echo: what is up"
     assert r.status == "completed"
@@ -214,8 +202,8 @@ def test_responses_plain(srv: FakeLLMServer) -> None:
     assert r2.output_text == "echo: second"
 
 
-def test_responses_json_schema(srv: FakeLLMServer) -> None:
-    client = oai(srv)
+def test_responses_json_schema(llm: FakeLLMServer) -> None:
+    client = oai(llm)
     fmt = {"type": "json_schema", "name": "grade", "schema": SCORE_SCHEMA, "strict": True}
     good = client.responses.create(model="m", input=MATCH, text={"format": fmt})  # type: ignore[arg-type]
     bad = client.responses.create(model="m", input=MISMATCH, text={"format": fmt})  # type: ignore[arg-type]
@@ -225,14 +213,14 @@ def test_responses_json_schema(srv: FakeLLMServer) -> None:
     assert json.loads(content.text)["label"] == "good"  # type: ignore[union-attr]
 
 
-def test_responses_parse_with_pydantic_model(srv: FakeLLMServer) -> None:
-    r = oai(srv).responses.parse(model="m", input=MISMATCH, text_format=Grade)
+def test_responses_parse_with_pydantic_model(llm: FakeLLMServer) -> None:
+    r = oai(llm).responses.parse(model="m", input=MISMATCH, text_format=Grade)
     assert r.output_parsed is not None and r.output_parsed.score == 0.0
 
 
-def test_responses_function_tool_required(srv: FakeLLMServer) -> None:
+def test_responses_function_tool_required(llm: FakeLLMServer) -> None:
     tools = [{"type": "function", "name": "select_choice", "parameters": SCORE_SCHEMA, "strict": True}]
-    r = oai(srv).responses.create(
+    r = oai(llm).responses.create(
         model="m",
         input=[{"role": "user", "content": MATCH}],
         tools=tools,
@@ -247,8 +235,8 @@ def test_responses_function_tool_required(srv: FakeLLMServer) -> None:
 # ---- Anthropic Messages -------------------------------------------------------------------------------------
 
 
-def test_anthropic_plain(srv: FakeLLMServer) -> None:
-    m = ant(srv).messages.create(
+def test_anthropic_plain(llm: FakeLLMServer) -> None:
+    m = ant(llm).messages.create(
         model="claude-x",
         max_tokens=100,
         system="be nice",
@@ -258,15 +246,15 @@ def test_anthropic_plain(srv: FakeLLMServer) -> None:
     assert m.stop_reason == "end_turn"
     assert m.usage.input_tokens == math.ceil(len("be nice\nhi claude") / 4)
     assert m.usage.output_tokens == math.ceil(len("echo: hi claude") / 4)
-    req = srv.requests[-1]
+    req = llm.requests[-1]
     assert req["path"] == "/v1/messages"
     assert "anthropic-version" in req["headers"]
     # anthropic 2.x sends api_key as "Authorization: Bearer", not x-api-key
     assert req["headers"].get("authorization") == "Bearer test-key" or req["headers"].get("x-api-key")
 
 
-def test_anthropic_forced_tool(srv: FakeLLMServer) -> None:
-    client = ant(srv)
+def test_anthropic_forced_tool(llm: FakeLLMServer) -> None:
+    client = ant(llm)
     tools = [
         {"name": "noop", "input_schema": {"type": "object", "properties": {}}},
         {"name": "grade", "description": "grade it", "input_schema": SCORE_SCHEMA},
@@ -286,10 +274,10 @@ def test_anthropic_forced_tool(srv: FakeLLMServer) -> None:
         assert isinstance(block.input, dict) and block.input["score"] == score
 
 
-def test_models_endpoint(srv: FakeLLMServer) -> None:
-    ids = [m.id for m in oai(srv).models.list()]
+def test_models_endpoint(llm: FakeLLMServer) -> None:
+    ids = [m.id for m in oai(llm).models.list()]
     assert "fake-model" in ids
-    aids = [m.id for m in ant(srv).models.list()]
+    aids = [m.id for m in ant(llm).models.list()]
     assert "fake-model" in aids
 
 
@@ -297,96 +285,94 @@ def test_models_endpoint(srv: FakeLLMServer) -> None:
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-def test_429_retry_after_honoured_by_sdk_retry(srv: FakeLLMServer, sdk: str) -> None:
-    srv.fail_next(status=429, retry_after=1.5)
+def test_429_retry_after_honoured_by_sdk_retry(llm: FakeLLMServer, sdk: str) -> None:
+    llm.fail_next(status=429, retry_after=1.5)
     if sdk == "openai":
-        r = oai(srv, max_retries=2).chat.completions.create(model="m", messages=user("after 429"))
+        r = oai(llm, max_retries=2).chat.completions.create(model="m", messages=user("after 429"))
         assert r.choices[0].message.content == "echo: after 429"
     else:
-        m = ant(srv, max_retries=2).messages.create(model="c", max_tokens=10, messages=user("after 429"))
+        m = ant(llm, max_retries=2).messages.create(model="c", max_tokens=10, messages=user("after 429"))
         assert m.content[0].text == "echo: after 429"  # type: ignore[union-attr]
-    first, second = srv.requests
+    first, second = llm.requests
     assert first["status"] == 429 and first["fault"]["retry_after"] == 1.5
     assert second["status"] == 200
     assert second["t"] - first["t"] >= 1.5 - 0.02
     assert second["headers"]["x-stainless-retry-count"] == "1"
 
 
-def test_429_error_shape_without_retries(srv: FakeLLMServer) -> None:
-    srv.fail_next(status=429, retry_after=2)
+def test_429_error_shape_without_retries(llm: FakeLLMServer) -> None:
+    llm.fail_next(status=429, retry_after=2)
     with pytest.raises(openai.RateLimitError) as oe:
-        oai(srv).chat.completions.create(model="m", messages=user("x"))
+        oai(llm).chat.completions.create(model="m", messages=user("x"))
     assert oe.value.status_code == 429
     assert oe.value.response.headers["retry-after"] == "2"
     assert oe.value.response.headers["retry-after-ms"] == "2000"
     assert oe.value.code == "rate_limit_exceeded"
-    srv.fail_next(status=429, retry_after=2)
+    llm.fail_next(status=429, retry_after=2)
     with pytest.raises(anthropic.RateLimitError) as ae:
-        ant(srv).messages.create(model="c", max_tokens=10, messages=user("x"))
+        ant(llm).messages.create(model="c", max_tokens=10, messages=user("x"))
     assert isinstance(ae.value.body, dict) and ae.value.body["error"]["type"] == "rate_limit_error"
 
 
 @pytest.mark.parametrize(("sdk", "status"), [("openai", 500), ("anthropic", 503)])
-def test_5xx_retried_then_success(srv: FakeLLMServer, sdk: str, status: int) -> None:
-    srv.fail_next(status=status)
+def test_5xx_retried_then_success(llm: FakeLLMServer, sdk: str, status: int) -> None:
+    llm.fail_next(status=status)
     if sdk == "openai":
-        r = oai(srv, max_retries=2).chat.completions.create(model="m", messages=user("x"))
+        r = oai(llm, max_retries=2).chat.completions.create(model="m", messages=user("x"))
         assert r.choices[0].message.content == "echo: x"
     else:
-        m = ant(srv, max_retries=2).messages.create(model="c", max_tokens=10, messages=user("x"))
+        m = ant(llm, max_retries=2).messages.create(model="c", max_tokens=10, messages=user("x"))
         assert m.content[0].text == "echo: x"  # type: ignore[union-attr]
-    assert [r["status"] for r in srv.requests] == [status, 200]
+    assert [r["status"] for r in llm.requests] == [status, 200]
 
 
-def test_5xx_without_retries_raises(srv: FakeLLMServer) -> None:
-    srv.fail_next(status=500, times=2)
+def test_5xx_without_retries_raises(llm: FakeLLMServer) -> None:
+    llm.fail_next(status=500, times=2)
     with pytest.raises(openai.InternalServerError):
-        oai(srv).chat.completions.create(model="m", messages=user("x"))
+        oai(llm).chat.completions.create(model="m", messages=user("x"))
     with pytest.raises(anthropic.InternalServerError):
-        ant(srv).messages.create(model="c", max_tokens=10, messages=user("x"))
+        ant(llm).messages.create(model="c", max_tokens=10, messages=user("x"))
 
 
-def test_timeout_fault_raises_sdk_timeout(srv: FakeLLMServer) -> None:
-    srv.fail_next(timeout=30, times=2)
+def test_timeout_fault_raises_sdk_timeout(llm: FakeLLMServer) -> None:
+    llm.fail_next(timeout=30, times=2)
     t0 = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
-        oai(srv, timeout=0.5).chat.completions.create(model="m", messages=user("x"))
+        oai(llm, timeout=0.5).chat.completions.create(model="m", messages=user("x"))
     with pytest.raises(anthropic.APITimeoutError):
-        ant(srv, timeout=0.5).messages.create(model="c", max_tokens=10, messages=user("x"))
+        ant(llm, timeout=0.5).messages.create(model="c", max_tokens=10, messages=user("x"))
     assert time.monotonic() - t0 < 10
     # the server noticed the client going away and freed the held request (status 499)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and any(r["status"] is None for r in srv.requests):
-        time.sleep(0.05)
-    assert [r["status"] for r in srv.requests] == [499, 499]
+    eventually(lambda: all(r["status"] is not None for r in llm.requests), timeout=10, interval=0.05)
+    assert [r["status"] for r in llm.requests] == [499, 499]
     # and it still answers at once
     assert (
-        oai(srv).chat.completions.create(model="m", messages=user("y")).choices[0].message.content
+        oai(llm).chat.completions.create(model="m", messages=user("y")).choices[0].message.content
         == "echo: y"
     )
 
 
-def test_timeout_fault_then_sdk_retry_succeeds(srv: FakeLLMServer) -> None:
-    srv.fail_next(timeout=30)
-    r = oai(srv, timeout=0.5, max_retries=1).chat.completions.create(model="m", messages=user("x"))
+def test_timeout_fault_then_sdk_retry_succeeds(llm: FakeLLMServer) -> None:
+    llm.fail_next(timeout=30)
+    r = oai(llm, timeout=0.5, max_retries=1).chat.completions.create(model="m", messages=user("x"))
     assert r.choices[0].message.content == "echo: x"
-    assert len(srv.requests) == 2
+    assert len(llm.requests) == 2
 
 
-def test_malformed_json_surfaces_as_error(srv: FakeLLMServer) -> None:
+def test_malformed_json_surfaces_as_error(llm: FakeLLMServer) -> None:
     # Both SDKs let the raw json.JSONDecodeError (a ValueError) through: it is not an openai/anthropic APIError.
-    srv.fail_next(malformed=True, times=2)
+    llm.fail_next(malformed=True, times=2)
     with pytest.raises(json.JSONDecodeError):
-        oai(srv).chat.completions.create(model="m", messages=user("x"))
+        oai(llm).chat.completions.create(model="m", messages=user("x"))
     with pytest.raises(json.JSONDecodeError):
-        ant(srv).messages.create(model="c", max_tokens=10, messages=user("x"))
-    srv.fail_next(malformed=True)
+        ant(llm).messages.create(model="c", max_tokens=10, messages=user("x"))
+    llm.fail_next(malformed=True)
     with pytest.raises(json.JSONDecodeError):
-        list(oai(srv).chat.completions.create(model="m", messages=user("x"), stream=True))
+        list(oai(llm).chat.completions.create(model="m", messages=user("x"), stream=True))
 
 
-def test_bad_structured_modes(srv: FakeLLMServer) -> None:
-    client = oai(srv)
+def test_bad_structured_modes(llm: FakeLLMServer) -> None:
+    client = oai(llm)
     rf = {"type": "json_schema", "json_schema": {"name": "grade", "schema": SCORE_SCHEMA}}
 
     def content() -> str:
@@ -394,18 +380,18 @@ def test_bad_structured_modes(srv: FakeLLMServer) -> None:
         assert r.choices[0].finish_reason == "stop"
         return r.choices[0].message.content or ""
 
-    srv.fail_next(bad_structured=True)
+    llm.fail_next(bad_structured=True)
     assert "score" not in json.loads(content())
-    srv.fail_next(bad_structured="out_of_range")
+    llm.fail_next(bad_structured="out_of_range")
     assert json.loads(content())["score"] > 5
-    srv.fail_next(bad_structured="not_json")
+    llm.fail_next(bad_structured="not_json")
     with pytest.raises(json.JSONDecodeError):
         json.loads(content())
     assert json.loads(content())["score"] == 5  # script used up: valid again
 
     # Responses function tool and Anthropic forced tool
-    srv.fail_next(bad_structured=True, path="/v1/responses")
-    srv.fail_next(bad_structured="out_of_range", path="/v1/messages")
+    llm.fail_next(bad_structured=True, path="/v1/responses")
+    llm.fail_next(bad_structured="out_of_range", path="/v1/messages")
     r = client.responses.create(
         model="m",
         input=MATCH,
@@ -413,7 +399,7 @@ def test_bad_structured_modes(srv: FakeLLMServer) -> None:
         tools=[{"type": "function", "name": "g", "parameters": SCORE_SCHEMA, "strict": True}],  # type: ignore[list-item]
     )
     assert "score" not in json.loads(r.output[0].arguments)  # type: ignore[union-attr]
-    m = ant(srv).messages.create(
+    m = ant(llm).messages.create(
         model="c",
         max_tokens=10,
         messages=user(MATCH),
@@ -423,35 +409,35 @@ def test_bad_structured_modes(srv: FakeLLMServer) -> None:
     assert m.content[0].input["score"] > 5  # type: ignore[union-attr]
 
 
-def test_fault_path_scope_and_fifo(srv: FakeLLMServer) -> None:
-    srv.fail_next(status=503, path="/v1/messages")
-    srv.fail_next(status=500)
-    srv.fail_next(status=429)
+def test_fault_path_scope_and_fifo(llm: FakeLLMServer) -> None:
+    llm.fail_next(status=503, path="/v1/messages")
+    llm.fail_next(status=500)
+    llm.fail_next(status=429)
     with pytest.raises(openai.InternalServerError):  # the first fault matching /v1/models is the 500
-        oai(srv).models.list()
-    assert [r["status"] for r in srv.requests] == [500]
+        oai(llm).models.list()
+    assert [r["status"] for r in llm.requests] == [500]
     with pytest.raises(openai.RateLimitError):
-        oai(srv).chat.completions.create(model="m", messages=user("x"))
+        oai(llm).chat.completions.create(model="m", messages=user("x"))
     assert (
-        oai(srv).chat.completions.create(model="m", messages=user("x")).choices[0].message.content
+        oai(llm).chat.completions.create(model="m", messages=user("x")).choices[0].message.content
         == "echo: x"
     )
-    assert srv.pending_faults == [{"status": 503, "path": "/v1/messages"}]
+    assert llm.pending_faults == [{"status": 503, "path": "/v1/messages"}]
     with pytest.raises(anthropic.InternalServerError) as e:
-        ant(srv).messages.create(model="c", max_tokens=10, messages=user("x"))
+        ant(llm).messages.create(model="c", max_tokens=10, messages=user("x"))
     assert e.value.status_code == 503
-    assert srv.pending_faults == []
+    assert llm.pending_faults == []
 
 
-def test_401_without_key(srv: FakeLLMServer) -> None:
+def test_401_without_key(llm: FakeLLMServer) -> None:
     with pytest.raises(openai.AuthenticationError) as oe:
-        oai(srv).chat.completions.create(
+        oai(llm).chat.completions.create(
             model="m", messages=user("x"), extra_headers={"Authorization": openai.Omit()}
         )
     assert oe.value.status_code == 401
     assert isinstance(oe.value.body, dict) and oe.value.body["type"] == "invalid_request_error"
     no_key = anthropic.Anthropic(
-        base_url=srv.anthropic_base_url,
+        base_url=llm.anthropic_base_url,
         api_key=None,
         auth_token=None,
         max_retries=0,
@@ -461,7 +447,7 @@ def test_401_without_key(srv: FakeLLMServer) -> None:
         no_key.messages.create(model="c", max_tokens=10, messages=user("x"))
     assert isinstance(ae.value.body, dict) and ae.value.body["error"]["type"] == "authentication_error"
     # raw HTTP, each API's error shape; x-api-key alone is accepted
-    with httpx.Client(base_url=srv.base_url) as h:
+    with httpx.Client(base_url=llm.base_url) as h:
         for path in ("/v1/chat/completions", "/v1/responses", "/chat/completions"):
             resp = h.post(path, json={"model": "m", "messages": user("x"), "input": "x"})
             assert resp.status_code == 401 and "message" in resp.json()["error"]
@@ -473,7 +459,7 @@ def test_401_without_key(srv: FakeLLMServer) -> None:
             json={"model": "c", "max_tokens": 5, "messages": user("x")},
         )
         assert resp.status_code == 200
-    assert [r["status"] for r in srv.requests][-6:] == [401, 401, 401, 401, 401, 200]
+    assert [r["status"] for r in llm.requests][-6:] == [401, 401, 401, 401, 401, 200]
 
 
 def test_required_api_key() -> None:
@@ -505,8 +491,8 @@ def test_pluggable_scorer() -> None:
 # ---- HTTP control, latency, concurrency, CLI ----------------------------------------------------------------
 
 
-def test_http_control_endpoints(srv: FakeLLMServer) -> None:
-    with httpx.Client(base_url=srv.base_url) as h:
+def test_http_control_endpoints(llm: FakeLLMServer) -> None:
+    with httpx.Client(base_url=llm.base_url) as h:
         state = h.post(
             "/_control/faults",
             json={
@@ -517,7 +503,7 @@ def test_http_control_endpoints(srv: FakeLLMServer) -> None:
         ).json()
         assert state["latency"] == 0.3 and state["faults"] == [{"status": 500, "path": "/v1/chat"}]
         assert h.post("/_control/faults", json={"faults": [{"nope": 1}]}).status_code == 400
-        client = oai(srv, max_retries=1)
+        client = oai(llm, max_retries=1)
         t0 = time.monotonic()
         r = client.chat.completions.create(model="m", messages=user("x"))
         assert r.choices[0].message.content == "canned"
@@ -532,10 +518,10 @@ def test_http_control_endpoints(srv: FakeLLMServer) -> None:
         assert h.get("/_control/requests").json()["count"] == 0
 
 
-def test_latency_is_cheap_under_concurrency(srv: FakeLLMServer) -> None:
+def test_latency_is_cheap_under_concurrency(llm: FakeLLMServer) -> None:
     """1,000 requests held 1 s each at once finish in about 1 s: one coroutine per request, not a thread."""
-    srv.set_latency(1.0)
-    srv.record_bodies = False
+    llm.set_latency(1.0)
+    llm.record_bodies = False
     n = 1000
     body = b'{"model":"m","messages":[{"role":"user","content":"x"}]}'
     head = (
@@ -544,7 +530,7 @@ def test_latency_is_cheap_under_concurrency(srv: FakeLLMServer) -> None:
     )
 
     async def one() -> bytes:
-        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        reader, writer = await asyncio.open_connection(llm.host, llm.port)
         writer.write(head.encode() + body)
         await writer.drain()
         data = await reader.read()
@@ -558,11 +544,11 @@ def test_latency_is_cheap_under_concurrency(srv: FakeLLMServer) -> None:
     try:
         statuses = asyncio.run(run())
     finally:
-        srv.record_bodies = True
+        llm.record_bodies = True
     elapsed = time.monotonic() - t0
     assert statuses == [b"200"] * n
     assert 1.0 <= elapsed < 10  # all held at once, not one after another
-    assert len(srv.requests) == n and srv.requests[0]["body"] is None
+    assert len(llm.requests) == n and llm.requests[0]["body"] is None
 
 
 def test_cli_prints_ready_and_serves() -> None:
@@ -593,8 +579,8 @@ def test_cli_prints_ready_and_serves() -> None:
 # ---- autoevals ----------------------------------------------------------------------------------------------
 
 
-def test_autoevals_factuality_against_fake(srv: FakeLLMServer) -> None:
-    autoevals.init(client=openai.OpenAI(base_url=srv.openai_base_url, api_key="x", max_retries=0, timeout=10))
+def test_autoevals_factuality_against_fake(llm: FakeLLMServer) -> None:
+    autoevals.init(client=openai.OpenAI(base_url=llm.openai_base_url, api_key="x", max_retries=0, timeout=10))
     try:
         # Factuality's tool has no "score": it picks an enum `choice` in A..E. The fake picks the first value
         # for its maximum (tags match -> "A", worth 0.4) and the last for its minimum ("E", worth 1).
@@ -609,7 +595,7 @@ def test_autoevals_factuality_against_fake(srv: FakeLLMServer) -> None:
     assert good.metadata["choice"] == "A" and good.score == 0.4
     assert bad.metadata["choice"] == "E" and bad.score == 1
     assert good.metadata["rationale"]
-    req = srv.requests[0]
+    req = llm.requests[0]
     assert req["path"] == "/v1/responses"
     assert req["body"]["tool_choice"] == "required"
     assert [t["name"] for t in req["body"]["tools"]] == ["select_choice"]

@@ -22,6 +22,8 @@ from dataflow.model import SPAN_COLUMNS, SPAN_KINDS, SPAN_SCHEMA, STATUS_CODES, 
 from dataflow.rules import CompiledFilter, FilterError, compile_filter
 from dataflow.rules.parser import MAX_NODES
 from dataflow.rules.python_compiler import case_maps, to_lower, to_upper
+from tests import builders
+from tests.unit.test_filter import SEMANTICS
 
 FIXED_SEED = 20261123
 FILTERS_PER_RUN = 600
@@ -68,7 +70,7 @@ class Gen:
 
     def span(self, trace_id: str, index: int) -> Span:
         pick = self.rnd.choice
-        return Span(
+        return builders.span(
             trace_id=trace_id,
             span_id=f"{index:016x}",
             parent_span_id=pick(["", "", f"{index + 1000:016x}"]),
@@ -295,95 +297,50 @@ def test_random_filters_agree(chdb_client: ClickHouse, seed: int) -> None:
 
 
 def base_span(trace_id: str, index: int, **changes: Any) -> Span:
-    fields: dict[str, Any] = {
-        "trace_id": trace_id,
-        "span_id": f"{index:016x}",
-        "parent_span_id": "",
-        "name": "chat",
-        "kind": "Client",
-        "status_code": "Ok",
-        "status_message": "",
-        "service_name": "svc",
-        "project": "p",
-        "session_id": "",
-        "start_ns": 0,
-        "duration_ns": 1_500_000,
-        "input": "",
-        "output": "",
-    }
-    fields.update(changes)
-    return Span(**fields)
+    fields: dict[str, Any] = dict(
+        trace_id=trace_id, span_id=f"{index:016x}", name="chat", status_code="Ok", duration_ns=1_500_000,
+        input="", output="",
+    )  # fmt: skip
+    return builders.span(**(fields | changes))
 
 
-# (filter, span changes, expected) -- each a documented semantic, checked on both sides.
+# (filter, span changes, expected) beyond tests/unit/test_filter.py's SEMANTICS; both tables run on both sides.
 KNOWN: list[tuple[str, dict[str, Any], bool]] = [
     ("attributes['x'] = ''", {}, False),
-    ("attributes['x'] = ''", {"attributes": {"x": ""}}, True),
-    ("attributes['x'] IS NULL", {}, True),
-    ("attributes['x'] != 'a'", {}, False),
-    ("NOT attributes['x'] = 'a'", {}, False),
     ("NOT (attributes['x'] = 'a') OR TRUE", {}, True),
     ("attributes['x'] = 'a' OR is_root", {}, True),
-    ("attributes['x'] = 'a' AND FALSE", {}, False),
     ("NOT (attributes['x'] = 'a' AND FALSE)", {}, True),
-    ("attributes['n'] = 42", {"attributes": {"n": "4.2e1"}}, True),
-    ("attributes['n'] = 7", {"attributes": {"n": " 7"}}, False),
     ("NOT attributes['n'] = 7", {"attributes": {"n": " 7"}}, False),
     ("attributes['n'] > 1", {"attributes": {"n": "inf"}}, False),
     ("attributes['n'] > 1", {"attributes": {"n": "1e400"}}, True),
     ("attributes['n'] = 0", {"attributes": {"n": "-0"}}, True),
     ("attributes['n'] = 1000", {"attributes": {"n": "1_000"}}, False),
-    ("attributes['n'] < '9'", {"attributes": {"n": "10"}}, True),
-    ("attributes['n'] < 9", {"attributes": {"n": "10"}}, False),
     ("name IN ('a', NULL)", {"name": "a"}, True),
     ("NOT name IN ('a', NULL)", {"name": "b"}, False),
     ("name NOT IN ('a', 'c')", {"name": "b"}, True),
-    ("attributes['x'] NOT IN ('a')", {}, False),
-    ("duration_ms BETWEEN 1 AND 2", {}, True),
     ("duration_ms NOT BETWEEN 1 AND NULL", {}, False),
-    ("duration_ms NOT BETWEEN 2 AND NULL", {}, True),
     ("duration_ms = 1.5", {}, True),
     ("duration_ms IN (-5, -0, 5., 1000)", {"duration_ns": 0}, True),  # 3+ ORed `=` become IN in ClickHouse
     ("duration_ms != -0 AND duration_ms != 1 AND duration_ms != 2", {"duration_ns": 0}, False),
     ("attributes['n'] IN (1, 2, 0)", {"attributes": {"n": "-0"}}, True),
     ("attributes['n'] NOT IN (1, 2, 0)", {"attributes": {"n": "-0.0e3"}}, False),
     ("duration_ms > -1", {"duration_ns": 0}, True),
-    ("is_root", {}, True),
-    ("NOT is_root", {"parent_span_id": "00000000000000aa"}, True),
     ("is_root = false", {"parent_span_id": "00000000000000aa"}, True),
     ("lower(name) = 'straße'", {"name": "STRAßE"}, True),
-    ("upper(name) = 'STRASSE'", {"name": "straße"}, False),
-    ("upper(name) = 'STRAßE'", {"name": "straße"}, True),
-    ("lower(name) = 'i̇'", {"name": "İ"}, False),
-    ("lower(name) = 'οδοσ'", {"name": "ΟΔΟΣ"}, True),
-    ("name ILIKE '%ẞ%'", {"name": "ß"}, True),
-    ("name ILIKE 'ÄB_'", {"name": "äbc"}, True),
-    ("name ILIKE 'SS'", {"name": "ß"}, False),
-    ("length(name) = 6", {"name": "Straße"}, True),
-    ("length(name) = 1", {"name": "😀"}, True),
-    ("name LIKE 'a\\%b'", {"name": "a%b"}, True),
-    ("name LIKE 'a\\%b'", {"name": "axb"}, False),
-    ("name LIKE 'a\\b'", {"name": "a\\b"}, True),
-    ("name LIKE 'a\\\\b'", {"name": "a\\b"}, True),
     ("name LIKE 'a_b'", {"name": "a\nb"}, True),
     ("name LIKE '_'", {"name": "é"}, True),
     ("name LIKE '%'", {"name": ""}, True),
-    ("name = 'it''s'", {"name": "it's"}, True),
     ("name < 'b'", {"name": "a\x00"}, True),
-    ("name > 'z'", {"name": "é"}, True),
-    ("NULL", {}, False),
-    ("NOT NULL", {}, False),
-    ("NULL IS NULL", {}, True),
-    ("length(attributes['x']) IS NULL", {}, True),
 ]
 
 
 def test_known_answers_on_both_sides(chdb_client: ClickHouse) -> None:
     trace_id = secrets.token_hex(16)
-    spans = [base_span(trace_id, i, **changes) for i, (_, changes, _) in enumerate(KNOWN)]
+    cases = [*SEMANTICS, *KNOWN]
+    spans = [base_span(trace_id, i, **changes) for i, (_, changes, _) in enumerate(cases)]
     store(chdb_client, spans)
     wrong = []
-    for (text, _, expected), span in zip(KNOWN, spans, strict=True):
+    for (text, _, expected), span in zip(cases, spans, strict=True):
         compiled = compile_filter(text)
         in_sql = span.span_id in sql_matches(chdb_client, compiled, trace_id)
         if (compiled.matches(span), in_sql) != (expected, expected):

@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +45,6 @@ COLUMNS = (
     "SpanName", "ScopeName", "TraceId", "SpanId", "ServiceName", "Project", "SessionId", "Input", "Output",
     "SpanAttributes",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
 
 
 @dataclass

@@ -15,12 +15,11 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -30,6 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess
 from tests.integration.test_rules_e2e import FAST_WINDOWS, call
+from tests.waiting import eventually
 
 # Settle 0.5 s for traces with a root span; a trace without one stays open for 120 s (far past the test).
 ENV = {**FAST_WINDOWS, "TRACEJUDGE_WINDOWS__IDLE_GAP_S": "120", "FAKE_LLM_KEY": "secret"}
@@ -111,12 +111,6 @@ class Client:
         assert self.exporter.results and all(r is SpanExportResult.SUCCESS for r in self.exporter.results)
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer(latency=BASE_LATENCY_S) as srv:
-        yield srv
-
-
 def create_rules(svc: ServiceProcess, llm: FakeLLMServer, project: str) -> tuple[str, str]:
     status, conn = call(svc, "POST", "/api/v1/connections", {
         "name": "fake", "provider": "openai", "protocol": "chat_completions", "base_url": llm.openai_base_url,
@@ -167,29 +161,32 @@ def judge_rows(svc: ServiceProcess, project: str) -> int:
 
 def wait_during_judging(svc: ServiceProcess, llm: FakeLLMServer, project: str, total: int) -> tuple[int, int]:
     """Until some judge rows are committed and some judge calls are still unanswered; returns both counts."""
-    deadline = time.monotonic() + 30
-    stored = in_flight = 0
-    while time.monotonic() < deadline:
-        stored = judge_rows(svc, project)
-        in_flight = sum(1 for r in llm.requests if r["status"] is None)
-        if 3 <= stored <= total - 3 and in_flight >= 3:
-            return stored, in_flight
-        time.sleep(0.05)
-    raise AssertionError(f"never mid-judging: {stored} of {total} rows, {in_flight} in flight\n{svc.output}")
+
+    def counts() -> tuple[int, int]:
+        return judge_rows(svc, project), calls_in_flight(llm)
+
+    return eventually(
+        counts,
+        until=lambda c: 3 <= c[0] <= total - 3 and c[1] >= 3,
+        timeout=30,
+        interval=0.05,
+        message=lambda: f"never mid-judging (judge rows of {total}, calls in flight)\n{svc.output}",
+    )
 
 
-def poll(svc: ServiceProcess, sql: str, done: Callable[[list[list[Any]]], bool]) -> list[list[Any]]:
-    """The query's rows once `done` holds, or its last rows after 45 s (the caller's asserts say what is
-    missing)."""
-    deadline = time.monotonic() + 45
-    rows = svc.sql(sql)
-    while not done(rows) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        rows = svc.sql(sql)
-    return rows
+def calls_in_flight(llm: FakeLLMServer) -> int:
+    return sum(1 for r in llm.requests if r["status"] is None)
+
+
+def all_answered(llm: FakeLLMServer) -> list[dict[str, Any]]:
+    """The fake's requests once none is unanswered (it notices clients that went away: status 499)."""
+    return eventually(
+        lambda: llm.requests, until=lambda rs: all(r["status"] is not None for r in rs), timeout=10
+    )
 
 
 def test_judge_scores_exactly_once_across_kill_9_during_judging(tmp_path: Path, llm: FakeLLMServer) -> None:
+    llm.set_latency(BASE_LATENCY_S)
     project = f"jcrash-{uuid.uuid4().hex[:8]}"
     svc = ServiceProcess(tmp_path / "data", env=ENV).start()
     try:
@@ -214,10 +211,7 @@ def test_judge_scores_exactly_once_across_kill_9_during_judging(tmp_path: Path, 
     finally:
         svc.kill()  # SIGKILL right after the check (or after any failure above)
     # The kill cut calls in flight: the fake server saw their clients go away.
-    deadline = time.monotonic() + 10
-    while any(r["status"] is None for r in llm.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    before = llm.requests
+    before = all_answered(llm)
     cut = sum(1 for r in before if r["status"] == 499)
     answered = sum(1 for r in before if r["status"] == 200)
     assert cut >= 1 and answered >= 1, [r["status"] for r in before]
@@ -247,8 +241,11 @@ def check_scores(svc: ServiceProcess, project: str, expected: dict[Key, tuple[fl
         "SELECT RuleId, TraceId, SpanId, Name, count(), any(Value), any(Passed), any(Error), any(Model), "
         f"any(Scorer) FROM scores FINAL WHERE Project = '{project}' GROUP BY RuleId, TraceId, SpanId, Name"
     )
-    if len(poll(svc, final, lambda rows: len(rows) >= len(expected))) >= len(expected):
-        time.sleep(2.0)  # replays still running would add rows now; nothing more may arrive
+    eventually(
+        lambda: svc.sql(final), until=lambda rows: len(rows) >= len(expected), timeout=45, interval=0.2,
+        message=lambda: svc.output,
+    )  # fmt: skip
+    time.sleep(2.0)  # replays still running would add rows now; nothing more may arrive
     rows = svc.sql(final)
     got = {(r[0], r[1], r[2], r[3]): r for r in rows}
     missing, extra = set(expected) - set(got), set(got) - set(expected)
@@ -289,7 +286,10 @@ def check_judge_spans(svc: ServiceProcess, project: str, traces: list[SentTrace]
         "any(TraceId) FROM otel_traces WHERE ScopeName = 'tracejudge.judge' "
         f"AND Project = '{project}' GROUP BY 1"
     )
-    rows = poll(svc, sql, lambda rows: {r[0] for r in rows} >= set(parents))
+    rows = eventually(
+        lambda: svc.sql(sql), until=lambda rows: {r[0] for r in rows} >= set(parents), timeout=45, interval=0.2,
+        message=lambda: f"judged items without a judge span\n{svc.output}",
+    )  # fmt: skip
     spans = {r[0]: r for r in rows}
     missing = set(parents) - set(spans)
     assert not missing, f"{len(missing)} judged items without a judge span, e.g. {sorted(missing)[:3]}"

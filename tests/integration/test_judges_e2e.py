@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +13,14 @@ import pytest
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_rules_e2e import FAST_WINDOWS, call, send_traces
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
+from tests.waiting import eventually
 
 
 def wait_rows(svc: ServiceProcess, sql: str, n: int, timeout: float = 60.0) -> list[list[Any]]:
-    deadline = time.monotonic() + timeout
-    rows: list[list[Any]] = []
-    while time.monotonic() < deadline:
-        rows = svc.sql(sql)
-        if len(rows) >= n:
-            return rows
-        time.sleep(0.3)
-    raise AssertionError(f"expected {n} rows, got {rows}\n{svc.output}")
+    return eventually(
+        lambda: svc.sql(sql), until=lambda rows: len(rows) >= n, timeout=timeout, interval=0.3,
+        message=lambda: f"expected {n} rows\n{svc.output}",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -12,42 +12,32 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess
 from tests.integration.test_judges_crash import (
     ENV,
     Client,
+    all_answered,
+    calls_in_flight,
     check_judge_spans,
     check_scores,
     create_rules,
     expected_scores,
     judge_rows,
 )
+from tests.waiting import eventually
 
 TRACES = 8
 SLOW_S = 15.0
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer(latency=SLOW_S) as srv:
-        yield srv
-
-
 def wait_for_calls_in_flight(svc: ServiceProcess, llm: FakeLLMServer, at_least: int) -> int:
-    deadline = time.monotonic() + 30
-    in_flight = 0
-    while time.monotonic() < deadline:
-        in_flight = sum(1 for r in llm.requests if r["status"] is None)
-        if in_flight >= at_least:
-            return in_flight
-        time.sleep(0.05)
-    raise AssertionError(f"only {in_flight} judge calls in flight\n{svc.output}")
+    return eventually(
+        lambda: calls_in_flight(llm), until=lambda n: n >= at_least, timeout=30, interval=0.05,
+        message=lambda: f"fewer than {at_least} judge calls in flight\n{svc.output}",
+    )  # fmt: skip
 
 
 def test_a_stop_during_judging_exits_0_and_the_restart_judges_every_job(
@@ -58,6 +48,7 @@ def test_a_stop_during_judging_exits_0_and_the_restart_judges_every_job(
     try:
         span_rule, trace_rule = create_rules(svc, llm, project)
         time.sleep(0.5)  # as in test_rules_e2e: this process reloaded already
+        llm.set_latency(SLOW_S)
         client = Client(svc.otlp_grpc, project)
         traces = []
         for i in range(TRACES):
@@ -72,10 +63,7 @@ def test_a_stop_during_judging_exits_0_and_the_restart_judges_every_job(
     cancelled = re.search(r".*cancelled (\d+) calls still running.*", svc.output)
     assert cancelled and int(cancelled.group(1)) >= in_flight, svc.output
     print(f"{in_flight} calls seen in flight; the log: {cancelled.group(0)}")
-    deadline = time.monotonic() + 10  # the fake server notices the dropped connections
-    while any(r["status"] is None for r in llm.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    before = llm.requests
+    before = all_answered(llm)  # the fake server notices the dropped connections
     assert before and all(r["status"] == 499 for r in before), [r["status"] for r in before]
 
     llm.set_latency(0.3)

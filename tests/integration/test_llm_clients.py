@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, cast
@@ -54,17 +53,10 @@ PROTOCOLS = ["chat_completions", "responses", "messages"]
 PATHS = {"chat_completions": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
 @pytest.fixture
-def srv(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
-    server.reset()
+def srv(llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
     monkeypatch.setenv(KEY_ENV, "test-key")
-    return server
+    return llm
 
 
 def make_spec(srv: FakeLLMServer, protocol: str, **kw: Any) -> ConnectionSpec:

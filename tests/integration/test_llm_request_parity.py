@@ -12,7 +12,6 @@ the same aiohttp transport the clients use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -33,12 +32,6 @@ REQUESTS = [
 CONNECTION_PARAMS = {"temperature": 0.0, "max_completion_tokens": 300, "metadata": {"team": "qa"}}
 # headers whose value is expected to differ between two calls (none of the logged ones today)
 VOLATILE: frozenset[str] = frozenset()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
 
 
 def spec(srv: FakeLLMServer, protocol: str) -> ConnectionSpec:
@@ -95,10 +88,10 @@ async def typed_create(sdk: openai.AsyncOpenAI, conn: ConnectionSpec, request: J
 
 @pytest.mark.parametrize("protocol", ["chat_completions", "responses"])
 def test_the_request_equals_the_typed_create(
-    server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, protocol: str
+    llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, protocol: str
 ) -> None:
     monkeypatch.setenv(KEY_ENV, "parity-key")
-    conn = spec(server, protocol)
+    conn = spec(llm, protocol)
     path = "/v1/chat/completions" if protocol == "chat_completions" else "/v1/responses"
 
     async def run() -> list[tuple[Any, Any]]:
@@ -121,9 +114,8 @@ def test_the_request_equals_the_typed_create(
             await sdk.close()
         return answers
 
-    server.reset()
     answers = asyncio.run(run())
-    sent = server.requests_for(path)
+    sent = llm.requests_for(path)
     assert len(sent) == 2 * len(REQUESTS)
     for i, (ours, theirs) in enumerate(answers):
         mine, typed = sent[2 * i], sent[2 * i + 1]

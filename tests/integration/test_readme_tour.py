@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.integration.service import REPO, ServiceProcess
+from tests.waiting import eventually
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -32,17 +32,17 @@ def test_the_tour_works_as_written(tmp_path: Path) -> None:
     svc = ServiceProcess(tmp_path / "data", env={"TRACEJUDGE_WINDOWS__SETTLE_S": "0.5"}).start()
     try:
         assert '{"acceptedSpans":1,"rejectedSpans":0,"traces":1}' in run(curl_ingest, svc)
-        deadline = time.monotonic() + 30
-        while "The capital of France is Paris." not in (listing := run(sql_spans, svc)):
-            assert time.monotonic() < deadline, listing
-            time.sleep(0.3)
+        eventually(
+            lambda: run(sql_spans, svc), until=lambda out: "The capital of France is Paris." in out, timeout=30,
+            interval=0.3,
+        )  # fmt: skip
         assert '"name":"capital-questions"' in run(create_rule, svc).replace(" ", "")
         # "Send the trace of step 1 again with a new traceId".
         run(curl_ingest.replace("0af7651916cd43dd8448eb211c80319c", "1bf7651916cd43dd8448eb211c80319c"), svc)
-        deadline = time.monotonic() + 30
-        while "mentions_paris" not in (scores := run(sql_scores, svc)):
-            assert time.monotonic() < deadline, scores + svc.output
-            time.sleep(0.3)
+        scores = eventually(
+            lambda: run(sql_scores, svc), until=lambda out: "mentions_paris" in out, timeout=30, interval=0.3,
+            message=lambda: svc.output,
+        )  # fmt: skip
         assert "1bf7651916cd43dd8448eb211c80319c" in scores
     finally:
         assert svc.stop() == 0, svc.output

@@ -4,13 +4,10 @@ and seen through the API and /metrics."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +21,7 @@ from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_judges_e2e import wait_rows
 from tests.integration.test_rules_e2e import FAST_WINDOWS, call, send_traces
+from tests.waiting import eventually
 
 
 def test_status_rows_carry_judge_counts(chdb_client: ClickHouse) -> None:
@@ -67,12 +65,6 @@ def test_the_status_api_sums_judge_counts_over_processes(chdb_client: ClickHouse
     assert [p["Process"] for p in st["processes"]] == ["proc-a", "proc-b"]
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
 def samples(svc: ServiceProcess, rule: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = http("GET", svc.api + "/metrics")[2].decode()
     out = {}
@@ -85,14 +77,16 @@ def samples(svc: ServiceProcess, rule: str) -> dict[tuple[str, tuple[tuple[str, 
 
 
 def wait_status(svc: ServiceProcess, rule_id: str, shed_budget: int) -> dict[str, Any]:
-    """The rule's status once its one process counts `shed_budget` budget sheds (or the last one seen)."""
-    deadline = time.monotonic() + 30
-    while True:
-        _, st = call(svc, "GET", f"/api/v1/rules/{rule_id}/status")
+    """The rule's status once its one process counts `shed_budget` budget sheds."""
+
+    def shed(st: dict[str, Any]) -> bool:
         (proc,) = st["processes"] or [{"ShedBudget": -1}]
-        if proc["ShedBudget"] >= shed_budget or time.monotonic() > deadline:
-            return dict(st)
-        time.sleep(0.2)
+        return bool(proc["ShedBudget"] >= shed_budget)
+
+    status = eventually(
+        lambda: call(svc, "GET", f"/api/v1/rules/{rule_id}/status")[1], until=shed, timeout=30
+    )
+    return dict(status)
 
 
 def test_shed_tasks_reach_the_status_and_the_metrics(tmp_path: Path, llm: FakeLLMServer) -> None:

@@ -14,7 +14,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from tests.builders import otlp_request, otlp_span
 from tests.integration.service import ServiceProcess, http
+from tests.waiting import eventually
 
 JS = {"Content-Type": "application/json"}
 FAST_WINDOWS = {"TRACEJUDGE_WINDOWS__SETTLE_S": "0.5", "TRACEJUDGE_RULES__STATUS_INTERVAL_S": "0.5"}
@@ -81,14 +83,18 @@ def scores(svc: ServiceProcess, project: str) -> list[list[Any]]:
 
 
 def wait_scores(svc: ServiceProcess, project: str, n: int, timeout: float = 60.0) -> list[list[Any]]:
-    deadline = time.monotonic() + timeout
-    rows: list[list[Any]] = []
-    while time.monotonic() < deadline:
-        rows = scores(svc, project)
-        if len(rows) >= n:
-            return rows
-        time.sleep(0.2)
-    raise AssertionError(f"expected {n} scores, got {len(rows)}: {rows}\n{svc.output}")
+    return eventually(
+        lambda: scores(svc, project), until=lambda rows: len(rows) >= n, timeout=timeout, interval=0.2,
+        message=lambda: f"expected {n} scores\n{svc.output}",
+    )  # fmt: skip
+
+
+def wait_status(svc: ServiceProcess, rule_id: str, traces_seen: int) -> dict[str, Any]:
+    """The rule's status once it has seen `traces_seen` traces."""
+    return eventually(
+        lambda: call(svc, "GET", f"/api/v1/rules/{rule_id}/status")[1],
+        until=lambda st: st["tracesSeen"] >= traces_seen, timeout=20, interval=0.2,
+    )  # fmt: skip
 
 
 def test_rules_score_real_traces(tmp_path: Path) -> None:
@@ -128,12 +134,7 @@ def test_rules_score_real_traces(tmp_path: Path) -> None:
         assert all(r[2] == 1 and r[4] == 1.0 and r[6] == "" for r in span_scope)
 
         # The rule's status: three traces seen by each rule, one filtered out by the trace rule.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            _, st = call(svc, "GET", f"/api/v1/rules/{created[0]['id']}/status")
-            if st["tracesSeen"] >= 3:
-                break
-            time.sleep(0.2)
+        st = wait_status(svc, created[0]["id"], 3)
         assert (st["tracesSeen"], st["scored"], st["filteredOut"], st["sampledOut"]) == (3, 2, 1, 0)
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert (
@@ -254,18 +255,14 @@ def test_test_rule_previews_stored_traces_and_writes_nothing(service: ServicePro
 
 
 def _json_span(trace_id: str, span_id: str, parent: str, name: str, inp: str, out: str) -> dict[str, Any]:
-    now = time.time_ns()
-    return {
-        "traceId": trace_id, "spanId": span_id, "parentSpanId": parent, "name": name,
-        "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1000),
-        "attributes": [{"key": "input.value", "value": {"stringValue": inp}},
-                       {"key": "output.value", "value": {"stringValue": out}}],
-    }  # fmt: skip
+    attributes = {"input.value": inp, "output.value": out}
+    return otlp_span(
+        trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, attributes=attributes
+    )
 
 
 def _post_spans(svc: ServiceProcess, project: str, spans: list[dict[str, Any]]) -> None:
-    doc = {"resourceSpans": [{"resource": {"attributes": [
-        {"key": "tracejudge.project", "value": {"stringValue": project}}]}, "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+    doc = otlp_request(*spans, resource={"tracejudge.project": project})
     status, body = call(svc, "POST", "/api/v1/traces", doc)
     assert status == 200 and body["rejectedSpans"] == 0, body
 
@@ -286,12 +283,7 @@ def test_a_late_span_rescores_the_whole_trace(tmp_path: Path) -> None:
             _json_span(tid, "1" * 16, "", "agent", "capital of France?", "Paris"),
             _json_span(tid, "2" * 16, "1" * 16, "llm", "q", "a"),
         ])  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            _, st = call(svc, "GET", f"/api/v1/rules/{created['id']}/status")
-            if st["tracesSeen"] >= 1:
-                break
-            time.sleep(0.2)
+        st = wait_status(svc, created["id"], 1)
         assert (st["tracesSeen"], st["filteredOut"]) == (1, 1)  # closed; no late.step span yet
         _post_spans(svc, project, [_json_span(tid, "3" * 16, "1" * 16, "late.step", "x", "y")])
         rows = wait_scores(svc, project, 1)

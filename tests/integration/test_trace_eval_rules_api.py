@@ -5,16 +5,17 @@ judged, a matching span without output is not."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests import builders
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_rules_e2e import FAST_WINDOWS, JS, call
+from tests.waiting import eventually
 
 KEY = "app.route'\\%_"  # a quote, a backslash and both LIKE wildcards
 VALUE = "it's 50%_off\\"
@@ -22,17 +23,11 @@ PROJECT = f"seed3-e2e-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLMServer) -> Iterator[ServiceProcess]:
+def svc(tmp_path_factory: pytest.TempPathFactory, llm_server: FakeLLMServer) -> Iterator[ServiceProcess]:
     env = {**FAST_WINDOWS, "FAKE_LLM_KEY": "secret"}
     service = ServiceProcess(tmp_path_factory.mktemp("seed3") / "data", env=env).start()
     status, conn = call(service, "POST", "/api/v1/connections", {
-        "name": "fake", "provider": "openai", "protocol": "chat_completions", "base_url": llm.openai_base_url,
+        "name": "fake", "provider": "openai", "protocol": "chat_completions", "base_url": llm_server.openai_base_url,
         "api_key_env": "FAKE_LLM_KEY", "model": "judge-model", "timeout_s": 10,
     })  # fmt: skip
     assert status == 201, conn
@@ -135,29 +130,18 @@ def test_a_bad_rule_is_400_naming_the_field(svc: ServiceProcess, body: Any, fiel
 
 
 def otlp_span(trace_id: str, name: str, output: str | None, **attrs: str) -> dict[str, Any]:
-    values, now = {"input": "What is the capital of France?", **attrs}, time.time_ns()
+    values = {"input": "What is the capital of France?", **attrs}
     if output is not None:
         values["output"] = output
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "dokimos.project", "value": {"stringValue": PROJECT}}]},
-        "scopeSpans": [{"spans": [{
-            "traceId": trace_id, "spanId": trace_id[:16], "name": name,
-            "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 2_000_000_000),
-            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in values.items()],
-        }]}],
-    }]}  # fmt: skip
+    span = builders.otlp_span(
+        trace_id=trace_id, span_id=trace_id[:16], name=name, duration_ns=2_000_000_000, attributes=values
+    )
+    return builders.otlp_request(span, resource={"dokimos.project": PROJECT})
 
 
 def wait_until(svc: ServiceProcess, fetch: Callable[[], Any], done: Callable[[Any], bool], what: str) -> Any:
     """Poll `fetch` until `done` says its value is final (results arrive asynchronously)."""
-    deadline = time.monotonic() + 60.0
-    value = fetch()
-    while not done(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: last {value!r}\n{svc.output}")
-        time.sleep(0.3)
-        value = fetch()
-    return value
+    return eventually(fetch, until=done, timeout=60.0, interval=0.3, message=lambda: f"{what}\n{svc.output}")
 
 
 def test_only_matching_spans_with_output_are_judged(svc: ServiceProcess) -> None:

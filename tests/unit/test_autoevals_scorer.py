@@ -28,31 +28,26 @@ from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult
 from dataflow.judging.scorer import MAX_FIELD_CHARS
 from dataflow.judging.step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for, result_outputs
-from dataflow.model import CloseReason, Span, Trace
+from dataflow.model import Span
 from dataflow.rules.engine import EvalTask
 from dataflow.rules.model import compile_rule, parse_rule, span_needs
+from tests import builders
+from tests.builders import trace
 
 FACT: dict[str, Any] = {"type": "autoevals", "name": "Factuality", "connection": "oai"}
 
 
 def rule(*scorers: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "r1", "name": "r", "project": "p", "scorers": list(scorers) or [FACT]}
-    base.update(kw)
-    return base
+    return builders.rule(**{"id": "r1", "scorers": list(scorers) or [FACT], **kw})
 
 
 def span(
     sid: str, parent: str = "root", inp: str = "Capital of France?", out: str = "Paris", **attrs: str
 ) -> Span:
-    return Span(
-        trace_id="a" * 32, span_id=sid, parent_span_id=parent, name="llm", kind="Client", status_code="Unset",
-        status_message="", service_name="svc", project="p", session_id="s1", start_ns=10, duration_ns=5,
-        input=inp, output=out, attributes=dict(attrs), resource={},
+    return builders.span(
+        span_id=sid, parent_span_id=parent, session_id="s1", start_ns=10, duration_ns=5, input=inp, output=out,
+        attributes=attrs,
     )  # fmt: skip
-
-
-def trace(*spans: Span) -> Trace:
-    return Trace("a" * 32, spans, CloseReason.ROOT_SETTLED, 0, 0, 0)
 
 
 def compile_error(*scorers: dict[str, Any]) -> str:

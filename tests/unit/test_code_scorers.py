@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from dataflow.errors import RuleCompileError
-from dataflow.model import CloseReason, Span, Trace
+from dataflow.model import Span
 from dataflow.scorers.code import CodeScorerSpec, compile_code_scorer
+from tests import builders
 
 USER = "tests.testdata.scorers.user_scorers"
 
@@ -16,13 +17,7 @@ USER = "tests.testdata.scorers.user_scorers"
 def span(
     output: str = "The capital of France is Paris!", inp: str = "Please: capital of France?", **kw: Any
 ) -> Span:
-    base: dict[str, Any] = dict(
-        trace_id="a" * 32, span_id="b" * 16, parent_span_id="", name="llm", kind="Client", status_code="Unset",
-        status_message="", service_name="svc", project="p", session_id="", start_ns=0, duration_ns=1,
-        input=inp, output=output,
-    )  # fmt: skip
-    base.update(kw)
-    return Span(**base)
+    return builders.span(**{"input": inp, "output": output, **kw})
 
 
 def run(function: str, target: Any = None, **args: Any) -> Any:
@@ -69,7 +64,7 @@ def test_levenshtein_similarity_and_threshold() -> None:
 def test_trace_scope_reads_the_root() -> None:
     root = span(output="root says hi", span_id="1" * 16)
     child = span(output="child", span_id="2" * 16, parent_span_id="1" * 16)
-    trace = Trace("a" * 32, (child, root), CloseReason.ROOT_SETTLED, 0, 0, 0)
+    trace = builders.trace(child, root)
     assert run("contains", trace, value="root says").value == 1.0
 
 

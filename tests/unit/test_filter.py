@@ -16,27 +16,15 @@ from dataflow.model import Span
 from dataflow.rules import CompiledFilter, FilterError, compile_filter
 from dataflow.rules.parser import MAX_DEPTH, MAX_TEXT
 from dataflow.rules.python_compiler import like_matcher, to_lower, to_number, to_upper
+from tests import builders
 
 
 def span(**changes: Any) -> Span:
-    fields: dict[str, Any] = {
-        "trace_id": "0" * 31 + "1",
-        "span_id": "0" * 15 + "1",
-        "parent_span_id": "",
-        "name": "chat",
-        "kind": "Client",
-        "status_code": "Ok",
-        "status_message": "",
-        "service_name": "svc",
-        "project": "p",
-        "session_id": "s1",
-        "start_ns": 0,
-        "duration_ns": 1_500_000,
-        "input": "hello",
-        "output": "world",
-    }
-    fields.update(changes)
-    return Span(**fields)
+    fields: dict[str, Any] = dict(
+        trace_id="0" * 31 + "1", span_id="0" * 15 + "1", name="chat", status_code="Ok", session_id="s1",
+        duration_ns=1_500_000, input="hello", output="world",
+    )  # fmt: skip
+    return builders.span(**(fields | changes))
 
 
 # (filter, position, token, part of the reason): one per construct outside the language.

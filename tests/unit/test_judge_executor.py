@@ -10,7 +10,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from dataflow.errors import JudgeAuthError, JudgeBadResponse, JudgeError, JudgeR
 from dataflow.judging.client import JudgeAnswer, JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor, TokenBucket
+from tests.waiting import eventually
 
 OK = JudgeAnswer(0.9, None, "fine", 10, 5, "m", "{}")
 REQ = JudgeRequest("sys", "prompt")
@@ -145,13 +146,6 @@ def gauge(name: str, connection: str) -> float | None:
     return metrics.REGISTRY.get_sample_value(name, {"connection": connection})
 
 
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not predicate():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.005)
-
-
 def breaker_lines(caplog: pytest.LogCaptureFixture, connection: str) -> list[str]:
     """The states the breaker's log lines name, in order ("connection c: circuit opened after ...")."""
     found = (re.match(rf"connection {connection}: circuit ([a-z-]+)", r.getMessage()) for r in caplog.records)
@@ -196,7 +190,9 @@ def test_stop_cancels_calls_still_running_after_the_grace(caplog: pytest.LogCapt
     ex = JudgeExecutor(lambda _s: client)
     ex.start()
     fut = ex.submit([(spec(name=name, max_concurrency=4), REQ)] * 10)
-    wait_until(lambda: client.active == 4, "4 calls in flight (6 waiting for a slot)")
+    eventually(
+        lambda: client.active == 4, timeout=10, interval=0.005, message="4 calls in flight (6 waiting)"
+    )
     ex.stop(grace_s=0.05)  # returns, does not raise
     assert fut.cancelled()
     assert client.active == 0  # the calls in flight were cancelled, not abandoned
@@ -210,7 +206,7 @@ def test_stop_lets_calls_end_within_the_grace(caplog: pytest.LogCaptureFixture) 
     ex = JudgeExecutor(lambda _s: client)
     ex.start()
     fut = ex.submit([(spec(name=f"grace-{uuid.uuid4().hex[:8]}"), REQ)] * 3)
-    wait_until(lambda: client.active == 3, "3 calls in flight")
+    eventually(lambda: client.active == 3, timeout=10, interval=0.005, message="3 calls in flight")
     stopper = threading.Thread(target=ex.stop, kwargs={"grace_s": 60})
     stopper.start()
     stopper.join(timeout=30)

@@ -10,17 +10,20 @@ from pydantic import ValidationError
 from dataflow.judging.client import JudgeAnswer
 from dataflow.judging.judge import LlmJudgeSpec
 from dataflow.judging.scorer import MAX_FIELD_CHARS
-from dataflow.model import CloseReason, Span, Trace
+from dataflow.model import Span
+from tests import builders
 
 
 def span(sid: str, parent: str, inp: str, out: str, name: str = "llm") -> Span:
-    return Span("a" * 32, sid, parent, name, "Client", "Ok", "", "svc", "p", "", int(sid, 16), 2_000_000,
-                inp, out, {}, {})  # fmt: skip
+    return builders.span(
+        span_id=sid, parent_span_id=parent, name=name, status_code="Ok", start_ns=int(sid, 16),
+        duration_ns=2_000_000, input=inp, output=out,
+    )  # fmt: skip
 
 
 ROOT = span("1" * 16, "", "What is the capital of France?", "Paris", name="agent")
 CHILD = span("2" * 16, "1" * 16, "lookup France", "capital=Paris", name="tool")
-TRACE = Trace("a" * 32, (ROOT, CHILD), CloseReason.ROOT_SETTLED, 0, 0, 0)
+TRACE = builders.trace(ROOT, CHILD)
 
 
 def judge(**kw: Any) -> LlmJudgeSpec:
@@ -45,7 +48,7 @@ def test_trace_scope_prompt_lists_spans_in_order_and_the_root_io() -> None:
 
 def test_fields_are_cut_to_the_budget() -> None:
     long = span("3" * 16, "", "x" * (MAX_FIELD_CHARS + 500), "y")
-    req = judge().build_request(Trace("a" * 32, (long,), CloseReason.ROOT_SETTLED, 0, 0, 0), long)
+    req = judge().build_request(builders.trace(long), long)
     assert "[... 500 more characters]" in req.prompt
 
 

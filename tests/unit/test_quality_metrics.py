@@ -28,6 +28,7 @@ from dataflow.judging.step import JudgeJob, result_outputs, shed_row
 from dataflow.model import ScoreRow
 from dataflow.rules.status import RuleStats, classify
 from dataflow.scorers.code import CompiledScorer, ScoreResult
+from tests.waiting import eventually
 
 CONN = ConnectionSpec(
     name="c", provider="openai", protocol="chat_completions", api_key_env="K", model="judge-m",
@@ -262,13 +263,6 @@ class Gate:
         return None
 
 
-def wait_for(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def test_in_flight_gauge_counts_calls_awaiting_the_provider() -> None:
     name = f"gate-{uuid.uuid4().hex[:8]}"
     conn = CONN.model_copy(update={"name": name, "max_concurrency": 2})
@@ -277,9 +271,10 @@ def test_in_flight_gauge_counts_calls_awaiting_the_provider() -> None:
     executor.start()
     try:
         fut = executor.submit([(conn, JudgeRequest("s", "p"))] * 3)
-        wait_for(
-            lambda: value("tracejudge_judge_in_flight_calls", connection=name) == 2, "two calls in flight"
-        )
+        eventually(
+            lambda: value("tracejudge_judge_in_flight_calls", connection=name) == 2, timeout=10, interval=0.005,
+            message="two calls in flight",
+        )  # fmt: skip
         time.sleep(0.05)  # the third call waits for a slot and is not counted
         assert value("tracejudge_judge_in_flight_calls", connection=name) == 2
         gate.open.set()

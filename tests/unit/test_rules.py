@@ -10,31 +10,23 @@ from typing import Any
 import pytest
 
 from dataflow.errors import RuleCompileError
-from dataflow.model import CloseReason, Span, Trace
+from dataflow.model import Span
 from dataflow.rules.engine import Outcome, evaluate
 from dataflow.rules.model import RuleSet, compile_rule, parse_rule, sampled, score_id
+from tests import builders
+from tests.builders import trace
 
-SCORER = {"type": "code", "name": "has_paris", "function": "contains", "args": {"value": "Paris"}}
+SCORER = builders.CONTAINS_PARIS
 
 
 def rule(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "r1", "name": "r", "project": "p", "scorers": [SCORER]}
-    base.update(kw)
-    return base
+    return builders.rule(**{"id": "r1", **kw})
 
 
 def span(sid: str, parent: str = "root", name: str = "llm", output: str = "Paris", **kw: Any) -> Span:
-    base: dict[str, Any] = dict(
-        trace_id="a" * 32, span_id=sid, parent_span_id=parent, name=name, kind="Client", status_code="Unset",
-        status_message="", service_name="svc", project="p", session_id="", start_ns=0, duration_ns=5_000_000,
-        input="q", output=output, attributes={}, resource={},
-    )  # fmt: skip
-    base.update(kw)
-    return Span(**base)
-
-
-def trace(*spans: Span, trace_id: str = "a" * 32) -> Trace:
-    return Trace(trace_id, spans, CloseReason.ROOT_SETTLED, 0, 0, 0)
+    return builders.span(
+        span_id=sid, parent_span_id=parent, name=name, output=output, duration_ns=5_000_000, **kw
+    )
 
 
 ROOT = span("root", parent="", name="agent", output="The capital is Paris")

@@ -22,6 +22,7 @@ from dataflow.rules.model import CompiledRule, compile_rule, hash64, parse_rule,
 from dataflow.rules.sampling import sample_matrix
 from dataflow.scoring.code_step import run_code_scorers
 from dataflow.windowing.step import _maps
+from tests import builders
 
 
 def _rules(n: int, rate: float) -> tuple[CompiledRule, ...]:
@@ -65,11 +66,12 @@ def _span(rng: random.Random, trace_id: str, sid: str, parent: str) -> Span:
     }
     for key in rng.sample(sorted(attrs), rng.randrange(3)):
         del attrs[key]
-    return Span(
-        trace_id, sid, parent, rng.choice(names), rng.choice(["Client", "Internal"]),
-        rng.choice(["Unset", "Ok", "Error"]), "", f"support-bot-{rng.randrange(4)}", "p", "",
-        rng.randrange(10**9), rng.randrange(3 * 10**9), rng.choice(["Refund please", "Payment", text]), text,
-        attrs, {"service.name": f"support-bot-{rng.randrange(4)}"},
+    return builders.span(
+        trace_id=trace_id, span_id=sid, parent_span_id=parent, name=rng.choice(names),
+        kind=rng.choice(["Client", "Internal"]), status_code=rng.choice(["Unset", "Ok", "Error"]),
+        service_name=f"support-bot-{rng.randrange(4)}", start_ns=rng.randrange(10**9),
+        duration_ns=rng.randrange(3 * 10**9), input=rng.choice(["Refund please", "Payment", text]), output=text,
+        attributes=attrs, resource={"service.name": f"support-bot-{rng.randrange(4)}"},
     )  # fmt: skip
 
 
@@ -80,7 +82,7 @@ def _traces(rng: random.Random, n: int) -> list[Trace]:
         spans = [_span(rng, tid, "s0", "" if rng.random() < 0.9 else "gone")]
         spans += [_span(rng, tid, f"s{i}", "s0") for i in range(1, rng.randrange(1, 12))]
         late = rng.random() < 0.1
-        out.append(Trace(tid, tuple(spans), CloseReason.ROOT_SETTLED, 0, 0, 0, late=late))
+        out.append(builders.trace(*spans, late=late))
     return out
 
 

@@ -20,10 +20,11 @@ from connectors.api.trace_eval_rules import (
     to_view,
 )
 from dataflow.judging.judge import LlmJudgeSpec
-from dataflow.model import CloseReason, Span, Trace
+from dataflow.model import Span
 from dataflow.rules.engine import Outcome, evaluate
 from dataflow.rules.filter import compile_filter
 from dataflow.rules.model import RuleSpec, compile_rule, span_needs
+from tests import builders
 
 SEED_EXAMPLE: dict[str, Any] = {
     "name": "helpfulness",
@@ -57,15 +58,12 @@ def body(**changes: Any) -> dict[str, Any]:
 
 
 def span(sid: str, name: str = "llm.generate", output: str = "Paris", **attrs: str) -> Span:
-    return Span(
-        trace_id="a" * 32, span_id=sid, parent_span_id="" if sid == "root" else "root", name=name,
-        kind="Client", status_code="Unset", status_message="", service_name="svc", project="p", session_id="",
-        start_ns=0, duration_ns=1, input="q", output=output, attributes=attrs, resource={},
-    )  # fmt: skip
+    parent = "" if sid == "root" else "root"
+    return builders.span(span_id=sid, parent_span_id=parent, name=name, output=output, attributes=attrs)
 
 
 def scored_span_ids(spec: RuleSpec, *spans: Span) -> list[str]:
-    tasks, _ = evaluate(Trace("a" * 32, spans, CloseReason.ROOT_SETTLED, 0, 0, 0), (compile_rule(spec),))
+    tasks, _ = evaluate(builders.trace(*spans), (compile_rule(spec),))
     return [t.span.span_id for t in tasks if t.span is not None]
 
 
@@ -100,7 +98,7 @@ def test_span_name_rule_scores_only_named_spans_with_output() -> None:
 
 def test_a_named_span_without_output_is_filtered_out() -> None:
     tasks, decisions = evaluate(
-        Trace("a" * 32, (span("root", output=""),), CloseReason.ROOT_SETTLED, 0, 0, 0),
+        builders.trace(span("root", output="")),
         (compile_rule(spec_of(body())),),
     )
     assert tasks == [] and [d.outcome for d in decisions] == [Outcome.FILTERED_OUT]

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataflow.config import WindowConfig
 from dataflow.model import CloseReason, Span
 from dataflow.windowing.trace_window import NS, WindowShard, shard_of
+from tests import builders
 
 T0 = 1_800_000_000 * NS
 
 
-def span(trace: str = "a" * 32, sid: str = "1", parent: str = "p", start: int = 0, **kw: object) -> Span:
-    base: dict[str, object] = dict(
+def span(trace: str = "a" * 32, sid: str = "1", parent: str = "p", start: int = 0, **kw: Any) -> Span:
+    base: dict[str, Any] = dict(
         trace_id=trace, span_id=sid.rjust(16, "0"), parent_span_id=parent, name="s", kind="Internal",
-        status_code="Unset", status_message="", service_name="svc", project="proj", session_id="",
-        start_ns=start, duration_ns=1, input="in", output="out", attributes={"k": "v"}, resource={},
+        project="proj", start_ns=start, input="in", output="out", attributes={"k": "v"},
     )  # fmt: skip
-    base.update(kw)
-    return Span(**base)  # type: ignore[arg-type]
+    return builders.span(**(base | kw))
 
 
 def cfg(**kw: object) -> WindowConfig:

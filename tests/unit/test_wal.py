@@ -17,6 +17,7 @@ from connectors.wal.source import WalRecordSource
 from dataflow.config import IngestConfig, WalConfig
 from dataflow.errors import WalCorrupt, WalError, WalFull
 from dataflow.model import SpanBlock
+from tests.waiting import eventually
 
 FIXTURE = Path(__file__).resolve().parents[1] / "testdata" / "otlp" / "json_int64_as_strings.json"
 
@@ -27,11 +28,20 @@ def batch(n: int = 1) -> pa.RecordBatch:
     return pa.concat_batches([result.batch] * n) if n > 1 else result.batch
 
 
-def wait_sealed(wal: Wal, seq: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while wal.partitions[0].last_sealed < seq:
-        assert time.monotonic() < deadline, "segment was not sealed in time"
-        time.sleep(0.01)
+def one_row_segments(tmp_path: Path, *rows: int) -> Wal:
+    """A started log that seals a segment per append, after one append of each of `rows` (all sealed)."""
+    wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=1, segment_max_age_s=60))
+    wal.start()
+    for n in rows:
+        wal.append(batch(n)).result(timeout=5)
+    wait_sealed(wal, len(rows))
+    return wal
+
+
+def wait_sealed(wal: Wal, seq: int, timeout: float = 10.0) -> None:
+    eventually(
+        lambda: wal.partitions[0].last_sealed >= seq, timeout=timeout, interval=0.01, message="not sealed"
+    )
 
 
 def test_append_is_durable_and_sealed_segments_read_back(tmp_path: Path) -> None:
@@ -102,11 +112,7 @@ def test_full_log_pushes_back(tmp_path: Path) -> None:
 
 
 def test_reclaim_frees_space(tmp_path: Path) -> None:
-    wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=1, segment_max_age_s=60))
-    wal.start()
-    for _ in range(3):
-        wal.append(batch()).result(timeout=5)
-    wait_sealed(wal, 3)
+    wal = one_row_segments(tmp_path, 1, 1, 1)
     before = wal.backlog_bytes
     assert wal.partitions[0].reclaim_below(3) == 2
     assert [s for s, _ in wal.partitions[0].sealed_segments()] == [3]
@@ -142,11 +148,7 @@ def test_source_refuses_state_of_another_log(tmp_path: Path) -> None:
 
 
 def test_source_fails_loudly_when_a_needed_segment_is_missing(tmp_path: Path) -> None:
-    wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=1, segment_max_age_s=60))
-    wal.start()
-    for _ in range(2):
-        wal.append(batch()).result(timeout=5)
-    wait_sealed(wal, 2)
+    wal = one_row_segments(tmp_path, 1, 1)
     wal.partitions[0].seg_path(1).unlink()
     with pytest.raises(WalCorrupt, match="missing"):
         WalRecordSource(wal, threading.Event()).build_part("s", "p0", (wal.id, 1, 0))
@@ -162,11 +164,7 @@ class _Capture:
 
 
 def test_span_store_stores_sealed_segments_in_order_once_and_resumes_at_its_cursor(tmp_path: Path) -> None:
-    wal = Wal(tmp_path / "wal", WalConfig(segment_max_rows=1, segment_max_age_s=60))
-    wal.start()
-    for n in (1, 2):
-        wal.append(batch(n)).result(timeout=5)
-    wait_sealed(wal, 2)
+    wal = one_row_segments(tmp_path, 1, 2)
     stop = threading.Event()
     capture = _Capture()
     store = SpanStore(wal, capture, stop)  # type: ignore[arg-type]
