@@ -30,10 +30,10 @@ def connection_doc(spec: ConnectionSpec) -> ConnectionView:
 def parse_connection(data: Any, keep: ConnectionSpec | None = None) -> ConnectionSpec:
     """The connection of a body; a pydantic error is answered 400 `validation_error` by the app."""
     if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object (a connection)", code="validation_error")
+        raise ApiError(400, "the body must be a JSON object (a connection)")
     if "api_key" in data or "apiKey" in data:
         msg = "keys are never stored: set api_key_env to the name of the env var"
-        raise ApiError(400, msg, "api_key", "validation_error")
+        raise ApiError(400, msg, "api_key")
     body = {k: v for k, v in data.items() if k not in _SERVER_FIELDS}
     if keep is not None:
         body["id"], body["version"] = keep.id, keep.version
@@ -107,7 +107,7 @@ def build_connections_router(
     async def patch(conn_id: str, body: Any = Body(...)) -> ConnectionView:  # noqa: B008
         current = await get_or_404(conn_id)
         if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object", code="validation_error")
+            raise ApiError(400, "the body must be a JSON object")
         spec = parse_connection({**current.model_dump(mode="json"), **body}, keep=current)
         if spec.name != current.name and await run(store.by_name, spec.name) is not None:
             raise ApiError(409, f"a connection named {spec.name!r} exists", "name")

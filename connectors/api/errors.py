@@ -32,7 +32,7 @@ MAX_MESSAGE = 1_000
 _MAX_PROBLEMS = 5
 _MAX_PROBLEM = 200
 _CODES = {
-    400: "bad_request",
+    400: "validation_error",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -66,7 +66,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 class ApiError(HTTPException):
-    """A refusal of one of our routes; `code` defaults to the status' code (400: `bad_request`)."""
+    """A refusal of one of our routes; `code` defaults to the status' (400: `validation_error`)."""
 
     def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None) -> None:
         super().__init__(status, message)
@@ -107,6 +107,8 @@ def problems_text(errors: Sequence[Any]) -> str:
 
 
 def _validation(status: int, errors: Sequence[Any]) -> JSONResponse:
+    if errors and errors[0]["type"] == "json_invalid":  # its location is a character position, not a field
+        return error_response(status, "validation_error", f"the body is not valid JSON: {errors[0]['msg']}")
     field = field_path(errors[0]["loc"]) if errors else ""
     return error_response(status, "validation_error", problems_text(errors), field)
 

@@ -28,13 +28,13 @@ _SERVER_FIELDS = ("id", "version")
 def _error(exc: RuleCompileError) -> ApiError:
     text = str(exc)
     field = text.split(":", 1)[0] if ":" in text else ""
-    return ApiError(400, text, field, "validation_error")
+    return ApiError(400, text, field)
 
 
 def validated(data: Any, keep: RuleSpec | None = None) -> RuleSpec:
     """Parse and compile `data`; server-managed fields come from `keep` (or are cleared)."""
     if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object (a rule)", code="validation_error")
+        raise ApiError(400, "the body must be a JSON object (a rule)")
     body = {k: v for k, v in data.items() if k not in _SERVER_FIELDS}
     if keep is not None:
         body["id"] = keep.id
@@ -58,7 +58,7 @@ def build_rules_router(
     def check_connections(spec: RuleSpec) -> None:
         if problems := scorer_connection_problems(spec, connection):
             field, problem = problems[0]
-            raise ApiError(400, problem, field, "validation_error")
+            raise ApiError(400, problem, field)
 
     def key_problems(spec: RuleSpec) -> list[str]:
         out = []
@@ -124,11 +124,11 @@ def build_rules_router(
     )
     async def test(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
         if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object", code="validation_error")
+            raise ApiError(400, "the body must be a JSON object")
         rule = body.get("rule", body)
         window = body.get("window") or {}
         if not isinstance(window, dict):
-            raise ApiError(400, "window must be an object", "window", "validation_error")
+            raise ApiError(400, "window must be an object", "window")
         keep_id = rule.get("id", "") if isinstance(rule, dict) else ""
         spec = validated(rule)
         if keep_id:
@@ -155,7 +155,7 @@ def build_rules_router(
     async def patch(rule_id: str, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
         current = await get_or_404(rule_id)
         if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object (fields to change)", code="validation_error")
+            raise ApiError(400, "the body must be a JSON object (fields to change)")
         merged = {**current.model_dump(mode="json"), **body}
         spec = validated(merged, keep=current)
         if (spec.project, spec.name) != (current.project, current.name):

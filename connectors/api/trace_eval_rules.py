@@ -226,7 +226,7 @@ def to_view(spec: RuleSpec, connection_ids: dict[str, str]) -> TraceEvalRuleView
 
 
 def _bad_request(exc: TraceEvalRuleError) -> ApiError:
-    return ApiError(400, str(exc), exc.field, "validation_error")
+    return ApiError(400, str(exc), exc.field)
 
 
 def build_trace_eval_rules_router(
