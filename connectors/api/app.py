@@ -1,6 +1,7 @@
 """The HTTP API: seed-compatible span ingest, trace reads, read-only SQL, health and metrics.
 
-OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`).
+OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`). Every JSON route declares its answer
+(`connectors/api/models.py`); every error has the one shape of `connectors/api/errors.py`.
 """
 
 from __future__ import annotations

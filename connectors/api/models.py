@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from dataflow.judging.connections import ConnectionSpec
+from dataflow.rules.engine import Outcome
 from dataflow.rules.model import RuleSpec
 from dataflow.rules.status import COUNTERS
 
@@ -134,12 +135,9 @@ class PreviewTrace(BaseModel):
     scores: list[PreviewScore]
 
 
-class PreviewSummary(BaseModel):
-    traces: int
-    scored: int
-    filtered_out: int
-    not_targeted: int
-    sampled_out: int
+# How many traces of a preview, and how many of them had each outcome (`dataflow.rules.engine.Outcome`).
+_SUMMARY_FIELDS: dict[str, Any] = {"traces": (int, ...)} | {o.value: (int, ...) for o in Outcome}
+PreviewSummary = create_model("PreviewSummary", **_SUMMARY_FIELDS)
 
 
 class RulePreview(BaseModel):
