@@ -169,7 +169,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     @app.get(
         "/api/v1/traces/{trace_id}",
         response_model=TraceView,
-        responses=error_responses(400, 404),
+        responses=error_responses(400, 404, 422),
         summary="One trace's spans with project, input, output, attributes",
     )
     async def get_trace(trace_id: str) -> Response:

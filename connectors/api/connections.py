@@ -43,7 +43,7 @@ def parse_connection(data: Any, keep: ConnectionSpec | None = None) -> Connectio
 def build_connections_router(
     store: ConnectionStore, rules: RuleStore, on_change: Callable[[], object]
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+    router = APIRouter(prefix="/api/v1/connections", tags=["connections"], responses=error_responses(422))
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)

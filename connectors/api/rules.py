@@ -53,7 +53,7 @@ def build_rules_router(
     tester: Callable[[RuleSpec, dict[str, Any]], dict[str, Any]],
     connection: Callable[[str], Any],
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+    router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=error_responses(422))
 
     def check_connections(spec: RuleSpec) -> None:
         if problems := scorer_connection_problems(spec, connection):

@@ -232,7 +232,11 @@ def _bad_request(exc: TraceEvalRuleError) -> ApiError:
 def build_trace_eval_rules_router(
     rules: RuleStore, connections: ConnectionStore, on_change: Callable[[], object]
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/projects/{project}/trace-eval-rules", tags=["trace eval rules"])
+    router = APIRouter(
+        prefix="/api/v1/projects/{project}/trace-eval-rules",
+        tags=["trace eval rules"],
+        responses=error_responses(422),
+    )
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
