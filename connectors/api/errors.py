@@ -5,7 +5,7 @@
     RequestValidationError       422 `validation_error`: the first few problems, never the input
     ValidationError (pydantic)   400 `validation_error`: our own parsing of a body
     QueryError                   400 `query_error`
-    anything else                500 `internal_error`, logged
+    anything else                500 `internal_error` (the server logs the traceback)
 
 `code` is a stable snake_case string; `field` the dotted path of the offending field where one is known.
 Messages are cut to a bounded length and never carry the request body back. The OTLP receivers (and the
@@ -14,7 +14,6 @@ OTLP answers of `POST /api/v1/traces`) keep OTLP's `Status` bodies; they are not
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +24,6 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dataflow.errors import QueryError
-
-logger = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1_000
 _MAX_PROBLEMS = 5
@@ -136,6 +133,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "query_error", str(exc))
 
     @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises `exc` after this answer is sent, and the server logs it with its traceback.
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")

@@ -12,12 +12,14 @@ from typing import Any
 from unittest.mock import Mock
 
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 from starlette.routing import BaseRoute
 
 from connectors.api.app import build_api_app
-from connectors.api.errors import ErrorBody
+from connectors.api.errors import ErrorBody, install_error_handlers
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_rules_e2e import JS, call
 
@@ -205,3 +207,18 @@ def test_errors_have_one_shape(
     conforms(ErrorBody, doc)
     assert (got, doc["error"]["code"], doc["error"].get("field")) == (status, code, field), doc
     assert "sk-1" not in raw.decode()
+
+
+def test_an_unexpected_error_is_a_bare_500() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        msg = "secret detail"
+        raise RuntimeError(msg)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/boom")
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"code": "internal_error", "message": "internal error (RuntimeError)"}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from connectors.api.rules import build_rules_router
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from dataflow.rules.model import parse_rule
-from dataflow.rules.status import RuleCounts
+from dataflow.rules.status import COUNTERS, RuleCounts
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_judges_e2e import wait_rows
@@ -39,6 +40,10 @@ def test_status_rows_carry_judge_counts(chdb_client: ClickHouse) -> None:
     seeded = store.process_counts("proc-q")[rid]
     assert seeded == RuleCounts(traces_seen=9, scored=9, scorer_errors=3, judge_errors=2, shed_budget=4,
                                 shed_overload=1, shed_circuit_open=5)  # fmt: skip
+    # Every counter has a column of its own: distinct values come back in their places.
+    distinct = RuleCounts(rule_version=3, **{name: i + 1 for i, name in enumerate(COUNTERS)})
+    store.write_status([StatusRow.of(rid, "proc-d", distinct)])
+    assert store.process_counts("proc-d")[rid] == replace(distinct, rule_version=0)
     # A row written without the judge columns (as before 0007) reads 0 there.
     store.write_status([StatusRow(rid, "proc-old", RuleCounts(rule_version=1, traces_seen=1, scored=1))])
     old = store.process_counts("proc-old")[rid]
