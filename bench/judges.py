@@ -363,7 +363,7 @@ class JudgePhase(rules.Phase):
     def on_ready(self, server: ingest.ManagedServer) -> None:
         for conn in self.connections:
             status, body = rules.http_json("POST", server.api + "/api/v1/connections", conn)
-            if status != 201 or body.get("keyStatus") != "set":
+            if status != 201 or body.get("key_status") != "set":
                 raise RuntimeError(f"creating connection {conn['name']}: HTTP {status}: {body}")
         super().on_ready(server)
 

@@ -157,11 +157,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             doc = json.load(resp)
     except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error_message(_error_doc(exc), exc.reason)}", file=sys.stderr)
         return 1
     except urllib.error.URLError as exc:
         print(f"error: cannot reach the tracejudge API at {args.api_url}: {exc.reason}", file=sys.stderr)
@@ -186,6 +182,22 @@ class ApiError(Exception):
     pass
 
 
+def _error_doc(exc: urllib.error.HTTPError) -> Any:
+    try:
+        return json.load(exc)
+    except ValueError:
+        return None
+
+
+def error_message(doc: Any, reason: str) -> str:
+    """The server's `{"error": {"message", "field"}}` as one line; `reason` (the HTTP reason) without one."""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict) or not error.get("message"):
+        return reason
+    message, field = str(error["message"]), str(error.get("field") or "")
+    return f"{field}: {message}" if field and not message.startswith(field) else message
+
+
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     url = args.api_url.rstrip("/") + path
     data = json.dumps(body).encode() if body is not None else None
@@ -194,11 +206,7 @@ def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as exc:
-        try:
-            doc = json.load(exc)
-        except ValueError:
-            doc = {"error": exc.reason}
-        return exc.code, doc
+        return exc.code, {"error": {"message": error_message(_error_doc(exc), exc.reason)}}
     except urllib.error.URLError as exc:
         msg = (
             f"cannot reach the tracejudge API at {args.api_url}: {exc.reason} (is `tracejudge run` running?)"
@@ -207,8 +215,7 @@ def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
 
 
 def _fail(status: int, doc: Any) -> int:
-    message = doc.get("error", doc) if isinstance(doc, dict) else doc
-    print(f"error ({status}): {message}", file=sys.stderr)
+    print(f"error ({status}): {error_message(doc, f'HTTP {status}')}", file=sys.stderr)
     return 1
 
 
@@ -287,11 +294,11 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         rows = []
         for t in doc["traces"]:
             scores = "; ".join(
-                f"{x['name']}={x['value'] if x['value'] is not None else x['stringValue']}"
+                f"{x['name']}={x['value'] if x['value'] is not None else x['string_value']}"
                 + (f" ERROR {x['error']}" if x["error"] else "")
                 for x in t["scores"]
             )
-            rows.append([t["traceId"], t["rootName"], t["reason"], "yes" if t["sampled"] else "no", scores])
+            rows.append([t["trace_id"], t["root_name"], t["reason"], "yes" if t["sampled"] else "no", scores])
         print(_format_table(["trace", "root", "decision", "sampled", "scores"], rows))
     return 0
 

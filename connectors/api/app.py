@@ -1,6 +1,7 @@
 """The HTTP API: seed-compatible span ingest, trace reads, read-only SQL, health and metrics.
 
-OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`).
+OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`). Every JSON route declares its answer
+(`connectors/api/models.py`); every error has the one shape of `connectors/api/errors.py`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from connectors.api.connections import build_connections_router
+from connectors.api.errors import ApiError, bounded, error_responses, install_error_handlers
+from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
 from connectors.api.rules import build_rules_router
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
@@ -64,27 +66,6 @@ def json_response(doc: Any, status: int = 200) -> Response:
     )
 
 
-class SqlRequest(BaseModel):
-    query: str = Field(
-        ..., min_length=1, max_length=100_000, description="One read-only ClickHouse SQL query."
-    )
-
-
-class SqlResponse(BaseModel):
-    columns: list[str]
-    types: list[str]
-    data: list[list[Any]]
-    rows: int
-    truncated: bool = Field(description="True when the result was cut at the API's row limit.")
-    elapsed_ms: float
-
-
-class IngestResponse(BaseModel):
-    acceptedSpans: int
-    rejectedSpans: int
-    traces: int
-
-
 @dataclass
 class ApiState:
     """What the API needs from the running service."""
@@ -113,24 +94,24 @@ def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
 
 def _span_doc(row: dict[str, Any]) -> dict[str, Any]:
     events = [
-        {"timeUnixNano": str(t), "name": n, "attributes": dict(a)}
+        {"time_unix_nano": str(t), "name": n, "attributes": dict(a)}
         for t, n, a in zip(row["EventTimesNs"], row["EventNames"], row["EventAttributes"], strict=False)
     ]
     start = int(row["StartNs"])
     return {
-        "traceId": row["TraceId"],
-        "spanId": row["SpanId"],
-        "parentSpanId": row["ParentSpanId"],
+        "trace_id": row["TraceId"],
+        "span_id": row["SpanId"],
+        "parent_span_id": row["ParentSpanId"],
         "name": row["SpanName"],
         "kind": row["SpanKind"],
-        "serviceName": row["ServiceName"],
+        "service_name": row["ServiceName"],
         "project": row["Project"],
-        "sessionId": row["SessionId"],
-        "startTime": _iso(start),
-        "startTimeUnixNano": str(start),
-        "durationMs": int(row["Duration"]) / 1e6,
-        "statusCode": row["StatusCode"],
-        "statusMessage": row["StatusMessage"],
+        "session_id": row["SessionId"],
+        "start_time": _iso(start),
+        "start_time_unix_nano": str(start),
+        "duration_ms": int(row["Duration"]) / 1e6,
+        "status_code": row["StatusCode"],
+        "status_message": row["StatusMessage"],
         "input": row["Input"],
         "output": row["Output"],
         "attributes": dict(row["SpanAttributes"]),
@@ -153,7 +134,9 @@ def _parse_since(value: str | None) -> int:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise HTTPException(400, f"since: {value!r} is neither ISO 8601 nor a Unix timestamp") from exc
+        raise ApiError(
+            400, f"{bounded(value, 100)!r} is neither ISO 8601 nor a Unix timestamp", "since"
+        ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return int(parsed.timestamp() * 1e9)
@@ -183,30 +166,40 @@ def build_api_app(state: ApiState) -> FastAPI:
     async def ingest(request: Request) -> Response:
         return await handle_export(request, state.ingestor, "api", _ingest_success)
 
-    @app.get("/api/v1/traces/{trace_id}", summary="One trace's spans with project, input, output, attributes")
+    @app.get(
+        "/api/v1/traces/{trace_id}",
+        response_model=TraceView,
+        responses=error_responses(400, 404, 422),
+        summary="One trace's spans with project, input, output, attributes",
+    )
     async def get_trace(trace_id: str) -> Response:
         tid = trace_id.lower()
         if len(tid) != 32 or not _HEX.issuperset(tid):
-            raise HTTPException(400, "trace_id must be 32 hex characters")
+            raise ApiError(400, "trace_id must be 32 hex characters", "trace_id")
         table = await anyio.to_thread.run_sync(
             lambda: state.reader.query_arrow(_query("trace_by_id"), {"trace_id": tid})
         )
         rows = table.to_pylist()
         if not rows:
-            raise HTTPException(404, f"trace {tid} not found")
+            raise ApiError(404, f"trace {tid} not found")
         spans = [_span_doc(r) for r in rows]
-        roots = [s for s in spans if not s["parentSpanId"]]
+        roots = [s for s in spans if not s["parent_span_id"]]
         return json_response(
             {
-                "traceId": tid,
+                "trace_id": tid,
                 "project": spans[0]["project"],
-                "rootSpanId": roots[0]["spanId"] if roots else None,
-                "spanCount": len(spans),
+                "root_span_id": roots[0]["span_id"] if roots else None,
+                "span_count": len(spans),
                 "spans": spans,
             }
         )
 
-    @app.get("/api/v1/traces", summary="Recent traces, newest first")
+    @app.get(
+        "/api/v1/traces",
+        response_model=TraceList,
+        responses=error_responses(400, 422),
+        summary="Recent traces, newest first",
+    )
     async def list_traces(
         project: Annotated[str, Query(description="Only this project; empty for all.")] = "",
         since: Annotated[
@@ -221,28 +214,33 @@ def build_api_app(state: ApiState) -> FastAPI:
         )
         traces = [
             {
-                "traceId": r["trace_id"],
+                "trace_id": r["trace_id"],
                 "project": r["project"],
-                "startTime": _iso(int(r["start_ns"])),
-                "durationMs": int(r["duration_ns"]) / 1e6,
+                "start_time": _iso(int(r["start_ns"])),
+                "duration_ms": int(r["duration_ns"]) / 1e6,
                 "spans": int(r["spans"]),
-                "rootName": r["root_name"],
+                "root_name": r["root_name"],
                 "input": r["root_input"],
                 "output": r["root_output"],
-                "errorSpans": int(r["error_spans"]),
+                "error_spans": int(r["error_spans"]),
             }
             for r in table.to_pylist()
         ]
         return json_response({"traces": traces, "count": len(traces)})
 
-    @app.post("/api/v1/sql", response_model=SqlResponse, summary="Run one read-only query")
+    @app.post(
+        "/api/v1/sql",
+        response_model=SqlResponse,
+        responses=error_responses(400, 422),
+        summary="Run one read-only query",
+    )
     async def sql(body: SqlRequest) -> Response:
         started = time.perf_counter()
         try:
             columns, types, rows, truncated = await anyio.to_thread.run_sync(state.readonly.query, body.query)
         except QueryError as exc:
             metrics.API_SQL_QUERIES.labels("refused" if "readonly" in str(exc).lower() else "error").inc()
-            return json_response({"error": str(exc)}, 400)
+            raise
         metrics.API_SQL_QUERIES.labels("ok").inc()
         return json_response(
             {
@@ -273,11 +271,9 @@ def build_api_app(state: ApiState) -> FastAPI:
         try:
             limit = int(window.get("limit", 50))
         except (TypeError, ValueError) as exc:
-            raise HTTPException(
-                400, {"error": "window.limit must be a number", "field": "window.limit"}
-            ) from exc
+            raise ApiError(400, "window.limit must be a number", "window.limit") from exc
         if not 1 <= limit <= 1000:
-            raise HTTPException(400, {"error": "window.limit must be 1..1000", "field": "window.limit"})
+            raise ApiError(400, "window.limit must be 1..1000", "window.limit")
         ids = window.get("trace_ids")
         if ids is None:
             params = {"project": spec.project, "since_ns": _parse_since(window.get("since")), "limit": limit}
@@ -295,13 +291,5 @@ def build_api_app(state: ApiState) -> FastAPI:
     app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
     app.include_router(build_trace_eval_rules_router(state.rules, state.connections, state.on_rules_change))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
+    install_error_handlers(app)
     return app

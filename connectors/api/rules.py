@@ -12,26 +12,29 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 
-from connectors.clickhouse.rules_store import RuleStore
+from connectors.api.errors import ApiError, error_responses
+from connectors.api.models import Deleted, ProcessStatus, RuleList, RulePreview, RuleStatus, StatusCounts
+from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from dataflow.errors import RuleCompileError
 from dataflow.judging.checks import scorer_connection_problems
 from dataflow.rules.model import RuleSpec, compile_rule, parse_rule
+from dataflow.rules.status import COUNTERS
 
 _SERVER_FIELDS = ("id", "version")
 
 
-def _error(exc: RuleCompileError) -> HTTPException:
+def _error(exc: RuleCompileError) -> ApiError:
     text = str(exc)
     field = text.split(":", 1)[0] if ":" in text else ""
-    return HTTPException(400, {"error": text, "field": field})
+    return ApiError(400, text, field)
 
 
 def validated(data: Any, keep: RuleSpec | None = None) -> RuleSpec:
     """Parse and compile `data`; server-managed fields come from `keep` (or are cleared)."""
     if not isinstance(data, dict):
-        raise HTTPException(400, {"error": "the body must be a JSON object (a rule)", "field": ""})
+        raise ApiError(400, "the body must be a JSON object (a rule)")
     body = {k: v for k, v in data.items() if k not in _SERVER_FIELDS}
     if keep is not None:
         body["id"] = keep.id
@@ -44,22 +47,18 @@ def validated(data: Any, keep: RuleSpec | None = None) -> RuleSpec:
     return spec
 
 
-def _doc(spec: RuleSpec) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
-
-
 def build_rules_router(
     store: RuleStore,
     on_change: Callable[[], object],
     tester: Callable[[RuleSpec, dict[str, Any]], dict[str, Any]],
     connection: Callable[[str], Any],
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+    router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=error_responses(422))
 
     def check_connections(spec: RuleSpec) -> None:
         if problems := scorer_connection_problems(spec, connection):
             field, problem = problems[0]
-            raise HTTPException(400, {"error": problem, "field": field})
+            raise ApiError(400, problem, field)
 
     def key_problems(spec: RuleSpec) -> list[str]:
         out = []
@@ -79,111 +78,130 @@ def build_rules_router(
         await run(on_change)
         return stored
 
-    @router.get("", summary="List rules, optionally of one project")
-    async def list_rules(project: str | None = Query(None)) -> dict[str, Any]:
+    @router.get("", response_model=RuleList, summary="List rules, optionally of one project")
+    async def list_rules(project: str | None = Query(None)) -> RuleList:
         rules = await run(store.load, project)
-        return {"rules": [_doc(r) for r in rules], "count": len(rules)}
+        return RuleList(rules=rules, count=len(rules))
 
-    @router.post("", summary="Create a rule; an existing name in the project is returned unchanged (200)")
-    async def create(response: Response, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @router.post(
+        "",
+        response_model=RuleSpec,
+        responses=error_responses(400),
+        summary="Create a rule; an existing name in the project is returned unchanged (200)",
+    )
+    async def create(response: Response, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
         spec = validated(body)
-        existing = await run(store.by_name, spec.project, spec.name)
+        existing: RuleSpec | None = await run(store.by_name, spec.project, spec.name)
         if existing is not None:
             response.status_code = 200
-            return _doc(existing)
+            return existing
         response.status_code = 201
-        return _doc(await saved(spec))
+        return await saved(spec)
 
-    @router.put("", summary="Create or replace a rule by project and name")
-    async def put(response: Response, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @router.put(
+        "",
+        response_model=RuleSpec,
+        responses=error_responses(400),
+        summary="Create or replace a rule by project and name",
+    )
+    async def put(response: Response, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
         spec = validated(body)
-        existing = await run(store.by_name, spec.project, spec.name)
+        existing: RuleSpec | None = await run(store.by_name, spec.project, spec.name)
         if existing is None:
             response.status_code = 201
-            return _doc(await saved(spec))
+            return await saved(spec)
         response.status_code = 200
         candidate = spec.model_copy(update={"id": existing.id, "version": existing.version})
         if candidate == existing:
-            return _doc(existing)  # idempotent: the same rule again is not a new version
-        return _doc(await saved(candidate))
+            return existing  # idempotent: the same rule again is not a new version
+        return await saved(candidate)
 
-    @router.post("/test", summary="Run an unsaved rule over stored traces (default: its project's 50 latest)")
+    @router.post(
+        "/test",
+        response_model=RulePreview,
+        responses=error_responses(400),
+        summary="Run an unsaved rule over stored traces (default: its project's 50 latest)",
+    )
     async def test(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
         if not isinstance(body, dict):
-            raise HTTPException(400, {"error": "the body must be a JSON object", "field": ""})
+            raise ApiError(400, "the body must be a JSON object")
         rule = body.get("rule", body)
         window = body.get("window") or {}
         if not isinstance(window, dict):
-            raise HTTPException(400, {"error": "window must be an object", "field": "window"})
+            raise ApiError(400, "window must be an object", "window")
         keep_id = rule.get("id", "") if isinstance(rule, dict) else ""
         spec = validated(rule)
         if keep_id:
             spec = spec.model_copy(update={"id": str(keep_id)})
         result: dict[str, Any] = await run(tester, spec, window)
-        return {"rule": _doc(spec), **result}
+        return {"rule": spec, **result}
 
     async def get_or_404(rule_id: str) -> RuleSpec:
         spec: RuleSpec | None = await run(store.get, rule_id)
         if spec is None:
-            raise HTTPException(404, {"error": f"rule {rule_id} not found"})
+            raise ApiError(404, f"rule {rule_id} not found")
         return spec
 
-    @router.get("/{rule_id}", summary="One rule")
-    async def get(rule_id: str) -> dict[str, Any]:
-        return _doc(await get_or_404(rule_id))
+    @router.get("/{rule_id}", response_model=RuleSpec, responses=error_responses(404), summary="One rule")
+    async def get(rule_id: str) -> RuleSpec:
+        return await get_or_404(rule_id)
 
-    @router.patch("/{rule_id}", summary="Change some fields of a rule")
-    async def patch(rule_id: str, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @router.patch(
+        "/{rule_id}",
+        response_model=RuleSpec,
+        responses=error_responses(400, 404, 409),
+        summary="Change some fields of a rule",
+    )
+    async def patch(rule_id: str, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
         current = await get_or_404(rule_id)
         if not isinstance(body, dict):
-            raise HTTPException(
-                400, {"error": "the body must be a JSON object (fields to change)", "field": ""}
-            )
+            raise ApiError(400, "the body must be a JSON object (fields to change)")
         merged = {**current.model_dump(mode="json"), **body}
         spec = validated(merged, keep=current)
         if (spec.project, spec.name) != (current.project, current.name):
             clash = await run(store.by_name, spec.project, spec.name)
             if clash is not None and clash.id != rule_id:
-                raise HTTPException(409, {"error": f"a rule named {spec.name!r} exists in {spec.project!r}"})
-        return _doc(await saved(spec))
+                raise ApiError(409, f"a rule named {spec.name!r} exists in {spec.project!r}", "name")
+        return await saved(spec)
 
-    @router.delete("/{rule_id}", summary="Delete a rule", status_code=200)
-    async def delete(rule_id: str) -> dict[str, Any]:
+    @router.delete(
+        "/{rule_id}", response_model=Deleted, responses=error_responses(404), summary="Delete a rule"
+    )
+    async def delete(rule_id: str) -> Deleted:
         current = await get_or_404(rule_id)
         await run(store.delete, current)
         await run(on_change)
-        return {"deleted": rule_id}
+        return Deleted(deleted=rule_id)
 
-    @router.get("/{rule_id}/status", summary="What the rule decided: counts summed over processes")
-    async def status(rule_id: str) -> dict[str, Any]:
+    @router.get(
+        "/{rule_id}/status",
+        response_model=RuleStatus,
+        responses=error_responses(404),
+        summary="What the rule decided: counts summed over processes",
+    )
+    async def status(rule_id: str) -> RuleStatus:
         spec = await get_or_404(rule_id)
-        rows = await run(store.status, rule_id)
-        keys = (
-            "TracesSeen", "FilteredOut", "NotTargeted", "SampledOut", "Scored", "ScorerErrors", "JudgeErrors",
-            "ShedBudget", "ShedOverload", "ShedCircuitOpen",
-        )  # fmt: skip
-        totals = {k: sum(int(r[k]) for r in rows) for k in keys}
-        last = max((int(r["LastEvaluatedUs"]) for r in rows), default=0)
-        return {
-            "id": rule_id,
-            "name": spec.name,
-            "version": spec.version,
-            "enabled": spec.enabled,
-            "tracesSeen": totals["TracesSeen"],
-            "filteredOut": totals["FilteredOut"],
-            "notTargeted": totals["NotTargeted"],
-            "sampledOut": totals["SampledOut"],
-            "scored": totals["Scored"],
-            "scorerErrors": totals["ScorerErrors"],
-            "judgeErrors": totals["JudgeErrors"],
-            "shed": {
-                "budget": totals["ShedBudget"],
-                "overload": totals["ShedOverload"],
-                "circuit_open": totals["ShedCircuitOpen"],
-            },
-            "lastEvaluatedAtUs": last,
-            "connectionProblems": key_problems(spec),
-            "processes": rows,
-        }
+        rows: list[StatusRow] = await run(store.status, rule_id)
+        return RuleStatus(
+            id=rule_id,
+            name=spec.name,
+            version=spec.version,
+            enabled=spec.enabled,
+            counts=StatusCounts(**{n: sum(getattr(r.counts, n) for r in rows) for n in COUNTERS}),
+            last_evaluated_at_us=max((r.counts.last_evaluated_ns // 1000 for r in rows), default=0),
+            connection_problems=key_problems(spec),
+            processes=[_process_status(r) for r in rows],
+        )
 
     return router
+
+
+def _process_status(row: StatusRow) -> ProcessStatus:
+    c = row.counts
+    return ProcessStatus(
+        process=row.process,
+        rule_version=c.rule_version,
+        counts=StatusCounts(**{n: getattr(c, n) for n in COUNTERS}),
+        last_evaluated_at_us=c.last_evaluated_ns // 1000,
+        last_trace_at_ns=c.last_trace_ns,
+    )

@@ -16,19 +16,22 @@ The rule's description starts with `MARKER`; GET lists the project's rules that 
 the shape above (a rule later changed through `/api/v1/rules` beyond what these fields express is left out,
 and remains an ordinary rule). POST follows the rules API: an existing trace eval rule of the same name in
 the project is answered unchanged (200), a new one 201 (with `Location: /api/v1/rules/{id}`); a name taken
-by another kind of rule is 409. Every refusal is 400 with `{"error", "field"}`, the field named as the seed
-names it.
+by another kind of rule is 409. The seed defines no error body: refusals answer the API's one shape,
+`{"error": {"code", "message", "field"}}` (`connectors/api/errors.py`), 400 `validation_error` with the
+field named as the seed names it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, HTTPException, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.api.errors import ApiError, error_responses
+from connectors.api.models import MatchType, TraceEvalRuleView
 from connectors.api.rules import validated
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.rules_store import RuleStore
@@ -44,7 +47,6 @@ DESCRIPTION = (
     "on matching spans with non-empty output."
 )
 OUTPUT_FILTER = "output != ''"
-MatchType = Literal["SPAN_NAME", "ATTRIBUTE"]
 _SERVER_FIELDS = ("id", "projectId", "connectionName")
 # Where a rule field's error comes from, in the seed's names (a fallback: the request is checked first).
 _SEED_FIELDS = {
@@ -166,10 +168,9 @@ def to_rule_spec(project: str, req: TraceEvalRuleRequest, connection: str) -> Ru
     """The rule, validated and compiled as the rules API does it; errors name the seed's field."""
     try:
         return validated(rule_data(project, req, connection))
-    except HTTPException as exc:
-        detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail), "field": ""}
-        field = seed_field(str(detail.get("field", "")))
-        msg = f"{field}: {detail['error']}" if field else str(detail["error"])
+    except ApiError as exc:
+        field = seed_field(exc.field or "")
+        msg = f"{field}: {exc.message}" if field else exc.message
         raise TraceEvalRuleError(msg, field) from exc
 
 
@@ -198,7 +199,7 @@ def match_of(spec: RuleSpec) -> tuple[MatchType, str | None, str] | None:
     return "ATTRIBUTE", key, value
 
 
-def to_view(spec: RuleSpec, connection_ids: dict[str, str]) -> dict[str, Any] | None:
+def to_view(spec: RuleSpec, connection_ids: dict[str, str]) -> TraceEvalRuleView | None:
     """The rule in the seed's shape, or None when it is not a trace eval rule (no marker, or reshaped)."""
     judges = [s for s in spec.scorers if isinstance(s, LlmJudgeSpec)]
     match = match_of(spec)
@@ -206,32 +207,36 @@ def to_view(spec: RuleSpec, connection_ids: dict[str, str]) -> dict[str, Any] | 
         return None
     judge = judges[0]
     match_type, key, value = match
-    return {
-        "id": spec.id,
-        "projectId": spec.project,
-        "name": spec.name,
-        "enabled": spec.enabled,
-        "matchType": match_type,
-        "matchKey": key,
-        "matchValue": value,
-        "connectionId": connection_ids.get(judge.connection, judge.connection),
-        "connectionName": judge.connection,
-        "evaluatorName": judge.name,
-        "criteria": judge.criteria,
-        "minScore": judge.min_score,
-        "maxScore": judge.max_score,
-        "threshold": judge.threshold,
-    }
+    return TraceEvalRuleView(
+        id=spec.id,
+        projectId=spec.project,
+        name=spec.name,
+        enabled=spec.enabled,
+        matchType=match_type,
+        matchKey=key,
+        matchValue=value,
+        connectionId=connection_ids.get(judge.connection, judge.connection),
+        connectionName=judge.connection,
+        evaluatorName=judge.name,
+        criteria=judge.criteria,
+        minScore=judge.min_score,
+        maxScore=judge.max_score,
+        threshold=judge.threshold,
+    )
 
 
-def _bad_request(exc: TraceEvalRuleError) -> HTTPException:
-    return HTTPException(400, {"error": str(exc), "field": exc.field})
+def _bad_request(exc: TraceEvalRuleError) -> ApiError:
+    return ApiError(400, str(exc), exc.field)
 
 
 def build_trace_eval_rules_router(
     rules: RuleStore, connections: ConnectionStore, on_change: Callable[[], object]
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/projects/{project}/trace-eval-rules", tags=["trace eval rules"])
+    router = APIRouter(
+        prefix="/api/v1/projects/{project}/trace-eval-rules",
+        tags=["trace eval rules"],
+        responses=error_responses(422),
+    )
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
@@ -246,15 +251,24 @@ def build_trace_eval_rules_router(
     def ids() -> dict[str, str]:
         return {c.name: c.id for c in connections.load()}
 
-    @router.get("", summary="The project's trace eval rules (seed 003's shape), by name")
-    async def list_rules(project: str) -> list[dict[str, Any]]:
+    @router.get(
+        "",
+        response_model=list[TraceEvalRuleView],
+        summary="The project's trace eval rules (seed 003's shape), by name",
+    )
+    async def list_rules(project: str) -> list[TraceEvalRuleView]:
         specs: list[RuleSpec] = await run(rules.load, project)
         by_name: dict[str, str] = await run(ids)
         views = (to_view(s, by_name) for s in specs if s.project == project)
         return [v for v in views if v is not None]
 
-    @router.post("", summary="Create a trace eval rule; an existing one of that name is returned (200)")
-    async def create(project: str, response: Response, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @router.post(
+        "",
+        response_model=TraceEvalRuleView,
+        responses=error_responses(400, 409),
+        summary="Create a trace eval rule; an existing one of that name is returned (200)",
+    )
+    async def create(project: str, response: Response, body: Any = Body(...)) -> TraceEvalRuleView:  # noqa: B008
         try:
             req = parse_request(body)
             to_rule_spec(project, req, req.connectionId)  # every field checked before anything is read
@@ -265,7 +279,7 @@ def build_trace_eval_rules_router(
             view = to_view(existing, await run(ids))
             if view is None:
                 msg = f"name: a rule named {req.name!r} exists in {project!r} and is not a trace eval rule"
-                raise HTTPException(409, {"error": msg, "field": "name"})
+                raise ApiError(409, msg, "name")
             response.status_code = 200
             return view
         conn: ConnectionSpec = await run(resolve, req.connectionId)
@@ -273,6 +287,8 @@ def build_trace_eval_rules_router(
         await run(on_change)
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/rules/{stored.id}"
-        return to_view(stored, {conn.name: conn.id}) or {}
+        view = to_view(stored, {conn.name: conn.id})
+        assert view is not None, "a rule built from a trace eval rule has its shape"
+        return view
 
     return router

@@ -9,49 +9,39 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from connectors.clickhouse.client import ClickHouse
 from dataflow.rules.model import RuleSpec
-from dataflow.rules.status import RuleCounts
+from dataflow.rules.status import COUNTERS, RuleCounts
 
 _SELECT = "SELECT Spec, Version FROM rules FINAL WHERE Deleted = 0"
 
 
 @dataclass(frozen=True)
 class StatusRow:
+    """One process's counts of one rule: a `rule_status` row."""
+
     rule_id: str
     process: str
-    rule_version: int
-    traces_seen: int
-    filtered_out: int
-    not_targeted: int
-    sampled_out: int
-    scored: int
-    scorer_errors: int
-    last_evaluated_ns: int
-    last_trace_ns: int
-    judge_errors: int = 0
-    shed_budget: int = 0
-    shed_overload: int = 0
-    shed_circuit_open: int = 0
+    counts: RuleCounts
 
     @classmethod
     def of(cls, rule_id: str, process: str, c: RuleCounts) -> StatusRow:
-        return cls(
-            rule_id, process, c.rule_version, c.traces_seen, c.filtered_out, c.not_targeted, c.sampled_out,
-            c.scored, c.scorer_errors, c.last_evaluated_ns, c.last_trace_ns, c.judge_errors, c.shed_budget,
-            c.shed_overload, c.shed_circuit_open,
-        )  # fmt: skip
+        return cls(rule_id, process, replace(c))
 
 
-# Status columns in `rule_status` (0005, 0007), in StatusRow's order after Process.
-_COUNT_COLUMNS = (
-    "TracesSeen", "FilteredOut", "NotTargeted", "SampledOut", "Scored", "ScorerErrors", "JudgeErrors",
-    "ShedBudget", "ShedOverload", "ShedCircuitOpen",
-)  # fmt: skip
+# The `rule_status` columns (0005, 0007) of the status counters, as `RuleCounts` declares them.
+_COUNT_COLUMNS = tuple(COUNTERS.values())
+# A row read back: the counters under their field names, the times in nanoseconds.
+_SELECT_STATUS = (
+    "SELECT RuleId, Process, RuleVersion, "
+    + ", ".join(f"{column} AS {name}" for name, column in COUNTERS.items())
+    + ", toUnixTimestamp64Micro(LastEvaluatedAt) * 1000 AS last_evaluated_ns, "
+    "toUnixTimestamp64Nano(LastTraceAt) AS last_trace_ns FROM rule_status FINAL"
+)
 
 
 class RuleStore:
@@ -124,19 +114,10 @@ class RuleStore:
             [
                 r.rule_id,
                 r.process,
-                r.rule_version,
-                r.traces_seen,
-                r.filtered_out,
-                r.not_targeted,
-                r.sampled_out,
-                r.scored,
-                r.scorer_errors,
-                r.judge_errors,
-                r.shed_budget,
-                r.shed_overload,
-                r.shed_circuit_open,
-                r.last_evaluated_ns // 1000,
-                r.last_trace_ns,
+                r.counts.rule_version,
+                *(getattr(r.counts, name) for name in COUNTERS),
+                r.counts.last_evaluated_ns // 1000,
+                r.counts.last_trace_ns,
                 now_us,
             ]
             for r in rows
@@ -152,38 +133,29 @@ class RuleStore:
         ]
         self._ch.insert_rows("rule_status", data, columns)
 
-    def status(self, rule_id: str) -> list[dict[str, object]]:
-        table = self._ch.query_arrow(
-            f"SELECT Process, RuleVersion, {', '.join(_COUNT_COLUMNS)}, "
-            "toUnixTimestamp64Micro(LastEvaluatedAt) AS LastEvaluatedUs, toUnixTimestamp64Nano(LastTraceAt) AS "
-            "LastTraceNs FROM rule_status FINAL WHERE RuleId = {id:String} ORDER BY Process",
-            {"id": rule_id},
-        )
-        return list(table.to_pylist())
+    def _status_rows(self, where: str, params: dict[str, object]) -> list[StatusRow]:
+        table = self._ch.query_arrow(f"{_SELECT_STATUS} WHERE {where} ORDER BY RuleId, Process", params)
+        return [
+            StatusRow(
+                str(r.pop("RuleId")),
+                str(r.pop("Process")),
+                RuleCounts(rule_version=_int(r.pop("RuleVersion")), **{k: _int(v) for k, v in r.items()}),
+            )
+            for r in table.to_pylist()
+        ]
 
-    def process_status(self, process: str) -> list[dict[str, object]]:
-        """This process's last stored counts, to continue from after a restart."""
-        table = self._ch.query_arrow(
-            f"SELECT RuleId, {', '.join(_COUNT_COLUMNS)} FROM rule_status FINAL WHERE Process = {{p:String}}",
-            {"p": process},
-        )
-        return list(table.to_pylist())
+    def status(self, rule_id: str) -> list[StatusRow]:
+        """The rule's row of every process, by process."""
+        return self._status_rows("RuleId = {id:String}", {"id": rule_id})
+
+    def process_status(self, process: str) -> list[StatusRow]:
+        """This process's last stored rows, to continue from after a restart."""
+        return self._status_rows("Process = {p:String}", {"p": process})
 
     def process_counts(self, process: str) -> dict[str, RuleCounts]:
-        """This process's last stored counts per rule id, as `RuleStats.seed` takes them."""
+        """This process's last stored counters per rule id, as `RuleStats.seed` takes them."""
         return {
-            str(r["RuleId"]): RuleCounts(
-                traces_seen=_int(r["TracesSeen"]),
-                filtered_out=_int(r["FilteredOut"]),
-                not_targeted=_int(r["NotTargeted"]),
-                sampled_out=_int(r["SampledOut"]),
-                scored=_int(r["Scored"]),
-                scorer_errors=_int(r["ScorerErrors"]),
-                judge_errors=_int(r["JudgeErrors"]),
-                shed_budget=_int(r["ShedBudget"]),
-                shed_overload=_int(r["ShedOverload"]),
-                shed_circuit_open=_int(r["ShedCircuitOpen"]),
-            )
+            r.rule_id: RuleCounts(**{name: getattr(r.counts, name) for name in COUNTERS})
             for r in self.process_status(process)
         }
 

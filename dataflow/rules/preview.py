@@ -2,7 +2,7 @@
 
 Each trace gets: whether the rule's filter and targeting match it (and why not), whether its deterministic
 sample includes it, and the scores its scorers give. Matching is decided as if the rate were 1, so a trace
-outside the sample still shows whether it would match; `wouldWrite` says whether the live rule writes them.
+outside the sample still shows whether it would match; `would_write` says whether the live rule writes them.
 A preview of an unsaved rule samples with the id it is given (the id of a saved rule, to preview that
 rule's sample exactly), or "preview".
 """
@@ -31,11 +31,11 @@ def preview(rule: CompiledRule, traces: list[Trace]) -> dict[str, Any]:
             for row in run_code_scorers(task):
                 scores.append(
                     {
-                        "spanId": row.span_id,
+                        "span_id": row.span_id,
                         "name": row.name,
                         "value": row.value,
-                        "stringValue": row.string_value,
-                        "dataType": row.data_type,
+                        "string_value": row.string_value,
+                        "data_type": row.data_type,
                         "passed": row.passed,
                         "comment": row.comment,
                         "error": row.error,
@@ -46,13 +46,13 @@ def preview(rule: CompiledRule, traces: list[Trace]) -> dict[str, Any]:
         root = trace.root
         results.append(
             {
-                "traceId": trace.trace_id,
-                "rootName": root.name if root else "",
+                "trace_id": trace.trace_id,
+                "root_name": root.name if root else "",
                 "spans": len(trace.spans),
                 "matched": matched,
                 "reason": outcome.value,
                 "sampled": in_sample,
-                "wouldWrite": matched and in_sample,
+                "would_write": matched and in_sample,
                 "scores": scores,
             }
         )

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dataflow import metrics
@@ -22,31 +22,47 @@ from dataflow.rules.engine import OUTCOMES, Tally
 
 # Score rows of these scorer types come from judges (a code scorer's type is its function's name).
 JUDGE_SCORERS = frozenset({"llm_judge", "autoevals"})
-SHED_REASONS = ("budget", "overload", "circuit_open")
 # The judge step writes a shed task's Error as "Shed(<reason>): <detail>"; every other error starts with its
 # class: "JudgeTimeout: ...", "ValueError: ..." (possibly dotted: "pkg.mod.MyError: ...").
 _SHED = re.compile(r"Shed\((\w+)\)")
 _ERROR_CLASS = re.compile(r"(?:[A-Za-z_]\w*\.)*([A-Z]\w{0,63})\s*:")
 
 
+def counter(column: str) -> Any:
+    """A status counter of `RuleCounts`, stored in the `rule_status` column `column`."""
+    return field(default=0, metadata={"column": column})
+
+
 @dataclass
 class RuleCounts:
     """One rule's counts. `scorer_errors` counts error rows of code scorers and judges (sheds excluded),
-    `judge_errors` the judges' share of them; `shed_*` counts judge tasks shed, by reason."""
+    `judge_errors` the judges' share of them; `shed_*` counts judge tasks shed, by reason.
+
+    The fields made with `counter` are the status counters, declared here once: `COUNTERS`, the status
+    rows and their `rule_status` columns, and the API's status answer all derive from them.
+    """
 
     rule_version: int = 0
-    traces_seen: int = 0
-    filtered_out: int = 0
-    not_targeted: int = 0
-    sampled_out: int = 0
-    scored: int = 0
-    scorer_errors: int = 0
+    traces_seen: int = counter("TracesSeen")
+    filtered_out: int = counter("FilteredOut")
+    not_targeted: int = counter("NotTargeted")
+    sampled_out: int = counter("SampledOut")
+    scored: int = counter("Scored")
+    scorer_errors: int = counter("ScorerErrors")
     last_evaluated_ns: int = 0
     last_trace_ns: int = 0
-    judge_errors: int = 0
-    shed_budget: int = 0
-    shed_overload: int = 0
-    shed_circuit_open: int = 0
+    judge_errors: int = counter("JudgeErrors")
+    shed_budget: int = counter("ShedBudget")
+    shed_overload: int = counter("ShedOverload")
+    shed_circuit_open: int = counter("ShedCircuitOpen")
+
+
+# Status counter -> its `rule_status` column, in declaration order.
+COUNTERS: dict[str, str] = {
+    f.name: f.metadata["column"] for f in fields(RuleCounts) if "column" in f.metadata
+}
+# The reasons a judge task is shed, as the judge step writes them: one `shed_<reason>` counter each.
+SHED_REASONS = tuple(name.removeprefix("shed_") for name in COUNTERS if name.startswith("shed_"))
 
 
 def classify(row: ScoreRow) -> tuple[str, str]:
@@ -113,11 +129,8 @@ class RuleStats:
             for rid, delta in tally.status.items():
                 c = self._counts.setdefault(rid, RuleCounts())
                 c.rule_version = c.rule_version or tally.versions[rid]
-                c.scorer_errors += delta[0]
-                c.judge_errors += delta[1]
-                c.shed_budget += delta[2]
-                c.shed_overload += delta[3]
-                c.shed_circuit_open += delta[4]
+                for name, n in delta.items():
+                    setattr(c, name, getattr(c, name) + n)
                 self._dirty.add(rid)
 
     def publish(self) -> None:
@@ -156,8 +169,8 @@ class _RowTally:
         self.cost: dict[tuple[str, str], float] = {}
         self.values: list[tuple[str, str, float, int]] = []  # (rule, score, value, how many times)
         self.latencies: list[tuple[str, str, float]] = []
-        # rule id -> [scorer_errors, judge_errors, shed_budget, shed_overload, shed_circuit_open]
-        self.status: dict[str, list[int]] = {}
+        # rule id -> status counter (scorer_errors, judge_errors, shed_<reason>) -> how many
+        self.status: dict[str, Counter[str]] = {}
         self.versions: dict[str, int] = {}
 
     def add_many(self, rows: Iterable[ScoreRow]) -> None:
@@ -195,12 +208,12 @@ class _RowTally:
         elif outcome == "error":
             self.errors[(*key, detail)] += 1
             delta = self._status(row)
-            delta[0] += 1
-            delta[1] += int(judge)
+            delta["scorer_errors"] += 1
+            delta["judge_errors"] += int(judge)
         else:
             self.shed[(*key, detail)] += 1
             if detail in SHED_REASONS:
-                self._status(row)[2 + SHED_REASONS.index(detail)] += 1
+                self._status(row)[f"shed_{detail}"] += 1
         if judge and outcome != "shed" and row.latency_ms > 0:
             self.latencies.append((*key, row.latency_ms / 1000))
         if row.input_tokens:
@@ -210,9 +223,9 @@ class _RowTally:
         if row.cost_usd:
             self.cost[key] = self.cost.get(key, 0.0) + row.cost_usd
 
-    def _status(self, row: ScoreRow) -> list[int]:
+    def _status(self, row: ScoreRow) -> Counter[str]:
         self.versions[row.rule_id] = row.rule_version
-        return self.status.setdefault(row.rule_id, [0, 0, 0, 0, 0])
+        return self.status.setdefault(row.rule_id, Counter())
 
     def publish(self) -> None:
         for counter, counts in (

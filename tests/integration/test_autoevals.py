@@ -273,7 +273,8 @@ def test_an_autoevals_rule_scores_traces_into_clickhouse(tmp_path: Path, llm: Fa
         assert status == 201, created
         status, body = call(svc, "POST", "/api/v1/rules", {**rule, "name": "typo", "scorers": [
             {**FACT, "name": "Factualty"}]})  # fmt: skip
-        assert status == 400 and body["field"] == "scorers[0].name" and "supported: Battle" in body["error"]
+        assert status == 400 and body["error"]["field"] == "scorers[0].name"
+        assert "supported: Battle" in body["error"]["message"]
         # A connection that does not speak OpenAI's API is refused when the rule is saved (POST and PATCH).
         status, _ = call(svc, "POST", "/api/v1/connections", {
             "name": "claude", "provider": "anthropic", "protocol": "messages", "base_url": llm.anthropic_base_url,
@@ -284,12 +285,12 @@ def test_an_autoevals_rule_scores_traces_into_clickhouse(tmp_path: Path, llm: Fa
         on_claude = {**FACT, "name": "fact-b", "evaluator": "Factuality", "connection": "claude"}
         status, body = call(svc, "POST", "/api/v1/rules", {**rule, "name": "on-claude", "scorers": [
             FACT, on_claude]})  # fmt: skip
-        assert status == 400 and body["field"] == "scorers[1].connection", body
-        assert body["error"].startswith(refused), body
+        assert status == 400 and body["error"]["field"] == "scorers[1].connection", body
+        assert body["error"]["message"].startswith(refused), body
         status, saved = call(svc, "GET", f"/api/v1/rules?project={project}")
         assert status == 200 and [r["name"] for r in saved["rules"]] == ["facts"]
         status, body = call(svc, "PATCH", f"/api/v1/rules/{created['id']}", {"scorers": [FACT, on_claude]})
-        assert status == 400 and body["error"].startswith(refused), body
+        assert status == 400 and body["error"]["message"].startswith(refused), body
         ids = send(svc, project, [("Paris", "Paris"), ("Lyon", "Paris"), ("Rome", None)])
         rows = wait_rows(
             svc,

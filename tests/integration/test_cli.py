@@ -40,6 +40,12 @@ def test_sql_formats(service: ServiceProcess) -> None:
 def test_sql_errors_are_clear(service: ServiceProcess) -> None:
     refused = tj("sql", "DROP TABLE otel_traces", "--api-url", service.api)
     assert refused.returncode == 1 and "readonly" in refused.stderr.lower()
+    too_long = tj("sql", "SELECT " + "1" * 100_000, "--api-url", service.api)
+    assert too_long.returncode == 1 and "Unprocessable" not in too_long.stderr
+    assert too_long.stderr.startswith("error: query: ") and "at most 100000 characters" in too_long.stderr
+    assert len(too_long.stderr) < 500
+    missing = tj("rules", "show", "no-such-rule", "--api-url", service.api)
+    assert (missing.returncode, missing.stderr.strip()) == (1, "error (404): rule no-such-rule not found")
     down = tj("sql", "SELECT 1", "--api-url", "http://127.0.0.1:9")
     assert down.returncode == 1 and "cannot reach the tracejudge API" in down.stderr
 

@@ -37,7 +37,7 @@ def test_judge_rule_scores_traces(tmp_path: Path, llm: FakeLLMServer, provider: 
             "api_key_env": "FAKE_LLM_KEY", "model": "judge-model", "timeout_s": 10,
             "input_price_per_mtok": 2.0, "output_price_per_mtok": 10.0,
         })  # fmt: skip
-        assert status == 201 and conn["keyStatus"] == "set" and "secret" not in str(conn)
+        assert status == 201 and conn["key_status"] == "set" and "secret" not in str(conn)
         project = f"judge-{uuid.uuid4().hex[:8]}"
         status, rule = call(svc, "POST", "/api/v1/rules", {
             "name": "helpful", "project": project, "scope": "span", "span_names": ["llm.call"],
@@ -74,7 +74,7 @@ def test_judge_rule_scores_traces(tmp_path: Path, llm: FakeLLMServer, provider: 
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert "tracejudge_window_late_spans_total 0.0" in metrics
         _, st = call(svc, "GET", f"/api/v1/rules/{rule['id']}/status")
-        assert st["tracesSeen"] == 2 and st["connectionProblems"] == []
+        assert st["counts"]["traces_seen"] == 2 and st["connection_problems"] == []
     finally:
         assert svc.stop() == 0, svc.output
 
@@ -87,8 +87,8 @@ def test_a_missing_key_is_reported_and_scored_as_an_error(tmp_path: Path, llm: F
             "name": "nokey", "provider": "openai", "protocol": "chat_completions", "base_url": llm.openai_base_url,
             "api_key_env": "TRACEJUDGE_TEST_UNSET_KEY", "model": "m",
         })  # fmt: skip
-        assert status == 201 and conn["keyStatus"].startswith("missing:")
-        assert "TRACEJUDGE_TEST_UNSET_KEY" in conn["keyStatus"]
+        assert status == 201 and conn["key_status"].startswith("missing:")
+        assert "TRACEJUDGE_TEST_UNSET_KEY" in conn["key_status"]
         project = f"nokey-{uuid.uuid4().hex[:8]}"
         rule = {"name": "r", "project": project, "scorers": [
             {"type": "llm_judge", "name": "j", "connection": "nokey", "criteria": "c"}]}  # fmt: skip
@@ -96,14 +96,14 @@ def test_a_missing_key_is_reported_and_scored_as_an_error(tmp_path: Path, llm: F
         assert status == 201
         status, body = call(svc, "POST", "/api/v1/rules", {**rule, "name": "r2", "scorers": [
             {"type": "llm_judge", "name": "j", "connection": "nope", "criteria": "c"}]})  # fmt: skip
-        assert status == 400 and body["field"] == "scorers[0].connection"
+        assert status == 400 and body["error"]["field"] == "scorers[0].connection"
         send_traces(svc, project, [("q", "a")])
         rows = wait_rows(svc, f"SELECT Error FROM scores FINAL WHERE Project = '{project}'", 1)
         assert rows[0][0].startswith("JudgeAuthError: connection 'nokey': environment variable")
         _, st = call(svc, "GET", f"/api/v1/rules/{created['id']}/status")
-        assert st["connectionProblems"] and "TRACEJUDGE_TEST_UNSET_KEY" in st["connectionProblems"][0]
+        assert st["connection_problems"] and "TRACEJUDGE_TEST_UNSET_KEY" in st["connection_problems"][0]
         assert len(llm.requests) == before  # nothing was sent
         status, body = call(svc, "DELETE", f"/api/v1/connections/{conn['id']}")
-        assert status == 409 and "used by rules" in body["error"]
+        assert status == 409 and "used by rules" in body["error"]["message"]
     finally:
         assert svc.stop() == 0, svc.output

@@ -112,7 +112,7 @@ def test_seed_curl_example_and_trace_api(service: ServiceProcess) -> None:
     assert span["output"] == "Paris."
     assert span["attributes"] == {"tokens": "42"}
     listed = service.get_json("/api/v1/traces?project=my-llm-app&since=2023-01-01T00:00:00Z&limit=10")
-    assert trace_id in [t["traceId"] for t in listed["traces"]]
+    assert trace_id in [t["trace_id"] for t in listed["traces"]]
     status, _, _ = http("GET", service.api + f"/api/v1/traces/{'ab' * 16}")
     assert status == 404
     status, _, _ = http("GET", service.api + "/api/v1/traces/not-an-id")
@@ -237,7 +237,8 @@ def test_sql_endpoint_is_read_only_and_limited(service: ServiceProcess) -> None:
         json.dumps({"query": "INSERT INTO otel_traces (TraceId) VALUES ('x')"}).encode(),
         JS,
     )
-    assert status == 400 and "readonly" in json.loads(body)["error"].lower()
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "query_error" and "readonly" in error["message"].lower()
     status, _, body = http(
         "POST", service.api + "/api/v1/sql", json.dumps({"query": "DROP TABLE otel_traces"}).encode(), JS
     )

@@ -5,6 +5,7 @@ and seen through the API and /metrics."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from connectors.api.rules import build_rules_router
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from dataflow.rules.model import parse_rule
-from dataflow.rules.status import RuleCounts
+from dataflow.rules.status import COUNTERS, RuleCounts
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_judges_e2e import wait_rows
@@ -33,13 +34,16 @@ def test_status_rows_carry_judge_counts(chdb_client: ClickHouse) -> None:
     )  # fmt: skip
     store.write_status([StatusRow.of(rid, "proc-q", counts)])
     (row,) = store.status(rid)
-    assert (row["ScorerErrors"], row["JudgeErrors"]) == (3, 2)
-    assert (row["ShedBudget"], row["ShedOverload"], row["ShedCircuitOpen"]) == (4, 1, 5)
+    assert (row.rule_id, row.process, row.counts) == (rid, "proc-q", counts)  # every field read back
     seeded = store.process_counts("proc-q")[rid]
     assert seeded == RuleCounts(traces_seen=9, scored=9, scorer_errors=3, judge_errors=2, shed_budget=4,
                                 shed_overload=1, shed_circuit_open=5)  # fmt: skip
+    # Every counter has a column of its own: distinct values come back in their places.
+    distinct = RuleCounts(rule_version=3, **{name: i + 1 for i, name in enumerate(COUNTERS)})
+    store.write_status([StatusRow.of(rid, "proc-d", distinct)])
+    assert store.process_counts("proc-d")[rid] == replace(distinct, rule_version=0)
     # A row written without the judge columns (as before 0007) reads 0 there.
-    store.write_status([StatusRow(rid, "proc-old", 1, 1, 0, 0, 0, 1, 0, 0, 0)])
+    store.write_status([StatusRow(rid, "proc-old", RuleCounts(rule_version=1, traces_seen=1, scored=1))])
     old = store.process_counts("proc-old")[rid]
     assert (old.traces_seen, old.judge_errors, old.shed_budget) == (1, 0, 0)
 
@@ -49,10 +53,10 @@ def test_the_status_api_sums_judge_counts_over_processes(chdb_client: ClickHouse
     spec = store.save(parse_rule({"name": "summed", "project": f"sum-{uuid.uuid4().hex[:8]}", "scorers": [
         {"type": "code", "name": "valid_json", "function": "json_valid"}]}))  # fmt: skip
     store.write_status([
-        StatusRow(spec.id, "proc-a", 1, 5, 0, 0, 0, 5, 2, 1, 0, judge_errors=1, shed_budget=3, shed_overload=0,
-                  shed_circuit_open=7),
-        StatusRow(spec.id, "proc-b", 1, 4, 0, 0, 0, 4, 3, 2, 0, judge_errors=2, shed_budget=1, shed_overload=6,
-                  shed_circuit_open=0),
+        StatusRow(spec.id, "proc-a", RuleCounts(1, 5, scored=5, scorer_errors=2, last_evaluated_ns=1000,
+                  judge_errors=1, shed_budget=3, shed_overload=0, shed_circuit_open=7)),
+        StatusRow(spec.id, "proc-b", RuleCounts(1, 4, scored=4, scorer_errors=3, last_evaluated_ns=2000,
+                  judge_errors=2, shed_budget=1, shed_overload=6, shed_circuit_open=0)),
     ])  # fmt: skip
     app = FastAPI()
     app.include_router(build_rules_router(store, lambda: None, lambda *_: {}, lambda name: None))
@@ -60,9 +64,15 @@ def test_the_status_api_sums_judge_counts_over_processes(chdb_client: ClickHouse
         answer = client.get(f"/api/v1/rules/{spec.id}/status")
     assert answer.status_code == 200, answer.text
     st = answer.json()
-    assert (st["scored"], st["scorerErrors"], st["judgeErrors"]) == (9, 5, 3)
-    assert st["shed"] == {"budget": 4, "overload": 6, "circuit_open": 7}
-    assert [p["Process"] for p in st["processes"]] == ["proc-a", "proc-b"]
+    assert st["counts"] == {
+        "traces_seen": 9, "filtered_out": 0, "not_targeted": 0, "sampled_out": 0, "scored": 9, "scorer_errors": 5,
+        "judge_errors": 3, "shed_budget": 4, "shed_overload": 6, "shed_circuit_open": 7,
+    }  # fmt: skip
+    assert [(p["process"], p["counts"]["shed_budget"]) for p in st["processes"]] == [
+        ("proc-a", 3),
+        ("proc-b", 1),
+    ]
+    assert st["last_evaluated_at_us"] == 2
 
 
 def samples(svc: ServiceProcess, rule: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,8 +90,8 @@ def wait_status(svc: ServiceProcess, rule_id: str, shed_budget: int) -> dict[str
     """The rule's status once its one process counts `shed_budget` budget sheds."""
 
     def shed(st: dict[str, Any]) -> bool:
-        (proc,) = st["processes"] or [{"ShedBudget": -1}]
-        return bool(proc["ShedBudget"] >= shed_budget)
+        (proc,) = st["processes"] or [{"counts": {"shed_budget": -1}}]
+        return bool(proc["counts"]["shed_budget"] >= shed_budget)
 
     status = eventually(
         lambda: call(svc, "GET", f"/api/v1/rules/{rule_id}/status")[1], until=shed, timeout=30
@@ -113,10 +123,8 @@ def test_shed_tasks_reach_the_status_and_the_metrics(tmp_path: Path, llm: FakeLL
 
         st = wait_status(svc, rule["id"], 2)
         (proc,) = st["processes"]
-        assert (proc["ShedBudget"], proc["ShedOverload"], proc["ShedCircuitOpen"], proc["JudgeErrors"]) == (
-            2, 0, 0, 0,
-        )  # fmt: skip
-        assert (st["shed"], st["judgeErrors"]) == ({"budget": 2, "overload": 0, "circuit_open": 0}, 0)
+        sheds = ("shed_budget", "shed_overload", "shed_circuit_open", "judge_errors")
+        assert [proc["counts"][k] for k in sheds] == [st["counts"][k] for k in sheds] == [2, 0, 0, 0]
 
         got = samples(svc, rule_name)
         assert got[("tracejudge_rule_scores_total", (("outcome", "ok"),))] == 1
@@ -135,6 +143,6 @@ def test_shed_tasks_reach_the_status_and_the_metrics(tmp_path: Path, llm: FakeLL
         send_traces(svc, project, [("e", "f"), ("g", "h")])  # a fresh budget: one call, one shed
         wait_rows(svc, f"SELECT ScoreId FROM scores FINAL WHERE Project = '{project}'", 5)
         st = wait_status(svc, rule["id"], 3)
-        assert (st["processes"][0]["ShedBudget"], st["shed"]["budget"]) == (3, 3)
+        assert (st["processes"][0]["counts"]["shed_budget"], st["counts"]["shed_budget"]) == (3, 3)
     finally:
         assert svc.stop() == 0, svc.output

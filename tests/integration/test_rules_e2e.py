@@ -93,7 +93,7 @@ def wait_status(svc: ServiceProcess, rule_id: str, traces_seen: int) -> dict[str
     """The rule's status once it has seen `traces_seen` traces."""
     return eventually(
         lambda: call(svc, "GET", f"/api/v1/rules/{rule_id}/status")[1],
-        until=lambda st: st["tracesSeen"] >= traces_seen, timeout=20, interval=0.2,
+        until=lambda st: st["counts"]["traces_seen"] >= traces_seen, timeout=20, interval=0.2,
     )  # fmt: skip
 
 
@@ -135,7 +135,13 @@ def test_rules_score_real_traces(tmp_path: Path) -> None:
 
         # The rule's status: three traces seen by each rule, one filtered out by the trace rule.
         st = wait_status(svc, created[0]["id"], 3)
-        assert (st["tracesSeen"], st["scored"], st["filteredOut"], st["sampledOut"]) == (3, 2, 1, 0)
+        counts = st["counts"]
+        assert (counts["traces_seen"], counts["scored"], counts["filtered_out"], counts["sampled_out"]) == (
+            3,
+            2,
+            1,
+            0,
+        )
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert (
             'tracejudge_rule_decisions_total{outcome="filtered_out",rule="capital-questions"} 1.0' in metrics
@@ -163,18 +169,20 @@ def test_rules_api_semantics(service: ServiceProcess) -> None:
     status, put_new = call(service, "PUT", "/api/v1/rules", {**rule, "name": "another"})
     assert status == 201
     status, body = call(service, "PATCH", f"/api/v1/rules/{put_new['id']}", {"name": rule["name"]})
-    assert status == 409
+    assert status == 409 and body["error"]["code"] == "conflict"
     status, body = call(service, "POST", "/api/v1/rules", {**rule, "name": "bad", "filter": "output = = 'x'"})
-    assert status == 400 and body["field"] == "filter" and "position" in body["error"]
+    error = body["error"]
+    assert status == 400 and error["code"] == "validation_error"
+    assert error["field"] == "filter" and "position" in error["message"]
     status, body = call(service, "POST", "/api/v1/rules", {**rule, "name": "bad", "sampling_rate": 2})
-    assert status == 400 and body["field"] == "sampling_rate"
+    assert status == 400 and body["error"]["field"] == "sampling_rate"
     status, body = call(service, "POST", "/api/v1/rules", {**rule, "name": "bad", "scorers": [
         {"type": "code", "name": "x", "function": "nope"}]})  # fmt: skip
-    assert status == 400 and body["field"] == "scorers[0].function"
+    assert status == 400 and body["error"]["field"] == "scorers[0].function"
     status, _ = call(service, "DELETE", f"/api/v1/rules/{first['id']}")
     assert status == 200
     status, body = call(service, "GET", f"/api/v1/rules/{first['id']}")
-    assert status == 404 and "not found" in body["error"]
+    assert status == 404 and body["error"]["code"] == "not_found" and "not found" in body["error"]["message"]
 
 
 def test_scores_exactly_once_across_kill_9(tmp_path: Path) -> None:
@@ -213,10 +221,10 @@ def test_test_rule_previews_stored_traces_and_writes_nothing(service: ServicePro
     rule = rules_for(project)[0]
     status, doc = call(service, "POST", "/api/v1/rules/test", {"rule": rule})
     assert status == 200, doc
-    by_trace = {t["traceId"]: t for t in doc["traces"]}
+    by_trace = {t["trace_id"]: t for t in doc["traces"]}
     assert set(by_trace) == set(ids)
     hit, miss = by_trace[ids[0]], by_trace[ids[1]]
-    assert (hit["matched"], hit["reason"], hit["sampled"], hit["wouldWrite"]) == (True, "scored", True, True)
+    assert (hit["matched"], hit["reason"], hit["sampled"], hit["would_write"]) == (True, "scored", True, True)
     assert {s["name"]: s["value"] for s in hit["scores"]} == {"mentions_paris": 1.0, "short": 1.0}
     assert (miss["matched"], miss["reason"], miss["scores"]) == (False, "filtered_out", [])
     assert doc["summary"] == {
@@ -230,7 +238,7 @@ def test_test_rule_previews_stored_traces_and_writes_nothing(service: ServicePro
     assert doc["traces"][0]["sampled"] is False and doc["summary"]["sampled_out"] == 1
     assert service.scalar(f"SELECT count() FROM scores WHERE Project = '{project}'") == 0
     status, doc = call(service, "POST", "/api/v1/rules/test", {"rule": {**rule, "filter": "nonsense ="}})
-    assert status == 400 and doc["field"] == "filter"
+    assert status == 400 and doc["error"]["field"] == "filter"
 
     # The CLI: apply a file (twice: the second is a no-op), list, test.
     from tests.integration.test_cli import tj
@@ -284,7 +292,10 @@ def test_a_late_span_rescores_the_whole_trace(tmp_path: Path) -> None:
             _json_span(tid, "2" * 16, "1" * 16, "llm", "q", "a"),
         ])  # fmt: skip
         st = wait_status(svc, created["id"], 1)
-        assert (st["tracesSeen"], st["filteredOut"]) == (1, 1)  # closed; no late.step span yet
+        assert (st["counts"]["traces_seen"], st["counts"]["filtered_out"]) == (
+            1,
+            1,
+        )  # closed; no late.step span yet
         _post_spans(svc, project, [_json_span(tid, "3" * 16, "1" * 16, "late.step", "x", "y")])
         rows = wait_scores(svc, project, 1)
         # The score covers the whole trace: the root's output (stored before) says Paris.

@@ -9,6 +9,7 @@ from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from dataflow.rules.model import parse_rule
 from dataflow.rules.registry import RuleRegistry
+from dataflow.rules.status import RuleCounts
 
 SCORER = {"type": "code", "name": "s", "function": "contains", "args": {"value": "x"}}
 
@@ -51,10 +52,14 @@ def test_status_rows_are_per_process_and_latest_wins(chdb_client: ClickHouse) ->
     rid = uuid.uuid4().hex
     # Process names unique to this test: the chDB fixture is shared, and other tests write "proc-b" rows too.
     proc_a, proc_b = f"proc-a-{rid[:8]}", f"proc-b-{rid[:8]}"
+    at = 1_800_000_000 * 10**9
     for scored in (1, 5):
-        store.write_status([StatusRow(rid, proc_a, 1, 10, 2, 0, 3, scored, 0, 1_800_000_000 * 10**9, 0)])
-    store.write_status([StatusRow(rid, proc_b, 1, 4, 0, 0, 0, 4, 1, 1_800_000_000 * 10**9, 0)])
+        counts = RuleCounts(1, 10, filtered_out=2, sampled_out=3, scored=scored, last_evaluated_ns=at)
+        store.write_status([StatusRow(rid, proc_a, counts)])
+    store.write_status(
+        [StatusRow(rid, proc_b, RuleCounts(1, 4, scored=4, scorer_errors=1, last_evaluated_ns=at))]
+    )
     rows = store.status(rid)
-    assert [(r["Process"], r["Scored"]) for r in rows] == [(proc_a, 5), (proc_b, 4)]
+    assert [(r.process, r.counts.scored) for r in rows] == [(proc_a, 5), (proc_b, 4)]
     (own,) = store.process_status(proc_b)
-    assert (own["RuleId"], own["ScorerErrors"]) == (rid, 1)
+    assert (own.rule_id, own.counts.scorer_errors, own.counts.last_evaluated_ns) == (rid, 1, at)

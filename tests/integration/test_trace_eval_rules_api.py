@@ -103,7 +103,7 @@ def test_post_and_get_in_the_seed_shape(svc: ServiceProcess) -> None:
     _, listed = call(svc, "GET", path(project))
     assert [(r["name"], r["enabled"]) for r in listed] == [("helpfulness", False), ("routed", False)]
     status, clash = call(svc, "POST", path(project), seed_rule(name="plain"))
-    assert status == 409 and clash["field"] == "name", clash
+    assert status == 409 and clash["error"]["field"] == "name", clash
     assert call(svc, "GET", path(f"other-{project}")) == (200, [])
 
 
@@ -124,7 +124,8 @@ def test_post_and_get_in_the_seed_shape(svc: ServiceProcess) -> None:
 def test_a_bad_rule_is_400_naming_the_field(svc: ServiceProcess, body: Any, field: str) -> None:
     project = f"bad-{uuid.uuid4().hex[:8]}"
     status, doc = call(svc, "POST", path(project), body)
-    assert status == 400 and doc["field"] == field, doc
+    assert status == 400 and doc["error"]["code"] == "validation_error", doc
+    assert doc["error"].get("field", "") == field, doc
     assert call(svc, "GET", path(project)) == (200, [])
     assert call(svc, "GET", f"/api/v1/rules?project={project}")[1]["count"] == 0
 
@@ -168,7 +169,7 @@ def test_only_matching_spans_with_output_are_judged(svc: ServiceProcess) -> None
 
     def counts() -> list[tuple[int, int]]:
         sts = [call(svc, "GET", f"/api/v1/rules/{r['id']}/status")[1] for r in (by_name, by_attr)]
-        return [(s["tracesSeen"], s["scored"]) for s in sts]
+        return [(s["counts"]["traces_seen"], s["counts"]["scored"]) for s in sts]
 
     # Every trace decided by both rules, and one trace (one span) scored by each: no other task exists.
     seen = wait_until(svc, counts, lambda c: all(n >= len(cases) for n, _ in c), "every trace decided")

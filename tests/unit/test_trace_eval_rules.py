@@ -144,7 +144,7 @@ def test_rule_and_view_round_trip() -> None:
         view = to_view(spec_of(data), {"fake": "conn-id-1"})
         assert view is not None
         expected = {**data, "matchKey": data.get("matchKey"), "minScore": 0.0, "maxScore": 1.0}
-        assert view == {**expected, "id": "r1", "projectId": "p", "connectionName": "fake"}
+        assert view.model_dump() == {**expected, "id": "r1", "projectId": "p", "connectionName": "fake"}
 
 
 def test_defaults_and_what_span_name_ignores() -> None:
@@ -152,8 +152,9 @@ def test_defaults_and_what_span_name_ignores() -> None:
     for field in ("enabled", "evaluatorName", "minScore", "maxScore", "threshold"):
         del data[field]
     spec = spec_of(data)
-    view = to_view(spec, {})
-    assert view is not None
+    found = to_view(spec, {})
+    assert found is not None
+    view = found.model_dump()
     assert (view["enabled"], view["evaluatorName"], view["matchKey"], view["matchValue"]) == (
         True, "helpfulness", None, "llm.generate",
     )  # fmt: skip
@@ -164,7 +165,7 @@ def test_defaults_and_what_span_name_ignores() -> None:
 def test_server_fields_of_a_view_are_ignored_in_a_body() -> None:
     view = to_view(spec_of(body()), {"fake": "conn-id-1"})
     assert view is not None
-    assert parse_request(view) == parse_request(body())
+    assert parse_request(view.model_dump()) == parse_request(body())
 
 
 @pytest.mark.parametrize(

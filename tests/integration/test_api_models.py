@@ -1,0 +1,224 @@
+"""Every route of the API answers what it declares: each answer of a running service, success or error,
+validates against the route's `response_model` (or `ErrorBody`) with no key the model does not declare; every
+`/api/` route declares one; errors have one small shape that never carries the request back."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+from unittest.mock import Mock
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
+from starlette.routing import BaseRoute
+
+from connectors.api.app import build_api_app
+from connectors.api.errors import ErrorBody, install_error_handlers
+from tests.integration.service import ServiceProcess, http
+from tests.integration.test_rules_e2e import JS, call
+
+# Routes that answer plain text or Prometheus' format, not JSON.
+NOT_JSON = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """The routes of an app, into included routers (which FastAPI keeps as one route each, lazily)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from api_routes(included.routes)
+
+
+ROUTES = {
+    (method, route.path): route
+    for route in api_routes(build_api_app(Mock()).routes)
+    for method in route.methods
+}
+CODE = {"type": "code", "name": "short", "function": "length_between", "args": {"max": 100}}
+
+
+def conforms(model: Any, doc: Any) -> None:
+    """`doc` validates against `model`, and holds no key the model does not declare."""
+    adapter = TypeAdapter(model)
+    assert adapter.dump_python(adapter.validate_python(doc), mode="json", exclude_unset=True) == doc
+
+
+class Checker:
+    """Calls routes of a service and checks each answer against the route's declared model."""
+
+    def __init__(self, svc: ServiceProcess) -> None:
+        self.svc = svc
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, method: str, route: str, path: str = "", body: Any = None, expect: int = 200) -> Any:
+        status, doc = call(self.svc, method, path or route, body)
+        assert status == expect, (method, path or route, doc)
+        model = ROUTES[(method, route)].response_model if status < 400 else ErrorBody
+        conforms(model, doc)
+        self.seen.add((method, route))
+        return doc
+
+
+def test_every_api_route_declares_its_answer() -> None:
+    missing = [
+        key for key, route in ROUTES.items() if route.path not in NOT_JSON and route.response_model is None
+    ]
+    assert missing == []
+    assert any(path.startswith("/api/v1/rules") for _, path in ROUTES)  # the routers are included
+
+
+def test_the_openapi_schema_shows_the_models(service: ServiceProcess) -> None:
+    doc = service.get_json("/openapi.json")
+    schemas = doc["components"]["schemas"]
+    assert {
+        "RuleStatus",
+        "StatusCounts",
+        "TraceView",
+        "ConnectionView",
+        "ErrorBody",
+        "TraceEvalRuleView",
+    } <= set(schemas)
+    assert list(schemas["StatusCounts"]["properties"])[:2] == ["traces_seen", "filtered_out"]
+    missing = doc["paths"]["/api/v1/rules/{rule_id}"]["get"]["responses"]["404"]["content"]
+    assert missing["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in json.dumps(
+        doc["paths"]
+    )  # FastAPI's 422 shape, which we do not answer
+
+
+def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None:
+    check = Checker(service)
+    project = f"models-{uuid.uuid4().hex[:8]}"
+    trace_id = uuid.uuid4().hex
+    now = time.time_ns()
+    spans = [
+        {"traceId": trace_id, "spanId": "1" * 16, "name": "agent", "startTimeUnixNano": str(now),
+         "endTimeUnixNano": str(now + 1000), "attributes": [{"key": "output.value", "value": {"stringValue": "ok"}}],
+         "events": [{"timeUnixNano": str(now), "name": "e", "attributes": []}]},
+        {"traceId": "0" * 32, "spanId": "2" * 16, "name": "bad"},
+    ]  # fmt: skip
+    export = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "tracejudge.project", "value": {"stringValue": project}}]}, "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+    ingested = check("POST", "/api/v1/traces", body=export)
+    assert ingested["partialSuccess"]["rejectedSpans"] == "1"
+    service.wait_for(f"SELECT count() FROM otel_traces WHERE TraceId = '{trace_id}'", 1)
+    trace = check("GET", "/api/v1/traces/{trace_id}", f"/api/v1/traces/{trace_id}")
+    assert trace["spans"][0]["events"][0]["name"] == "e"
+    check("GET", "/api/v1/traces/{trace_id}", f"/api/v1/traces/{'ab' * 16}", expect=404)
+    check("GET", "/api/v1/traces", f"/api/v1/traces?project={project}")
+    check("POST", "/api/v1/sql", body={"query": "SELECT 1 AS one, now() AS t, [1, 2] AS a"})
+
+    conn = {"name": f"c-{project}", "provider": "openai", "protocol": "chat_completions",
+            "api_key_env": "TRACEJUDGE_TEST_UNSET_KEY", "model": "m"}  # fmt: skip
+    created = check("POST", "/api/v1/connections", body=conn, expect=201)
+    cid = created["id"]
+    check("PUT", "/api/v1/connections", body={**conn, "model": "m2"})
+    check("GET", "/api/v1/connections")
+    check("GET", "/api/v1/connections/{conn_id}", f"/api/v1/connections/{cid}")
+    check("PATCH", "/api/v1/connections/{conn_id}", f"/api/v1/connections/{cid}", {"model": "m3"})
+    check("POST", "/api/v1/connections", body=conn, expect=409)
+
+    rule = {"name": "r", "project": project, "scorers": [CODE]}
+    rid = check("POST", "/api/v1/rules", body=rule, expect=201)["id"]
+    check("PUT", "/api/v1/rules", body={**rule, "sampling_rate": 0.5})
+    check("GET", "/api/v1/rules", f"/api/v1/rules?project={project}")
+    check("GET", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{rid}")
+    check("PATCH", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{rid}", {"enabled": False})
+    check("POST", "/api/v1/rules/test", body={"rule": rule, "window": {"trace_ids": [trace_id]}})
+    check("GET", "/api/v1/rules/{rule_id}/status", f"/api/v1/rules/{rid}/status")
+    check("POST", "/api/v1/rules", body={**rule, "filter": "output = = 1"}, expect=400)
+
+    seed = {
+        "name": "helpful",
+        "matchType": "SPAN_NAME",
+        "matchValue": "agent",
+        "connectionId": cid,
+        "criteria": "c",
+    }
+    tpath = f"/api/v1/projects/{project}/trace-eval-rules"
+    troute = "/api/v1/projects/{project}/trace-eval-rules"
+    check("POST", troute, tpath, seed, expect=201)
+    assert [r["connectionId"] for r in check("GET", troute, tpath)] == [cid]
+    check("POST", troute, tpath, {**seed, "matchType": "NAME"}, expect=400)
+
+    check("DELETE", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{rid}")
+    check("DELETE", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{rid}", expect=404)
+    check(
+        "DELETE", "/api/v1/connections/{conn_id}", f"/api/v1/connections/{cid}", expect=409
+    )  # helpful uses it
+    declared = {key for key, route in ROUTES.items() if route.path not in NOT_JSON}
+    assert declared - check.seen == set()
+
+
+@pytest.mark.parametrize("size", [100_001, 100_000])
+def test_a_huge_query_is_not_echoed(service: ServiceProcess, size: int) -> None:
+    query = "SELEC " + "x" * (size - 6)  # too long (422), or as long as allowed and wrong (400)
+    status, _, raw = http("POST", service.api + "/api/v1/sql", json.dumps({"query": query}).encode(), JS)
+    doc = json.loads(raw)
+    conforms(ErrorBody, doc)
+    assert (status, doc["error"]["code"]) == (
+        (422, "validation_error") if size > 100_000 else (400, "query_error")
+    )
+    assert len(raw) < 2_000 and "x" * 1_000 not in raw.decode()
+    if size > 100_000:
+        assert doc["error"]["field"] == "query" and "100000" in doc["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code", "field"),
+    [
+        ("GET", "/api/v1/nothing-here", b"", 404, "not_found", None),
+        ("DELETE", "/api/v1/traces", b"", 405, "method_not_allowed", None),
+        ("POST", "/api/v1/rules", b"{not json", 422, "validation_error", None),
+        ("GET", "/api/v1/traces?limit=0", b"", 422, "validation_error", "limit"),
+        ("GET", "/api/v1/traces?since=yesterday", b"", 400, "validation_error", "since"),
+        ("GET", "/api/v1/traces/not-an-id", b"", 400, "validation_error", "trace_id"),
+        (
+            "POST",
+            "/api/v1/connections",
+            b'{"name": "x", "provider": "nope"}',
+            400,
+            "validation_error",
+            "provider",
+        ),
+        (
+            "POST",
+            "/api/v1/connections",
+            b'{"name": "x", "api_key": "sk-1"}',
+            400,
+            "validation_error",
+            "api_key",
+        ),
+    ],
+)
+def test_errors_have_one_shape(
+    service: ServiceProcess, method: str, path: str, body: bytes, status: int, code: str, field: str | None
+) -> None:
+    got, _, raw = http(method, service.api + path, body, JS)
+    doc = json.loads(raw)
+    conforms(ErrorBody, doc)
+    assert (got, doc["error"]["code"], doc["error"].get("field")) == (status, code, field), doc
+    assert "sk-1" not in raw.decode()
+
+
+def test_an_unexpected_error_is_a_bare_500() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        msg = "secret detail"
+        raise RuntimeError(msg)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/boom")
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"code": "internal_error", "message": "internal error (RuntimeError)"}}
