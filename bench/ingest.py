@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Ingest benchmark for tracejudge (``make bench-ingest``).
 
 Starts ``tracejudge run`` in a fresh temporary data dir on free loopback ports, drives
@@ -39,12 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+from bench import loadgen
 
-import loadgen  # noqa: E402
+REPO_DIR = Path(__file__).resolve().parent.parent
 
 HOST = "127.0.0.1"
 
@@ -726,7 +722,7 @@ def stand_in_main(argv: list[str]) -> int:
         if rejected:
             resp.partial_success.rejected_spans = rejected
             resp.partial_success.error_message = "stand-in rejected some spans"
-        return resp.SerializeToString()
+        return bytes(resp.SerializeToString())
 
     gserver = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
@@ -911,7 +907,7 @@ def self_test(args: argparse.Namespace) -> int:
     st_args.duration, st_args.grpc, st_args.http, st_args.http_json = 4.0, 1, 1, 1
     st_args.traces_per_request, st_args.templates, st_args.drain_timeout = 10, 2, 20
     st_args.restart_check, st_args.rate, st_args.concurrency = False, 0.0, 2
-    st_cmd = [sys.executable, str(Path(__file__).resolve()), "--stand-in"]
+    st_cmd = [sys.executable, "-m", "bench.ingest", "--stand-in"]
     r = bench_tracejudge(st_args, st_cmd, label="stand-in")
     print(render_table([r]))
     print_details(r)
@@ -1028,7 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = args.tracejudge_cmd.split() if args.tracejudge_cmd else default_tracejudge_cmd()
         results.append(bench_tracejudge(args, cmd))
     if args.with_phoenix:
-        from peers import phoenix
+        from bench.peers import phoenix
 
         results.append(phoenix.bench_phoenix(args))
     print()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """LLM-judge benchmark for tracejudge (``make bench-judges``): 2,000 judge calls in flight, does ingest notice?
 
 Two phases in one invocation, each a fresh ``tracejudge run`` in a fresh temporary data dir under the ingest
@@ -69,13 +68,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+from bench import ingest, rules
 
-import ingest  # noqa: E402
-import rules  # noqa: E402
+REPO_DIR = Path(__file__).resolve().parent.parent
 
 KEY_ENV = "TJ_BENCH_LLM_KEY"  # the service's env var holding the (fake) key
 JUDGE_NAME = "bench_judge"

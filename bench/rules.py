@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Rules benchmark for tracejudge (``make bench-rules``): does the flow with 50 rules keep up with ingest?
 
 Two phases in one invocation, each against a fresh ``tracejudge run`` in a fresh temporary data dir, driven
@@ -60,11 +59,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+from bench import ingest
 
-import ingest  # noqa: E402
+BENCH_DIR = Path(__file__).resolve().parent
 
 SINGLE_PROJECT = "bench"  # every loadgen resource has deployment.environment=bench
 SERVICE_PROJECTS = tuple(f"support-bot-{i}" for i in range(4))  # loadgen's service.name values

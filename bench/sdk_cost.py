@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """CPU per judge call in the official SDKs (``make bench-sdk-cost``): what N calls/s cost, whatever the service does.
 
 ``bench/judges.py`` asks for 2,000 judge calls in flight at 2 s of latency, i.e. 1,000 calls/s, with ingest
@@ -40,8 +39,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
 
 KEY_ENV = "TJ_BENCH_SDK_COST_KEY"
 PROMPT = (

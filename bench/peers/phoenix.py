@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Arize Phoenix as the ingest peer: same generator, same metrics as ``bench/ingest.py``.
 
 * Creates ``bench/peers/.venv-phoenix`` (gitignored) with ``pip install arize-phoenix``
@@ -14,8 +13,8 @@
   every second, waits up to ``--phoenix-drain-timeout`` s for persistence, checks
   count == distinct span ids == acknowledged, samples peak RSS, stops Phoenix.
 
-Run alone:   .venv/bin/python bench/peers/phoenix.py [ingest.py options, e.g. --phoenix-duration 30]
-From ingest: .venv/bin/python bench/ingest.py --with-phoenix
+Run alone:   .venv/bin/python -m bench.peers.phoenix [ingest.py options, e.g. --phoenix-duration 30]
+From ingest: .venv/bin/python -m bench.ingest --with-phoenix
 """
 
 from __future__ import annotations
@@ -35,13 +34,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-PEERS_DIR = Path(__file__).resolve().parent
-BENCH_DIR = PEERS_DIR.parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+from bench import ingest, loadgen
 
-import ingest  # noqa: E402
-import loadgen  # noqa: E402
+PEERS_DIR = Path(__file__).resolve().parent
 
 VENV = PEERS_DIR / ".venv-phoenix"
 HOST = "127.0.0.1"
