@@ -19,7 +19,6 @@ processes disturb it little), how many times the window shards were snapshotted,
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
 
+from bench.common import write_json
 from bench.scoring import _Rules, build_batches, build_ruleset
 from dataflow.config import WindowConfig
 from dataflow.flow import ScoringPlan, build_flow
@@ -162,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{best['snapshots']:,} | {best['traces_scored']:,} | {best['score_rows']:,} | {best['wall_s']:.1f} |"
     )
     if args.json_out:
-        args.json_out.write_text(
-            json.dumps({"args": vars(args) | {"json_out": None}, "runs": runs}, indent=2)
-        )
+        write_json(args.json_out, {"args": vars(args) | {"json_out": None}, "runs": runs}, 2, announce=False)
     return 0
 
 

@@ -22,342 +22,33 @@ stopped on exit (also on Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
-
-REPO_DIR = Path(__file__).resolve().parent.parent
-
-HOST = "127.0.0.1"
-
-
-# ---------------------------------------------------------------------------
-# Process-tree sampling
-# ---------------------------------------------------------------------------
-
-
-def thread_cpu_by_name(pid: int) -> dict[str, float]:
-    """CPU seconds per OS thread name (``/proc/PID/task/*/comm``) of one process; {} if unavailable."""
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-        except (OSError, IndexError, ValueError):
-            continue
-        out[name] = out.get(name, 0.0) + cpu
-    return out
-
-
-def cpu_by_thread_delta(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
-    delta = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
-    return dict(sorted(delta.items(), key=lambda kv: -kv[1])[:top])
-
-
-class TreeSampler(threading.Thread):
-    """Samples RSS and CPU time of a process and its descendants (psutil)."""
-
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        import psutil
-
-        self.psutil = psutil
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_root_rss = 0
-        self.samples: list[tuple[float, int]] = []
-        self.cpu_s = 0.0
-        self._cpu_by_pid: dict[int, float] = {}
-        self._stop_evt = threading.Event()
-
-    def sample(self) -> None:
-        ps = self.psutil
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except ps.Error:
-            return
-        rss = 0
-        for p in procs:
-            try:
-                with p.oneshot():
-                    m = p.memory_info().rss
-                    ct = p.cpu_times()
-                rss += m
-                if p.pid == self.root.pid:
-                    self.peak_root_rss = max(self.peak_root_rss, m)
-                self._cpu_by_pid[p.pid] = ct.user + ct.system
-            except ps.Error:
-                continue
-        self.cpu_s = sum(self._cpu_by_pid.values())
-        self.peak_rss = max(self.peak_rss, rss)
-        self.samples.append((time.time(), rss))
-
-    def run(self) -> None:
-        while not self._stop_evt.wait(self.interval):
-            self.sample()
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=5)
-        self.sample()
-
-
-# ---------------------------------------------------------------------------
-# The service under test
-# ---------------------------------------------------------------------------
-
-
-def default_tracejudge_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "tracejudge"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("tracejudge")
-    if found:
-        return [found]
-    return [str(REPO_DIR / ".venv" / "bin" / "tracejudge")]
-
-
-class ManagedServer:
-    """``tracejudge run`` (or a compatible command) as a subprocess on free loopback ports."""
-
-    def __init__(
-        self,
-        base_cmd: list[str],
-        data_dir: Path,
-        log_dir: Path,
-        extra_args: list[str],
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.env = dict(env or {})  # extra environment (e.g. TRACEJUDGE_WINDOWS__SETTLE_S) on top of ours
-        self.ports = {"grpc": loadgen.free_port(), "http": loadgen.free_port(), "api": loadgen.free_port()}
-        self.cmd = [
-            *base_cmd,
-            "run",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            HOST,
-            "--otlp-grpc-port",
-            str(self.ports["grpc"]),
-            "--otlp-http-port",
-            str(self.ports["http"]),
-            "--api-port",
-            str(self.ports["api"]),
-            *extra_args,
-        ]
-        self.log_path = log_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_s = float("nan")
-        self.shutdown_s = float("nan")
-        self.exit_code: int | None = None
-
-    @property
-    def api(self) -> str:
-        return f"http://{HOST}:{self.ports['api']}"
-
-    def start(self, ready_timeout: float = 180.0) -> None:
-        t0 = time.time()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **self.env} if self.env else None,
-        )
-        deadline = t0 + ready_timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode} during start-up; log:\n{self.tail()}"
-                )
-            try:
-                with urllib.request.urlopen(self.api + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        self.startup_s = time.time() - t0
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"server not ready after {ready_timeout:.0f} s; log:\n{self.tail()}")
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
-
-    def stop(self, timeout: float = 90.0) -> None:
-        p = self.proc
-        if p is None:
-            return
-        if p.poll() is None:
-            t0 = time.time()
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=timeout)
-                self.shutdown_s = time.time() - t0
-            except subprocess.TimeoutExpired:
-                self.shutdown_s = float("inf")
-        # the process group is ours (start_new_session): make sure nothing it started survives
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-        self.exit_code = p.returncode
-        self.proc = None
-        with contextlib.suppress(Exception):
-            self._log.close()
-
-
-def sql(api: str, query: str, timeout: float = 30.0) -> dict[str, Any]:
-    req = urllib.request.Request(
-        api + "/api/v1/sql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return dict(json.loads(r.read()))
-
-
-def sql_row(api: str, query: str, timeout: float = 30.0) -> list[int]:
-    res = sql(api, query, timeout)
-    return [int(x) for x in res["data"][0]]
-
-
-class CountPoller(threading.Thread):
-    """Polls a span counter every ``interval`` s; keeps (time, count, query ms)."""
-
-    def __init__(self, count_fn: Any, interval: float = 1.0) -> None:
-        super().__init__(daemon=True)
-        self.count_fn = count_fn
-        self.interval = interval
-        self.points: list[tuple[float, int, float]] = []
-        self.errors: list[str] = []
-        self._stop_evt = threading.Event()
-
-    def poll_once(self) -> int | None:
-        t = time.time()
-        try:
-            c = int(self.count_fn())
-        except Exception as e:
-            if len(self.errors) < 10:
-                self.errors.append(f"{type(e).__name__}: {e}"[:300])
-            return None
-        self.points.append((t, c, (time.time() - t) * 1000))
-        return c
-
-    def run(self) -> None:
-        while not self._stop_evt.is_set():
-            t = time.time()
-            self.poll_once()
-            self._stop_evt.wait(max(0.0, self.interval - (time.time() - t)))
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=60)
-
-    def count_at(self, t: float) -> int:
-        """Last count observed at or before ``t`` (0 if none)."""
-        best = 0
-        for pt, c, _ in self.points:
-            if pt <= t:
-                best = c
-        return best
-
-    def last(self) -> int:
-        return self.points[-1][1] if self.points else 0
-
-
-def wait_drained(poller: CountPoller, target: int, drain_timeout: float, stall_timeout: float) -> None:
-    """Keep polling until the count reaches ``target``, stops growing, or the timeout passes."""
-    t_end = time.time() + drain_timeout
-    last_change = time.time()
-    last = poller.last()
-    while time.time() < t_end:
-        if last >= target:
-            return
-        time.sleep(1.0)
-        c = poller.last()
-        if c != last:
-            last, last_change = c, time.time()
-        elif time.time() - last_change > stall_timeout:
-            return
-
-
-def persisted_metrics(poller: CountPoller, t0: float, duration: float, acked: int) -> dict[str, Any]:
-    """Persisted spans/s figures from the count time series (t0 = first send)."""
-    pts = poller.points
-    final = pts[-1][1] if pts else 0
-    t_final = next((t for t, c, _ in pts if c >= final), t0 + duration) if pts else t0 + duration
-    t_stop = t0 + duration
-    during = poller.count_at(t_stop)
-    warm = min(10.0, duration / 4)
-    c_warm = poller.count_at(t0 + warm)
-    qms = [q for _, _, q in pts]
-    drained = final >= acked
-    return {
-        "persisted_final": final,
-        "drained": drained,
-        # all spans that became visible, per second of wall time from first send to the last increase
-        "persisted_sps": final / max(t_final - t0, 1e-9),
-        "persisted_sps_during_load": during / duration,
-        "persisted_sps_steady": (during - c_warm) / max(duration - warm, 1e-9),
-        "drain_s": max(0.0, t_final - t_stop) if drained else float("nan"),
-        "visible_at_client_stop": during,
-        "count_query_ms_p50": loadgen.percentile(qms, 50),
-        "count_query_ms_max": max(qms) if qms else float("nan"),
-        "count_series": [(round(t - t0, 2), c) for t, c, _ in pts],
-    }
-
+from bench import common, loadgen
+from bench.common import fmt, markdown_table
+from bench.sampling import (
+    CountPoller,
+    TreeSampler,
+    cpu_by_thread_delta,
+    persisted_metrics,
+    stop_threads,
+    thread_cpu_by_name,
+    wait_drained,
+)
+from bench.service import HOST, ManagedServer, sql_row, tracejudge_cmd
 
 # ---------------------------------------------------------------------------
 # One benchmark run against tracejudge (or the stand-in)
 # ---------------------------------------------------------------------------
-
-
-def mix_from_args(args: argparse.Namespace) -> dict[str, int]:
-    mix = {"grpc": args.grpc, "http": args.http, "http-json": args.http_json}
-    return {k: v for k, v in mix.items() if v > 0}
-
-
-def mix_label(mix: dict[str, int], args: argparse.Namespace) -> str:
-    parts = [f"{n} {t}" for t, n in mix.items()]
-    extra = []
-    extra.append(f"{args.concurrency} conn{'s' if args.concurrency > 1 else ''} each")
-    if args.gzip:
-        extra.append("gzip")
-    extra.append(f"{args.traces_per_request * args.spans_per_trace} spans/req")
-    if args.rate:
-        extra.append(f"rate {args.rate:g}/s")
-    return " + ".join(parts) + " (" + ", ".join(extra) + ")"
 
 
 def bench_tracejudge(
@@ -366,48 +57,86 @@ def bench_tracejudge(
     label: str = "tracejudge",
     *,
     env: dict[str, str] | None = None,
+    span_filter: str = "",
     on_ready: Callable[[ManagedServer], None] | None = None,
     on_load_start: Callable[[ManagedServer, float], None] | None = None,
     after_load: Callable[[ManagedServer, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """One run against a fresh service; returns the result dict (see ``table_row``).
 
-    Hooks for other benchmarks (``bench/rules.py``): ``env`` is added to the service's environment;
-    ``on_ready(server)`` runs once it is ready, before the load; ``on_load_start(server, t0)`` when the
-    clients start; ``after_load(server, result)`` once the spans are drained and counted, while the
-    service still runs (it may add keys to ``result``).
+    Hooks for other benchmarks (``bench/rules.py``, ``bench/judges.py``): ``env`` is added to the service's
+    environment; ``span_filter`` (a SQL condition) narrows the spans counted as the load's; ``on_ready(server)``
+    runs once it is ready, before the load; ``on_load_start(server, t0)`` when the clients start;
+    ``after_load(server, result)`` once the spans are drained and counted, while the service still runs (it
+    may add keys to ``result``).
     """
     spec = loadgen.PayloadSpec(
         traces_per_request=args.traces_per_request, spans_per_trace=args.spans_per_trace
     )
-    mix = mix_from_args(args)
+    mix = common.mix_from_args(args)
     work = Path(tempfile.mkdtemp(prefix="tj-bench-"))
-    data_dir = work / "data"
-    server = ManagedServer(server_cmd, data_dir, work, args.server_arg or [], env=env)
+    server = ManagedServer(server_cmd, work / "data", work, args.server_arg or [], env=env)
     result: dict[str, Any] = {
         "target": label,
-        "mix": mix_label(mix, args),
+        "mix": common.mix_label(mix, args),
         "duration_s": args.duration,
         "spans_per_request": spec.spans_per_request,
         "command": " ".join(server.cmd),
     }
-    sampler = poller = None
+    run = _Run(args, label, server, span_filter)
     try:
-        print(f"[{label}] starting: {' '.join(server.cmd)}", flush=True)
-        server.start()
+        with common.errors_into(result):
+            print(f"[{label}] starting: {' '.join(server.cmd)}", flush=True)
+            server.start()
+            print(f"[{label}] ready in {server.startup_s:.1f} s (ports {server.ports})", flush=True)
+            result["startup_s"] = server.startup_s
+            if on_ready is not None:
+                on_ready(server)
+            result.update(run.load(mix, spec, on_load_start))
+            if after_load is not None:
+                after_load(server, result)
+            if args.restart_check and result["count"] >= 0:
+                run.restart_check(server_cmd, work, env, result)
+            result["data_dir_mb"] = common.files_mb((work / "data").rglob("*"))
+    finally:
+        stop_threads(run.poller, run.sampler)
+        if server.proc is not None:
+            server.stop()
+            result.setdefault("shutdown_s", server.shutdown_s)
+            result.setdefault("exit_code", server.exit_code)
+        result["server_log_tail"] = server.tail(30)
+        common.keep_or_remove(work, args, result)
+    return result
+
+
+class _Run:
+    """The measured part of ``bench_tracejudge``: samplers, the load, draining, the loss/duplicate check."""
+
+    def __init__(self, args: argparse.Namespace, label: str, server: ManagedServer, span_filter: str) -> None:
+        self.args, self.label, self.server = args, label, server
+        where = f" WHERE {span_filter}" if span_filter else ""
+        self.count_q = f"SELECT count() FROM otel_traces{where}"
+        self.verify_q = f"SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces{where}"
+        self.sampler: TreeSampler | None = None
+        self.poller: CountPoller | None = None
+
+    def load(
+        self,
+        mix: dict[str, int],
+        spec: loadgen.PayloadSpec,
+        on_load_start: Callable[[ManagedServer, float], None] | None,
+    ) -> dict[str, Any]:
+        args, server, label = self.args, self.server, self.label
         assert server.proc is not None
-        print(f"[{label}] ready in {server.startup_s:.1f} s (ports {server.ports})", flush=True)
-        result["startup_s"] = server.startup_s
-        if on_ready is not None:
-            on_ready(server)
-        sampler = TreeSampler(server.proc.pid)
+        self.sampler = sampler = TreeSampler(server.proc.pid)
         sampler.start()
         cpu0 = sampler.cpu_s
         threads0 = thread_cpu_by_name(server.proc.pid)
-        count_q = "SELECT count() FROM otel_traces"
-        poller = CountPoller(lambda: sql_row(server.api, count_q, timeout=args.query_timeout)[0])
+        self.poller = poller = CountPoller(
+            lambda: sql_row(server.api, self.count_q, timeout=args.query_timeout)[0]
+        )
         poller.poll_once()
-        base = poller.last()
+        self.base = base = poller.last()
         if base:
             print(f"[{label}] warning: table already holds {base} spans", flush=True)
 
@@ -416,19 +145,7 @@ def bench_tracejudge(
             if on_load_start is not None:
                 on_load_start(server, t0)
 
-        stats, t0, t_clients_end = loadgen.run_clients(
-            mix,
-            HOST,
-            server.ports,
-            spec,
-            args.duration,
-            rate=args.rate,
-            concurrency=args.concurrency,
-            templates=args.templates,
-            use_gzip=args.gzip,
-            timeout=args.request_timeout,
-            on_start=on_start,
-        )
+        stats, t0, t_end = common.run_load(args, mix, server.ports, spec, args.duration, args.rate, on_start)
         acked = stats["spans_acked"]
         print(
             f"[{label}] clients done: acked {acked} spans in {args.duration:.0f} s, "
@@ -439,74 +156,33 @@ def bench_tracejudge(
         poller.stop()
         poller.poll_once()
         sampler.sample()
-        result["server_cpu_s"] = sampler.cpu_s - cpu0
-        result["server_cpu_by_thread_s"] = cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid))
-        try:
-            cnt, uniq = sql_row(
-                server.api,
-                "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces",
-                timeout=max(args.query_timeout, 120),
-            )
-        except Exception as e:
-            cnt = uniq = -1
-            result["verify_error"] = f"{type(e).__name__}: {e}"
+        result: dict[str, Any] = {
+            "server_cpu_s": sampler.cpu_s - cpu0,
+            "server_cpu_by_thread_s": cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid)),
+        }
+        timeout = max(args.query_timeout, 120)
+        cnt, uniq = common.count_unique(lambda: sql_row(server.api, self.verify_q, timeout=timeout), result)
         sampler.stop()
         result.update(persisted_metrics(poller, t0, args.duration, base + acked))
-        result.update(
-            {
-                "accepted_sps": acked / args.duration,
-                "spans_acked": acked,
-                "count": cnt,
-                "uniq": uniq,
-                "check": check_label(cnt, uniq, base + acked),
-                "peak_rss_mb": sampler.peak_rss / 2**20,
-                "peak_main_rss_mb": sampler.peak_root_rss / 2**20,
-                "client_wall_s": t_clients_end - t0,
-                "count_poll_errors": poller.errors,
-                **{k: v for k, v in stats.items() if k != "acked_by_second"},
-                "acked_by_second": stats["acked_by_second"],
-            }
-        )
-        if after_load is not None:
-            after_load(server, result)
-        if getattr(args, "restart_check", False) and cnt >= 0:
-            server.stop()
-            result["shutdown_s"] = server.shutdown_s
-            result["exit_code"] = server.exit_code
-            server2 = ManagedServer(server_cmd, data_dir, work, args.server_arg or [], env=env)
-            server2.start()
-            try:
-                c2, u2 = sql_row(
-                    server2.api, "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces", 120
-                )
-                result["after_restart"] = {
-                    "count": c2,
-                    "uniq": u2,
-                    "check": check_label(c2, u2, base + acked),
-                }
-            finally:
-                server2.stop()
-        with contextlib.suppress(OSError):
-            result["data_dir_mb"] = sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file()) / 2**20
-    except BaseException as e:
-        result["error"] = f"{type(e).__name__}: {e}"
-        if not isinstance(e, Exception):
-            raise
-    finally:
-        if poller is not None and poller.is_alive():
-            poller.stop()
-        if sampler is not None and sampler.is_alive():
-            sampler.stop()
-        if server.proc is not None:
-            server.stop()
-            result.setdefault("shutdown_s", server.shutdown_s)
-            result.setdefault("exit_code", server.exit_code)
-        result["server_log_tail"] = server.tail(30)
-        if args.keep_data:
-            result["work_dir"] = str(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    return result
+        result.update(common.load_figures(stats, args.duration, sampler, poller, t0, t_end))
+        result.update({"count": cnt, "uniq": uniq, "check": check_label(cnt, uniq, base + acked)})
+        return result
+
+    def restart_check(
+        self, server_cmd: list[str], work: Path, env: dict[str, str] | None, result: dict[str, Any]
+    ) -> None:
+        """SIGTERM the service, start it again on the same data and count again."""
+        self.server.stop()
+        result["shutdown_s"] = self.server.shutdown_s
+        result["exit_code"] = self.server.exit_code
+        server2 = ManagedServer(server_cmd, work / "data", work, self.args.server_arg or [], env=env)
+        server2.start()
+        try:
+            c2, u2 = sql_row(server2.api, self.verify_q, 120)
+            acked = self.base + result["spans_acked"]
+            result["after_restart"] = {"count": c2, "uniq": u2, "check": check_label(c2, u2, acked)}
+        finally:
+            server2.stop()
 
 
 def check_label(count: int, uniq: int, acked: int) -> str:
@@ -541,15 +217,6 @@ COLUMNS = (
 )
 
 
-def _f(x: Any, fmt: str = ",.0f") -> str:
-    try:
-        if x != x:  # nan
-            return "-"
-        return format(x, fmt)
-    except (TypeError, ValueError):
-        return str(x)
-
-
 def table_row(r: dict[str, Any]) -> list[str]:
     if "error" in r and "accepted_sps" not in r:
         return [
@@ -568,23 +235,22 @@ def table_row(r: dict[str, Any]) -> list[str]:
         dur += f" (+{r['drain_s']:.0f} s drain)"
     elif not r.get("drained", True):
         dur += f" (not drained after {r.get('observed_drain_s', 0):.0f} s)"
-    persisted = _f(r["persisted_sps"])
+    persisted = fmt(r["persisted_sps"])
     return [
         r["target"],
         r["mix"],
         dur,
-        _f(r["accepted_sps"]),
+        fmt(r["accepted_sps"]),
         persisted,
-        f"{_f(r['p50_ms'], '.0f')} / {_f(r['p99_ms'], '.0f')}",
+        f"{fmt(r['p50_ms'], '.0f')} / {fmt(r['p99_ms'], '.0f')}",
         str(r["throttled"]),
-        _f(r["peak_rss_mb"]),
+        fmt(r["peak_rss_mb"]),
         r["check"],
     ]
 
 
 def render_table(results: list[dict[str, Any]]) -> str:
-    rows = [list(COLUMNS), ["---"] * len(COLUMNS)] + [table_row(r) for r in results]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return markdown_table(COLUMNS, [table_row(r) for r in results])
 
 
 def print_details(r: dict[str, Any]) -> None:
@@ -625,7 +291,7 @@ def print_details(r: dict[str, Any]) -> None:
     for k in keys:
         if k in r and r[k] not in ([], None):
             v = r[k]
-            print(f"   {k}: {_f(v, ',.1f') if isinstance(v, float) else v}")
+            print(f"   {k}: {fmt(v, ',.1f') if isinstance(v, float) else v}")
     if "acked_by_second" in r:
         print(f"   acked spans per second: {r['acked_by_second']}")
     if "count_series" in r:
@@ -940,48 +606,9 @@ def self_test(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
-def add_load_arguments(p: argparse.ArgumentParser, duration: float = 60.0) -> None:
-    """The load, service and output options ``bench_tracejudge`` reads (shared with ``bench/rules.py``)."""
-    p.add_argument("--duration", type=float, default=duration, help=f"seconds of load (default {duration:g})")
-    p.add_argument("--grpc", type=int, default=2, help="gRPC client processes (default 2)")
-    p.add_argument("--http", type=int, default=2, help="HTTP protobuf client processes (default 2)")
-    p.add_argument("--http-json", type=int, default=0, help="HTTP OTLP/JSON client processes (default 0)")
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=2,
-        help="connections (threads, requests in flight) per client process (default 2)",
-    )
-    p.add_argument(
-        "--rate", type=float, default=0.0, help="total target spans/s (default: as fast as allowed)"
-    )
-    p.add_argument("--traces-per-request", type=int, default=50)
-    p.add_argument("--spans-per-trace", type=int, default=10)
-    p.add_argument(
-        "--templates", type=int, default=4, help="distinct pre-encoded payloads per client process"
-    )
-    p.add_argument(
-        "--gzip", action="store_true", help="gzip request bodies (HTTP Content-Encoding, gRPC gzip)"
-    )
-    p.add_argument("--request-timeout", type=float, default=30.0)
-    p.add_argument("--query-timeout", type=float, default=10.0, help="timeout of each count poll")
-    p.add_argument(
-        "--drain-timeout", type=float, default=180.0, help="max wait for persistence after the load"
-    )
-    p.add_argument(
-        "--stall-timeout", type=float, default=30.0, help="stop waiting if the count is flat this long"
-    )
-    p.add_argument(
-        "--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's tracejudge)"
-    )
-    p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
-    p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
-    p.add_argument("--json-out", default=None, help="write all results as JSON to this file")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_load_arguments(p)
+    common.add_load_arguments(p)
     p.add_argument(
         "--restart-check",
         action="store_true",
@@ -1006,23 +633,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _raise_interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--stand-in":
         return stand_in_main(argv[1:])
     args = build_parser().parse_args(argv)
-    # Ctrl-C / SIGTERM: raise KeyboardInterrupt so every finally-block stops what it started
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    common.interrupt_on_sigterm()
     if args.self_test:
         return self_test(args)
     results: list[dict[str, Any]] = []
     if not args.skip_tracejudge:
-        cmd = args.tracejudge_cmd.split() if args.tracejudge_cmd else default_tracejudge_cmd()
-        results.append(bench_tracejudge(args, cmd))
+        results.append(bench_tracejudge(args, tracejudge_cmd(args)))
     if args.with_phoenix:
         from bench.peers import phoenix
 
@@ -1050,11 +671,7 @@ def main(argv: list[str] | None = None) -> int:
             f"stretch 40k: {'MET' if summary['stretch_40k'] else 'not met'}"
         )
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(
-            json.dumps({"argv": sys.argv, "results": results, "summary": summary}, indent=1, default=str)
-        )
-        print(f"results written to {args.json_out}")
+        common.write_json(args.json_out, {"argv": sys.argv, "results": results, "summary": summary})
     ok = all("error" not in r and r.get("check") == "OK" for r in results if r["target"] == "tracejudge")
     return 0 if ok else 1
 

@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import string
 import struct
 import threading
@@ -733,12 +732,6 @@ def worker_main(
 # ---------------------------------------------------------------------------
 # Orchestration helpers shared by ingest.py and peers/
 # ---------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -49,7 +49,6 @@ import itertools
 import json
 import math
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -59,14 +58,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench import ingest
-
-BENCH_DIR = Path(__file__).resolve().parent
+from bench import common, ingest
+from bench.common import fmt, markdown_table, summary_line
+from bench.sampling import Periodic, TreeSampler
+from bench.service import ManagedServer, http_json, sql, sql_row, tracejudge_cmd
 
 SINGLE_PROJECT = "bench"  # every loadgen resource has deployment.environment=bench
 SERVICE_PROJECTS = tuple(f"support-bot-{i}" for i in range(4))  # loadgen's service.name values
-SETTLE_DEFAULT = 2.0
-MB = 2**20
+MB = common.MB
 
 # ---------------------------------------------------------------------------
 # The rules
@@ -236,21 +235,6 @@ def rules_mix(rules: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
-
-
 def scrape(api: str, timeout: float = 10.0) -> list[tuple[str, dict[str, str], float]]:
     """Every sample of ``/metrics`` as (name, labels, value)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -301,7 +285,7 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[fl
 
 
 def sql_rows(api: str, query: str, timeout: float = 60.0) -> list[list[Any]]:
-    return list(ingest.sql(api, query, timeout)["data"])
+    return list(sql(api, query, timeout)["data"])
 
 
 def log_problems(path: Path, limit: int = 12) -> dict[str, Any]:
@@ -328,21 +312,18 @@ def log_problems(path: Path, limit: int = 12) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-class Monitor(threading.Thread):
-    """Every ``interval`` s: RSS of the service process tree (``ingest.TreeSampler``) and of the main
+class Monitor(Periodic):
+    """Every ``interval`` s: RSS of the service process tree (``TreeSampler``) and of the main
     process, open trace windows, closed windows, score rows written (metric) and stored (SQL)."""
 
-    def __init__(self, server: ingest.ManagedServer, t0: float, interval: float, count_scores: bool) -> None:
-        super().__init__(daemon=True)
+    def __init__(self, server: ManagedServer, t0: float, interval: float, count_scores: bool) -> None:
+        super().__init__(interval, start_at=t0)
         assert server.proc is not None
         self.server = server
         self.t0 = t0
-        self.interval = interval
         self.count_scores = count_scores
-        self.tree = ingest.TreeSampler(server.proc.pid, interval)
+        self.tree = TreeSampler(server.proc.pid, interval)
         self.series: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self._stop_evt = threading.Event()
         self.ncpu = self.tree.psutil.cpu_count() or 1
         self.tree.psutil.cpu_percent(interval=None)
         self._last_cpu: tuple[float, float] | None = None
@@ -372,28 +353,13 @@ class Monitor(threading.Thread):
             point["score_rows_metric"] = metric_sum(m, "tracejudge_rule_scores_total")
             point["wal_backlog_mb"] = round(metric_sum(m, "tracejudge_wal_backlog_bytes") / MB, 1)
         except Exception as e:
-            self._note(e)
+            self.note(e)
         if self.count_scores:
             try:
-                point["scores"] = int(ingest.sql_row(self.server.api, "SELECT count() FROM scores", 10)[0])
+                point["scores"] = int(sql_row(self.server.api, "SELECT count() FROM scores", 10)[0])
             except Exception as e:
-                self._note(e)
+                self.note(e)
         self.series.append(point)
-
-    def _note(self, e: Exception) -> None:
-        if len(self.errors) < 10:
-            self.errors.append(f"{type(e).__name__}: {e}"[:300])
-
-    def run(self) -> None:
-        next_t = self.t0
-        while not self._stop_evt.is_set():
-            self.sample()
-            next_t += self.interval
-            self._stop_evt.wait(max(0.0, next_t - time.time()))
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=30)
 
 
 class Profiler(threading.Thread):
@@ -605,7 +571,7 @@ class Phase:
         self.extra: dict[str, Any] = {}
 
     # --- hooks ------------------------------------------------------------------------------------------
-    def on_ready(self, server: ingest.ManagedServer) -> None:
+    def on_ready(self, server: ManagedServer) -> None:
         if not self.rules:
             return
         t = time.time()
@@ -626,7 +592,7 @@ class Phase:
         self.extra["rules_created_s"] = round(time.time() - t, 2)
         print(f"   {len(self.created)} rules created and loaded in {time.time() - t:.1f} s", flush=True)
 
-    def on_load_start(self, server: ingest.ManagedServer, t0: float) -> None:
+    def on_load_start(self, server: ManagedServer, t0: float) -> None:
         self.t0 = t0
         self.monitor = Monitor(server, t0, self.args.sample_interval, count_scores=bool(self.rules))
         self.monitor.start()
@@ -639,7 +605,7 @@ class Phase:
             self.profiler = Profiler(server.proc.pid, self.args, out)
             self.profiler.start()
 
-    def after_load(self, server: ingest.ManagedServer, result: dict[str, Any]) -> None:
+    def after_load(self, server: ManagedServer, result: dict[str, Any]) -> None:
         t_end = self.t0 + self.duration
         if self.rules:
             self._wait_windows_closed(server, t_end, result)
@@ -683,16 +649,19 @@ class Phase:
         ex["scorer_errors"] = ex["score_rows_by_outcome"].get("error", 0.0)
         ex["scorer_error_samples"] = _error_samples(server.api)
         try:
-            n, u = ingest.sql_row(server.api, "SELECT count(), uniqExact(ScoreId) FROM scores", 120)
+            n, u = sql_row(server.api, "SELECT count(), uniqExact(ScoreId) FROM scores", 120)
             ex["scores_stored"], ex["scores_unique"] = n, u
         except Exception as e:
             ex["scores_query_error"] = f"{type(e).__name__}: {e}"[:300]
         ex["e2e"] = self._e2e_latency(server.api)
 
+    def finish(self) -> None:
+        """Stop what still samples (the run failed before ``after_load``)."""
+        if self.monitor is not None and self.monitor.is_alive():
+            self.monitor.stop()
+
     # --- helpers ------------------------------------------------------------------------------------------
-    def _wait_windows_closed(
-        self, server: ingest.ManagedServer, t_end: float, result: dict[str, Any]
-    ) -> None:
+    def _wait_windows_closed(self, server: ManagedServer, t_end: float, result: dict[str, Any]) -> None:
         """Until every acknowledged trace's window closed (each loadgen trace is in one request, so
         acknowledged spans / spans per trace), none is open and the score count held for 3 polls; bounded by
         ``--close-wait`` and by ``--stall-timeout`` without progress."""
@@ -709,7 +678,7 @@ class Phase:
                 m = scrape(server.api)
                 open_now = metric_sum(m, "tracejudge_window_open_traces")
                 closed = metric_sum(m, "tracejudge_window_closed_traces_total")
-                n = int(ingest.sql_row(server.api, "SELECT count() FROM scores", 30)[0])
+                n = int(sql_row(server.api, "SELECT count() FROM scores", 30)[0])
             except Exception:
                 time.sleep(1.0)
                 continue
@@ -803,24 +772,35 @@ def run_phase(
     duration: float,
     env: dict[str, str],
 ) -> dict[str, Any]:
-    phase_args = argparse.Namespace(**vars(args))
-    phase_args.duration = duration
-    phase = Phase(phase_args, rules, duration)
-    tree = git_state()  # the service runs from the working tree, which may change between phases
-    print(f"== phase {label}: {duration:g} s of load, {len(rules)} rules; tree {tree}", flush=True)
+    return run(Phase(phase_options(args, duration), rules, duration), cmd, label, env)
+
+
+def phase_options(args: argparse.Namespace, duration: float) -> argparse.Namespace:
+    """The options with this phase's ``--duration``."""
+    return argparse.Namespace(**{**vars(args), "duration": duration})
+
+
+def run(
+    phase: Phase, cmd: list[str], label: str, env: dict[str, str], span_filter: str = ""
+) -> dict[str, Any]:
+    """One phase: ``ingest.bench_tracejudge`` with the phase's hooks, and what the phase collected."""
+    tree = common.git_state()  # the service runs from the working tree, which may change between phases
+    print(
+        f"== phase {label}: {phase.duration:g} s of load, {len(phase.rules)} rules; tree {tree}", flush=True
+    )
     result = ingest.bench_tracejudge(
-        phase_args,
+        phase.args,
         cmd,
         label=label,
         env=env,
+        span_filter=span_filter,
         on_ready=phase.on_ready,
         on_load_start=phase.on_load_start,
         after_load=phase.after_load,
     )
-    if phase.monitor is not None and phase.monitor.is_alive():  # the run failed before after_load
-        phase.monitor.stop()
+    phase.finish()
     result.update(phase.extra)
-    result["rules"] = len(rules)
+    result["rules"] = len(phase.rules)
     result["env"] = env
     result["tree"] = tree
     return result
@@ -876,15 +856,6 @@ def verdict(
     return out
 
 
-def _f(x: Any, fmt: str = ",.0f") -> str:
-    """Number formatting shared with the ingest report; '-' for missing values."""
-    return "-" if x is None else ingest._f(x, fmt)
-
-
-def _mb(x: Any) -> str:
-    return _f(x, ",.0f")
-
-
 def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle: float) -> str:
     base = next((r for r in results if r.get("rules") == 0), None)
     cols = (
@@ -899,7 +870,7 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
         "throttled requests",
         "loss/dup check",
     )
-    rows = [list(cols), ["---"] * len(cols)]
+    rows = []
     for r in results:
         if "persisted_sps" not in r:
             rows.append([r["target"], f"{r.get('duration_s', 0):g} s", "ERROR", "-", "-", "-", "-", "-", "-",
@@ -916,18 +887,18 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
             [
                 r["target"],
                 dur,
-                _f(r["accepted_sps"]),
-                _f(r["persisted_sps"]),
+                fmt(r["accepted_sps"]),
+                fmt(r["persisted_sps"]),
                 ratio,
-                f"{_f(r['p50_ms'], '.0f')} / {_f(r['p99_ms'], '.0f')}",
-                f"{_mb(s.get('rss_first_min_mb'))} / {_mb(s.get('rss_last_min_mb'))} ({_mb(s.get('rss_max_mb'))})",
-                f"{_f(s.get('rss_slope_after_first_min_mb_per_min'), '+.1f')} +- "
-                f"{_f(s.get('rss_slope_after_first_min_se'), '.1f')} ({'flat' if s.get('rss_flat') else 'NOT flat'})",
+                f"{fmt(r['p50_ms'], '.0f')} / {fmt(r['p99_ms'], '.0f')}",
+                f"{fmt(s.get('rss_first_min_mb'))} / {fmt(s.get('rss_last_min_mb'))} ({fmt(s.get('rss_max_mb'))})",
+                f"{fmt(s.get('rss_slope_after_first_min_mb_per_min'), '+.1f')} +- "
+                f"{fmt(s.get('rss_slope_after_first_min_se'), '.1f')} ({'flat' if s.get('rss_flat') else 'NOT flat'})",
                 str(r.get("throttled", "-")),
                 r["check"],
             ]
         )
-    out = ["\n".join("| " + " | ".join(row) + " |" for row in rows)]
+    out = [markdown_table(cols, rows)]
     rr = next((r for r in results if r.get("rules")), None)
     if rr is not None and "close_delay" in rr:
         cd, e2e, s = rr["close_delay"], rr.get("e2e", {}), rr.get("series_summary", {})
@@ -948,25 +919,25 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
                       f"{summary.get('rules_mix', {}).get('span_scope', '?')} span scope), "
                       f"sampling {summary.get('sampling_rate')}"],
             ["trace close latency p50 / p99 - settle "
-             f"({settle:g} s), histogram", f"{_f(cd.get('p50_minus_settle_s'), '.2f')} / "
-                                           f"{_f(cd.get('p99_minus_settle_s'), '.2f')} s "
+             f"({settle:g} s), histogram", f"{fmt(cd.get('p50_minus_settle_s'), '.2f')} / "
+                                           f"{fmt(cd.get('p99_minus_settle_s'), '.2f')} s "
                                            f"(buckets {bucket('p50_bucket')}, {bucket('p99_bucket')} s; "
                                            f"{cd.get('count', 0):,.0f} traces)"],
             ["ingest -> first score p50 / p99 - settle (SQL, " + e2e.get("sample", "") + ")",
-             f"{_f(e2e.get('p50_minus_settle_s'), '.2f')} / {_f(e2e.get('p99_minus_settle_s'), '.2f')} s "
-             f"(max {_f(e2e.get('max_s'), '.1f')} s, {e2e.get('traces', 0):,} traces)"],
+             f"{fmt(e2e.get('p50_minus_settle_s'), '.2f')} / {fmt(e2e.get('p99_minus_settle_s'), '.2f')} s "
+             f"(max {fmt(e2e.get('max_s'), '.1f')} s, {e2e.get('traces', 0):,} traces)"],
             ["windows: traces closed per s during the load (x spans/trace = spans/s scored)",
-             f"{_f(s.get('traces_closed_per_s_steady'))} (x {summary.get('spans_per_trace', 10)} = "
-             f"{_f((s.get('traces_closed_per_s_steady') or 0) * summary.get('spans_per_trace', 10))} spans/s)"],
+             f"{fmt(s.get('traces_closed_per_s_steady'))} (x {summary.get('spans_per_trace', 10)} = "
+             f"{fmt((s.get('traces_closed_per_s_steady') or 0) * summary.get('spans_per_trace', 10))} spans/s)"],
             ["windows caught up with ingest", f"{rr.get('traces_closed_at_end', 0):,.0f} of "
              f"{rr.get('traces_expected', 0):,} traces closed; caught up "
-             f"{_f(rr.get('windows_caught_up_after_load_s'), '.0f')} s after the load ended"],
+             f"{fmt(rr.get('windows_caught_up_after_load_s'), '.0f')} s after the load ended"],
             ["traces closed", f"{closed:,.0f} ({', '.join(f'{k} {v:,.0f}' for k, v in rr.get('closed_by_reason', {}).items())})"],
             ["open traces: max / 2nd-minute mean / last-minute mean",
-             f"{_f(s.get('open_traces_max'))} / {_f(s.get('open_traces_second_min_mean'))} / "
-             f"{_f(s.get('open_traces_last_min_mean'))}"],
-            ["score rows/s (steady, during load)", f"{_f(s.get('score_rows_per_s_steady'))} "
-             f"(min {_f(s.get('score_rows_per_s_min_interval'))} / max {_f(s.get('score_rows_per_s_max_interval'))} "
+             f"{fmt(s.get('open_traces_max'))} / {fmt(s.get('open_traces_second_min_mean'))} / "
+             f"{fmt(s.get('open_traces_last_min_mean'))}"],
+            ["score rows/s (steady, during load)", f"{fmt(s.get('score_rows_per_s_steady'))} "
+             f"(min {fmt(s.get('score_rows_per_s_min_interval'))} / max {fmt(s.get('score_rows_per_s_max_interval'))} "
              f"per {summary.get('sample_interval'):g} s interval)"],
             ["score rows stored (unique)", f"{rr.get('scores_stored', 0):,} ({rr.get('scores_unique', 0):,})"],
             ["decisions by outcome", dec_s],
@@ -976,7 +947,7 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
             ["service log WARNING / ERROR / Traceback",
              " / ".join(str(rr.get("log", {}).get("counts", {}).get(k, 0)) for k in ("WARNING", "ERROR", "Traceback"))],
         ]  # fmt: skip
-        out.append("\n".join("| " + " | ".join(row) + " |" for row in [list(cols2), ["---", "---"], *rows2]))
+        out.append(markdown_table(cols2, rows2))
     return "\n\n".join(out)
 
 
@@ -1011,9 +982,9 @@ def print_details(r: dict[str, Any]) -> None:
         )
         for p in series:
             print(
-                f"   {p['t']:6.1f} | {_mb(p.get('rss_mb'))} ({_mb(p.get('main_rss_mb'))}) | "
-                f"{_f(p.get('open_traces'))} | {_f(p.get('closed_traces'))} | {_f(p.get('scores'))} | "
-                f"{_f(p.get('wal_backlog_mb'), '.1f')} | {_f(p.get('sys_busy_pct'))} ({_f(p.get('service_cpu_pct'))})"
+                f"   {p['t']:6.1f} | {fmt(p.get('rss_mb'))} ({fmt(p.get('main_rss_mb'))}) | "
+                f"{fmt(p.get('open_traces'))} | {fmt(p.get('closed_traces'))} | {fmt(p.get('scores'))} | "
+                f"{fmt(p.get('wal_backlog_mb'), '.1f')} | {fmt(p.get('sys_busy_pct'))} ({fmt(p.get('service_cpu_pct'))})"
             )
     prof = r.get("py_spy")
     if prof:
@@ -1045,14 +1016,10 @@ def print_details(r: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ingest.add_load_arguments(p, duration=300.0)
-    p.add_argument(
-        "--baseline-duration",
-        type=float,
-        default=None,
-        help="seconds of load of the baseline phase (default: --duration)",
+    common.add_load_arguments(p, duration=300.0)
+    common.add_phase_arguments(
+        p, "rules", skip_help="only the rules phase", close_wait_what="windows to close"
     )
-    p.add_argument("--skip-baseline", action="store_true", help="only the rules phase")
     p.add_argument("--rules", type=int, default=50, help="rules created (default 50)")
     p.add_argument(
         "--sampling-rate", type=float, default=0.1, help="every rule's sampling_rate (default 0.1)"
@@ -1070,93 +1037,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="single: every span in project 'bench', all rules on every trace (default); services: the "
         "loadgen's service.name projects, rules spread over them",
     )
-    p.add_argument(
-        "--settle-s",
-        type=float,
-        default=SETTLE_DEFAULT,
-        help="windows.settle_s of the service, subtracted from latencies (default 2)",
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for the service in both phases (repeatable), e.g. "
-        "TRACEJUDGE_WINDOWS__REMEMBER_CLOSED=100000",
-    )
-    p.add_argument("--sample-interval", type=float, default=5.0, help="RSS/metrics sampling interval (5 s)")
-    p.add_argument(
-        "--close-wait", type=float, default=600.0, help="max wait for windows to close after the load (600 s)"
-    )
-    p.add_argument(
-        "--e2e-sample", type=int, default=10, help="ingest->score latency over 1/N of the traces (default 10)"
-    )
-    p.add_argument(
-        "--py-spy-s",
-        type=float,
-        default=0.0,
-        help="profile the service's main process with py-spy this many seconds in the rules phase (0: off)",
-    )
-    p.add_argument("--py-spy-delay", type=float, default=30.0, help="seconds into the load to start py-spy")
-    p.add_argument(
-        "--py-spy-idle",
-        action="store_true",
-        help="also sample threads that wait (py-spy --idle): shows what the flow waits for",
-    )
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed throughput loss (default 0.05)")
-    p.add_argument(
-        "--flat-pct",
-        type=float,
-        default=5.0,
-        help="RSS is flat when the last minute's mean and the trend after the first minute (extrapolated "
-        "to the end) are within this %% of the first minute's mean (default 5)",
-    )
-    p.set_defaults(restart_check=False)
     return p
-
-
-def git_state() -> str:
-    """The commit under test and the files that differ from it (the service runs from the working tree)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--short", "--untracked-files=no"],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    files = [line[3:] for line in dirty if line.strip()]
-    return head + (f" + uncommitted {', '.join(files)}" if files else "")
-
-
-def _raise_interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    cmd = args.tracejudge_cmd.split() if args.tracejudge_cmd else ingest.default_tracejudge_cmd()
+    common.interrupt_on_sigterm()
+    cmd = tracejudge_cmd(args)
     env = {"TRACEJUDGE_WINDOWS__SETTLE_S": f"{args.settle_s:g}"}
     if args.projects == "single":
         env["TRACEJUDGE_INGEST__PROJECT_KEYS"] = json.dumps(["deployment.environment"])
         projects: tuple[str, ...] = (SINGLE_PROJECT,)
     else:
         projects = SERVICE_PROJECTS
-    for kv in args.env:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise SystemExit(f"--env {kv!r}: expected KEY=VALUE")
-        env[key] = value
+    env = common.service_env(env, args.env)
     rules = make_rules(args.rules, projects, args.sampling_rate, args.levenshtein_every)
     summary: dict[str, Any] = {
         "rules_mix": rules_mix(rules),
@@ -1166,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         "projects": args.projects,
         "spans_per_trace": args.spans_per_trace,
     }
-    summary["tree"] = git_state()
+    summary["tree"] = common.git_state()
     print(f"rules: {summary['rules_mix']}; tree {summary['tree']}", flush=True)
     results: list[dict[str, Any]] = []
     if not args.skip_baseline:
@@ -1181,20 +1076,11 @@ def main(argv: list[str] | None = None) -> int:
         print_details(r)
     print()
     shown = {k: v for k, v in summary.items() if k != "rules_mix"}
-    print(
-        "verdict: "
-        + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
-    )
+    print(summary_line("verdict", shown))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(
-            json.dumps(
-                {"argv": sys.argv, "rules": rules, "results": results, "summary": summary},
-                indent=1,
-                default=str,
-            )
+        common.write_json(
+            args.json_out, {"argv": sys.argv, "rules": rules, "results": results, "summary": summary}
         )
-        print(f"results written to {args.json_out}")
     ok = all("error" not in r and r.get("check") == "OK" for r in results)
     return 0 if ok else 1
 

@@ -21,12 +21,12 @@ and the implied single-thread spans/s of the flow (stages 2-5).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.common import write_json
 from bench.loadgen import PayloadSpec, build_templates
 from bench.rules import make_rules
 from connectors.otlp.decode import decode_protobuf
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.requests, args.rules, args.sampling_rate, args.repeat, args.per_item)
     print(render(result))
     if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=2))
+        write_json(args.json_out, result, 2, announce=False)
     return 0
 
 
