@@ -36,6 +36,7 @@ MB = 2**20
 # ---------------------------------------------------------------------------
 
 
+# fmt: off
 def add_load_arguments(p: argparse.ArgumentParser, duration: float = 60.0) -> None:
     """The load, service and output options ``bench_tracejudge`` reads (``ingest.py``, ``rules.py``,
     ``judges.py``)."""
@@ -43,97 +44,51 @@ def add_load_arguments(p: argparse.ArgumentParser, duration: float = 60.0) -> No
     p.add_argument("--grpc", type=int, default=2, help="gRPC client processes (default 2)")
     p.add_argument("--http", type=int, default=2, help="HTTP protobuf client processes (default 2)")
     p.add_argument("--http-json", type=int, default=0, help="HTTP OTLP/JSON client processes (default 0)")
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=2,
-        help="connections (threads, requests in flight) per client process (default 2)",
-    )
-    p.add_argument(
-        "--rate", type=float, default=0.0, help="total target spans/s (default: as fast as allowed)"
-    )
+    p.add_argument("--concurrency", type=int, default=2,
+                   help="connections (threads, requests in flight) per client process (default 2)")
+    p.add_argument("--rate", type=float, default=0.0, help="total target spans/s (default: as fast as allowed)")
     p.add_argument("--traces-per-request", type=int, default=50)
     p.add_argument("--spans-per-trace", type=int, default=10)
-    p.add_argument(
-        "--templates", type=int, default=4, help="distinct pre-encoded payloads per client process"
-    )
-    p.add_argument(
-        "--gzip", action="store_true", help="gzip request bodies (HTTP Content-Encoding, gRPC gzip)"
-    )
+    p.add_argument("--templates", type=int, default=4, help="distinct pre-encoded payloads per client process")
+    p.add_argument("--gzip", action="store_true", help="gzip request bodies (HTTP Content-Encoding, gRPC gzip)")
     p.add_argument("--request-timeout", type=float, default=30.0)
     p.add_argument("--query-timeout", type=float, default=10.0, help="timeout of each count poll")
-    p.add_argument(
-        "--drain-timeout", type=float, default=180.0, help="max wait for persistence after the load"
-    )
-    p.add_argument(
-        "--stall-timeout", type=float, default=30.0, help="stop waiting if the count is flat this long"
-    )
-    p.add_argument(
-        "--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's tracejudge)"
-    )
+    p.add_argument("--drain-timeout", type=float, default=180.0, help="max wait for persistence after the load")
+    p.add_argument("--stall-timeout", type=float, default=30.0, help="stop waiting if the count is flat this long")
+    p.add_argument("--tracejudge-cmd", default=None,
+                   help="command that runs tracejudge (default: venv's tracejudge)")
     p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
     p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
-    p.add_argument("--json-out", default=None, help="write all results as JSON to this file")  # fmt: skip
+    p.add_argument("--json-out", default=None, help="write all results as JSON to this file")
 
 
 def add_phase_arguments(p: argparse.ArgumentParser, phase: str, skip_help: str, close_wait_what: str) -> None:
     """The options of a benchmark with a baseline phase and a measured ``phase`` (``rules.py``, ``judges.py``):
     what ``rules.Phase`` reads."""
-    p.add_argument(
-        "--baseline-duration",
-        type=float,
-        default=None,
-        help="seconds of load of the baseline phase (default: --duration)",
-    )
+    p.add_argument("--baseline-duration", type=float, default=None,
+                   help="seconds of load of the baseline phase (default: --duration)")
     p.add_argument("--skip-baseline", action="store_true", help=skip_help)
-    p.add_argument(
-        "--settle-s",
-        type=float,
-        default=2.0,
-        help="windows.settle_s of the service, subtracted from latencies (default 2)",
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for the service in both phases (repeatable), e.g. "
-        "TRACEJUDGE_WINDOWS__REMEMBER_CLOSED=100000",
-    )
+    p.add_argument("--settle-s", type=float, default=2.0,
+                   help="windows.settle_s of the service, subtracted from latencies (default 2)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the service in both phases (repeatable), e.g. "
+                   "TRACEJUDGE_WINDOWS__REMEMBER_CLOSED=100000")
     p.add_argument("--sample-interval", type=float, default=5.0, help="RSS/metrics sampling interval (5 s)")
-    p.add_argument(
-        "--close-wait",
-        type=float,
-        default=600.0,
-        help=f"max wait for {close_wait_what} after the load (600 s)",
-    )
-    p.add_argument(
-        "--e2e-sample",
-        type=int,
-        default=10,
-        help="ingest->first score latency over 1/N of the traces (default 10)",
-    )
-    p.add_argument(
-        "--py-spy-s",
-        type=float,
-        default=0.0,
-        help=f"profile the service's main process with py-spy this many seconds in the {phase} phase "
-        "(0: off)",
-    )
+    p.add_argument("--close-wait", type=float, default=600.0,
+                   help=f"max wait for {close_wait_what} after the load (600 s)")
+    p.add_argument("--e2e-sample", type=int, default=10,
+                   help="ingest->first score latency over 1/N of the traces (default 10)")
+    p.add_argument("--py-spy-s", type=float, default=0.0,
+                   help=f"profile the service's main process with py-spy this many seconds in the {phase} phase "
+                   "(0: off)")
     p.add_argument("--py-spy-delay", type=float, default=30.0, help="seconds into the load to start py-spy")
-    p.add_argument(
-        "--py-spy-idle",
-        action="store_true",
-        help="also sample threads that wait (py-spy --idle): shows what the flow waits for",
-    )
-    p.add_argument(
-        "--flat-pct",
-        type=float,
-        default=5.0,
-        help="RSS is flat when the last minute's mean and the trend after the first minute (extrapolated "
-        "to the end) are within this %% of the first minute's mean (default 5)",
-    )
-    p.set_defaults(restart_check=False)  # fmt: skip
+    p.add_argument("--py-spy-idle", action="store_true",
+                   help="also sample threads that wait (py-spy --idle): shows what the flow waits for")
+    p.add_argument("--flat-pct", type=float, default=5.0,
+                   help="RSS is flat when the last minute's mean and the trend after the first minute (extrapolated "
+                   "to the end) are within this %% of the first minute's mean (default 5)")
+    p.set_defaults(restart_check=False)
+# fmt: on
 
 
 def service_env(base: dict[str, str], pairs: Iterable[str]) -> dict[str, str]:
