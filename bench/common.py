@@ -64,7 +64,7 @@ def add_load_arguments(p: argparse.ArgumentParser, duration: float = 60.0) -> No
 
 def add_phase_arguments(p: argparse.ArgumentParser, phase: str, skip_help: str, close_wait_what: str) -> None:
     """The options of a benchmark with a baseline phase and a measured ``phase`` (``rules.py``, ``judges.py``):
-    what ``rules.Phase`` reads."""
+    what ``bench.phase.Phase`` reads."""
     p.add_argument("--baseline-duration", type=float, default=None,
                    help="seconds of load of the baseline phase (default: --duration)")
     p.add_argument("--skip-baseline", action="store_true", help=skip_help)

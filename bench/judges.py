@@ -2,7 +2,8 @@
 
 Two phases in one invocation, each a fresh ``tracejudge run`` in a fresh temporary data dir under the ingest
 benchmark's load (``bench/ingest.py`` ``bench_tracejudge``, ``bench/loadgen.py`` clients), with the rules
-benchmark's sampling and reporting (``bench/rules.py`` ``Phase``, ``Monitor``, tables):
+benchmark's phases, sampling and reporting (``bench/phase.py`` ``Phase``, ``bench/monitor.py``, the tables of
+``bench/rules.py``):
 
 1. **baseline**: no rules;
 2. **judging**: ``--connections`` (1) connection(s) to the fake LLM server (``tests/fakes/llm_server.py``, run
@@ -65,6 +66,9 @@ from typing import Any
 
 from bench import common, rules
 from bench.common import fmt, markdown_table, summary_line
+from bench.metrics import metric_sum, scrape, sql_rows
+from bench.phase import Phase, phase_options
+from bench.phase import run as run_phase_with
 from bench.sampling import Periodic
 from bench.service import FakeLLM, ManagedServer, http_json, sql_row, tracejudge_cmd
 
@@ -110,7 +114,7 @@ class FlightSampler(Periodic):
             self._next_metrics = t + self.metrics_every
             try:
                 sums: dict[str, float] = {}
-                for name, _, v in rules.scrape(self.api):
+                for name, _, v in scrape(self.api):
                     if name.startswith("tracejudge_judge_"):
                         sums[name] = sums.get(name, 0.0) + v
                 self.judge_metrics.append({"t": round(t - self.t0, 2), **sums})
@@ -213,8 +217,8 @@ def choose_sampling_rate(args: argparse.Namespace, base: dict[str, Any] | None) 
 # ---------------------------------------------------------------------------
 
 
-class JudgePhase(rules.Phase):
-    """``rules.Phase`` plus: connections before the rules, the fake server's in-flight sampling during the
+class JudgePhase(Phase):
+    """``Phase`` plus: connections before the rules, the fake server's in-flight sampling during the
     load, waiting for the judge calls to finish, and the judge's numbers by SQL."""
 
     def __init__(
@@ -262,9 +266,7 @@ class JudgePhase(rules.Phase):
         while time.time() < deadline and time.time() - progress_t <= self.args.stall_timeout:
             try:
                 fake = self.fake.stats()
-                busy = fake["in_flight"] + rules.metric_sum(
-                    rules.scrape(server.api), "tracejudge_judge_in_flight_calls"
-                )
+                busy = fake["in_flight"] + metric_sum(scrape(server.api), "tracejudge_judge_in_flight_calls")
                 n = sql_row(server.api, "SELECT count() FROM scores WHERE Scorer = 'llm_judge'", 30)[0]
             except Exception:
                 time.sleep(1.0)
@@ -348,7 +350,7 @@ def _judge_rows(api: str, a: float, b: float) -> dict[str, Any]:
                    quantileExactIf(0.5)(LatencyMs, Error = ''), quantileExactIf(0.99)(LatencyMs, Error = ''),
                    sum(InputTokens), sum(OutputTokens), sum(CostUsd), countIf(Error = '')
             FROM {_JUDGE_ROWS}"""
-    r = rules.sql_rows(api, q, 120)[0]
+    r = sql_rows(api, q, 120)[0]
     span = max(b - a, 1e-9)
     return {
         "rows": int(r[0]), "unique": int(r[1]), "traces": int(r[2]), "errors": int(r[3]), "shed": int(r[4]),
@@ -367,7 +369,7 @@ def _errors_by_class(api: str) -> list[list[Any]]:
     q = f"""SELECT if(mapContains(Metadata, 'shed'), concat('Shed(', Metadata['shed'], ')'),
                       splitByString(': ', Error)[1]) AS cls, count(), any(substring(Error, 1, 200))
             FROM {_JUDGE_ROWS} WHERE Error != '' GROUP BY cls ORDER BY count() DESC LIMIT 10"""
-    return rules.sql_rows(api, q, 120)
+    return sql_rows(api, q, 120)
 
 
 def _quantiles(d: str) -> str:
@@ -385,12 +387,12 @@ def _close_to_score(api: str, t0: float) -> dict[str, Any]:
     inner = (
         f"SELECT j.ts - m.ts AS d, j.Error = '' AS ok, intDiv(toInt64(m.ts - {t0}), 60) AS minute {_JOINED}"
     )
-    r = rules.sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0]
+    r = sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0]
     out = _q_dict(r)
     if out["n"]:
-        ok = rules.sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner}) WHERE ok", 120)[0]
+        ok = sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner}) WHERE ok", 120)[0]
         out.update(_q_dict(ok, "answered_"))
-        rows = rules.sql_rows(
+        rows = sql_rows(
             api, f"SELECT minute, {_quantiles('d')} FROM ({inner}) GROUP BY minute ORDER BY minute", 120
         )
         out["by_minute"] = [{"minute": int(x[0]), **_q_dict(x[1:])} for x in rows]
@@ -406,7 +408,7 @@ def _close_parts(api: str) -> dict[str, Any]:
              f"{_JOINED} INNER JOIN {spans} AS s ON s.ScoreId = j.ScoreId")  # fmt: skip
     out: dict[str, Any] = {}
     for name in ("queued", "call", "rest"):
-        r = rules.sql_rows(api, f"SELECT {_quantiles(name)} FROM ({inner})", 120)[0]
+        r = sql_rows(api, f"SELECT {_quantiles(name)} FROM ({inner})", 120)[0]
         out[name] = _q_dict(r)
     return out
 
@@ -416,7 +418,7 @@ def _ingest_to_score(api: str, settle: float) -> dict[str, Any]:
            f"WHERE ScopeName != '{JUDGE_SCOPE}' AND TraceId IN (SELECT TraceId FROM scores WHERE "
            f"Scorer = 'llm_judge') GROUP BY TraceId)")  # fmt: skip
     inner = f"SELECT j.ts - t.ing AS d FROM {_JUDGE_ROWS} AS j INNER JOIN {ing} AS t ON j.TraceId = t.TraceId"
-    out = _q_dict(rules.sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0])
+    out = _q_dict(sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0])
     out["p50_minus_settle_s"] = out["p50_s"] - settle
     out["p99_minus_settle_s"] = out["p99_s"] - settle
     return out
@@ -438,10 +440,8 @@ def run_phase(
     rule_list: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A phase whose span counts leave out the judge spans (scope ``tracejudge.judge``)."""
-    phase = JudgePhase(
-        rules.phase_options(args, duration), rule_list or [], duration, fake, connections or []
-    )
-    return rules.run(phase, cmd, label, env, span_filter=f"ScopeName != '{JUDGE_SCOPE}'")
+    phase = JudgePhase(phase_options(args, duration), rule_list or [], duration, fake, connections or [])
+    return run_phase_with(phase, cmd, label, env, span_filter=f"ScopeName != '{JUDGE_SCOPE}'")
 
 
 # ---------------------------------------------------------------------------
