@@ -245,15 +245,9 @@ def run(
         f"== phase {label}: {phase.duration:g} s of load, {len(phase.rules)} rules; tree {tree}", flush=True
     )
     result = ingest.bench_tracejudge(
-        phase.args,
-        cmd,
-        label=label,
-        env=env,
-        span_filter=span_filter,
-        on_ready=phase.on_ready,
-        on_load_start=phase.on_load_start,
-        after_load=phase.after_load,
-    )
+        phase.args, cmd, label=label, env=env, span_filter=span_filter,
+        on_ready=phase.on_ready, on_load_start=phase.on_load_start, after_load=phase.after_load,
+    )  # fmt: skip
     phase.finish()
     result.update(phase.extra)
     result["rules"] = len(phase.rules)
