@@ -59,22 +59,22 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 bench-ingest: $(STAMP)
-	$(BIN)/python bench/ingest.py $(ARGS)
+	$(BIN)/python -m bench.ingest $(ARGS)
 
 bench-rules: $(STAMP)
-	$(BIN)/python bench/rules.py $(ARGS)
+	$(BIN)/python -m bench.rules $(ARGS)
 
 bench-judges: $(STAMP)
-	$(BIN)/python bench/judges.py $(ARGS)
+	$(BIN)/python -m bench.judges $(ARGS)
 
 bench-scoring: $(STAMP)
-	$(BIN)/python bench/scoring.py $(ARGS)
+	$(BIN)/python -m bench.scoring $(ARGS)
 
 bench-sdk-cost: $(STAMP)
-	$(BIN)/python bench/sdk_cost.py $(ARGS)
+	$(BIN)/python -m bench.sdk_cost $(ARGS)
 
 bench-flow: $(STAMP)
-	$(BIN)/python bench/flow.py $(ARGS)
+	$(BIN)/python -m bench.flow $(ARGS)
 
 clean-data:
 	rm -rf data

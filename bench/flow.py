@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The whole Bytewax flow in-process, paced like the service, with recovery on (``make bench-flow``).
 
 ``bench/scoring.py`` times the flow's Python stages one by one; it leaves out what Bytewax itself does per
@@ -20,8 +19,6 @@ processes disturb it little), how many times the window shards were snapshotted,
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,21 +27,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, run_main
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition  # noqa: E402
-from bytewax.recovery import RecoveryConfig, init_db_dir  # noqa: E402
-from bytewax.testing import TestingSink, run_main  # noqa: E402
-
-from bench.scoring import _Rules, build_batches, build_ruleset  # noqa: E402
-from dataflow.config import WindowConfig  # noqa: E402
-from dataflow.flow import ScoringPlan, build_flow  # noqa: E402
-from dataflow.model import SpanRecords  # noqa: E402
-from dataflow.rules.status import RuleStats  # noqa: E402
-from dataflow.scoring.step import ScoringStep  # noqa: E402
-from dataflow.windowing.step import WindowShardLogic  # noqa: E402
+from bench.common import write_json
+from bench.scoring import _Rules, build_batches, build_ruleset
+from dataflow.config import WindowConfig
+from dataflow.flow import ScoringPlan, build_flow
+from dataflow.model import SpanRecords
+from dataflow.rules.status import RuleStats
+from dataflow.scoring.step import ScoringStep
+from dataflow.windowing.step import WindowShardLogic
 
 
 class _PacedPartition(StatefulSourcePartition[SpanRecords, int]):
@@ -119,10 +113,12 @@ def run_once(batches: list[SpanRecords], args: argparse.Namespace) -> dict[str, 
     )
     flow = build_flow(plan)
     with tempfile.TemporaryDirectory(prefix="tj-bench-flow-") as tmp, counting_snapshots() as snapshots:
-        init_db_dir(Path(tmp), 1)
-        recovery = None if args.no_recovery else RecoveryConfig(tmp)
+        # bytewax 0.21 ships these untyped (as in tracejudge/service.py)
+        init_db_dir(Path(tmp), 1)  # type: ignore[no-untyped-call]
+        recovery = None if args.no_recovery else RecoveryConfig(tmp)  # type: ignore[no-untyped-call]
         t0, w0 = time.thread_time(), time.monotonic()
-        run_main(flow, epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
+        epoch = timedelta(seconds=args.epoch_s)
+        run_main(flow, epoch_interval=epoch, recovery_config=recovery)  # type: ignore[no-untyped-call]
         cpu, wall = time.thread_time() - t0, time.monotonic() - w0
     rows = [r for kind, batch in out if kind == "scores" for r in batch]
     spans = sum(b.batch.num_rows for b in batches)
@@ -166,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{best['snapshots']:,} | {best['traces_scored']:,} | {best['score_rows']:,} | {best['wall_s']:.1f} |"
     )
     if args.json_out:
-        args.json_out.write_text(
-            json.dumps({"args": vars(args) | {"json_out": None}, "runs": runs}, indent=2)
-        )
+        write_json(args.json_out, {"args": vars(args) | {"json_out": None}, "runs": runs}, 2, announce=False)
     return 0
 
 

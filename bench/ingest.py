@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Ingest benchmark for tracejudge (``make bench-ingest``).
 
 Starts ``tracejudge run`` in a fresh temporary data dir on free loopback ports, drives
@@ -14,7 +13,7 @@ HTTP, see ``bench/loadgen.py``), and reports:
 
 ``--with-phoenix`` runs the same generator against Arize Phoenix in the same
 invocation (``bench/peers/phoenix.py``) and prints the ratio.  ``--self-test`` checks
-the generator and this script against a small stand-in receiver.
+the generator and this script against a small stand-in receiver (``bench/stand_in.py``).
 
 Everything targets 127.0.0.1, every loop is bounded, and every started process is
 stopped on exit (also on Ctrl-C).
@@ -23,345 +22,28 @@ stopped on exit (also on Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
-
-import loadgen  # noqa: E402
-
-HOST = "127.0.0.1"
-
-
-# ---------------------------------------------------------------------------
-# Process-tree sampling
-# ---------------------------------------------------------------------------
-
-
-def thread_cpu_by_name(pid: int) -> dict[str, float]:
-    """CPU seconds per OS thread name (``/proc/PID/task/*/comm``) of one process; {} if unavailable."""
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-        except (OSError, IndexError, ValueError):
-            continue
-        out[name] = out.get(name, 0.0) + cpu
-    return out
-
-
-def cpu_by_thread_delta(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
-    delta = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
-    return dict(sorted(delta.items(), key=lambda kv: -kv[1])[:top])
-
-
-class TreeSampler(threading.Thread):
-    """Samples RSS and CPU time of a process and its descendants (psutil)."""
-
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        import psutil
-
-        self.psutil = psutil
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_root_rss = 0
-        self.samples: list[tuple[float, int]] = []
-        self.cpu_s = 0.0
-        self._cpu_by_pid: dict[int, float] = {}
-        self._stop_evt = threading.Event()
-
-    def sample(self) -> None:
-        ps = self.psutil
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except ps.Error:
-            return
-        rss = 0
-        for p in procs:
-            try:
-                with p.oneshot():
-                    m = p.memory_info().rss
-                    ct = p.cpu_times()
-                rss += m
-                if p.pid == self.root.pid:
-                    self.peak_root_rss = max(self.peak_root_rss, m)
-                self._cpu_by_pid[p.pid] = ct.user + ct.system
-            except ps.Error:
-                continue
-        self.cpu_s = sum(self._cpu_by_pid.values())
-        self.peak_rss = max(self.peak_rss, rss)
-        self.samples.append((time.time(), rss))
-
-    def run(self) -> None:
-        while not self._stop_evt.wait(self.interval):
-            self.sample()
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=5)
-        self.sample()
-
-
-# ---------------------------------------------------------------------------
-# The service under test
-# ---------------------------------------------------------------------------
-
-
-def default_tracejudge_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "tracejudge"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("tracejudge")
-    if found:
-        return [found]
-    return [str(REPO_DIR / ".venv" / "bin" / "tracejudge")]
-
-
-class ManagedServer:
-    """``tracejudge run`` (or a compatible command) as a subprocess on free loopback ports."""
-
-    def __init__(
-        self,
-        base_cmd: list[str],
-        data_dir: Path,
-        log_dir: Path,
-        extra_args: list[str],
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.env = dict(env or {})  # extra environment (e.g. TRACEJUDGE_WINDOWS__SETTLE_S) on top of ours
-        self.ports = {"grpc": loadgen.free_port(), "http": loadgen.free_port(), "api": loadgen.free_port()}
-        self.cmd = [
-            *base_cmd,
-            "run",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            HOST,
-            "--otlp-grpc-port",
-            str(self.ports["grpc"]),
-            "--otlp-http-port",
-            str(self.ports["http"]),
-            "--api-port",
-            str(self.ports["api"]),
-            *extra_args,
-        ]
-        self.log_path = log_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_s = float("nan")
-        self.shutdown_s = float("nan")
-        self.exit_code: int | None = None
-
-    @property
-    def api(self) -> str:
-        return f"http://{HOST}:{self.ports['api']}"
-
-    def start(self, ready_timeout: float = 180.0) -> None:
-        t0 = time.time()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **self.env} if self.env else None,
-        )
-        deadline = t0 + ready_timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode} during start-up; log:\n{self.tail()}"
-                )
-            try:
-                with urllib.request.urlopen(self.api + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        self.startup_s = time.time() - t0
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"server not ready after {ready_timeout:.0f} s; log:\n{self.tail()}")
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
-
-    def stop(self, timeout: float = 90.0) -> None:
-        p = self.proc
-        if p is None:
-            return
-        if p.poll() is None:
-            t0 = time.time()
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=timeout)
-                self.shutdown_s = time.time() - t0
-            except subprocess.TimeoutExpired:
-                self.shutdown_s = float("inf")
-        # the process group is ours (start_new_session): make sure nothing it started survives
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-        self.exit_code = p.returncode
-        self.proc = None
-        with contextlib.suppress(Exception):
-            self._log.close()
-
-
-def sql(api: str, query: str, timeout: float = 30.0) -> dict[str, Any]:
-    req = urllib.request.Request(
-        api + "/api/v1/sql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return dict(json.loads(r.read()))
-
-
-def sql_row(api: str, query: str, timeout: float = 30.0) -> list[int]:
-    res = sql(api, query, timeout)
-    return [int(x) for x in res["data"][0]]
-
-
-class CountPoller(threading.Thread):
-    """Polls a span counter every ``interval`` s; keeps (time, count, query ms)."""
-
-    def __init__(self, count_fn: Any, interval: float = 1.0) -> None:
-        super().__init__(daemon=True)
-        self.count_fn = count_fn
-        self.interval = interval
-        self.points: list[tuple[float, int, float]] = []
-        self.errors: list[str] = []
-        self._stop_evt = threading.Event()
-
-    def poll_once(self) -> int | None:
-        t = time.time()
-        try:
-            c = int(self.count_fn())
-        except Exception as e:
-            if len(self.errors) < 10:
-                self.errors.append(f"{type(e).__name__}: {e}"[:300])
-            return None
-        self.points.append((t, c, (time.time() - t) * 1000))
-        return c
-
-    def run(self) -> None:
-        while not self._stop_evt.is_set():
-            t = time.time()
-            self.poll_once()
-            self._stop_evt.wait(max(0.0, self.interval - (time.time() - t)))
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=60)
-
-    def count_at(self, t: float) -> int:
-        """Last count observed at or before ``t`` (0 if none)."""
-        best = 0
-        for pt, c, _ in self.points:
-            if pt <= t:
-                best = c
-        return best
-
-    def last(self) -> int:
-        return self.points[-1][1] if self.points else 0
-
-
-def wait_drained(poller: CountPoller, target: int, drain_timeout: float, stall_timeout: float) -> None:
-    """Keep polling until the count reaches ``target``, stops growing, or the timeout passes."""
-    t_end = time.time() + drain_timeout
-    last_change = time.time()
-    last = poller.last()
-    while time.time() < t_end:
-        if last >= target:
-            return
-        time.sleep(1.0)
-        c = poller.last()
-        if c != last:
-            last, last_change = c, time.time()
-        elif time.time() - last_change > stall_timeout:
-            return
-
-
-def persisted_metrics(poller: CountPoller, t0: float, duration: float, acked: int) -> dict[str, Any]:
-    """Persisted spans/s figures from the count time series (t0 = first send)."""
-    pts = poller.points
-    final = pts[-1][1] if pts else 0
-    t_final = next((t for t, c, _ in pts if c >= final), t0 + duration) if pts else t0 + duration
-    t_stop = t0 + duration
-    during = poller.count_at(t_stop)
-    warm = min(10.0, duration / 4)
-    c_warm = poller.count_at(t0 + warm)
-    qms = [q for _, _, q in pts]
-    drained = final >= acked
-    return {
-        "persisted_final": final,
-        "drained": drained,
-        # all spans that became visible, per second of wall time from first send to the last increase
-        "persisted_sps": final / max(t_final - t0, 1e-9),
-        "persisted_sps_during_load": during / duration,
-        "persisted_sps_steady": (during - c_warm) / max(duration - warm, 1e-9),
-        "drain_s": max(0.0, t_final - t_stop) if drained else float("nan"),
-        "visible_at_client_stop": during,
-        "count_query_ms_p50": loadgen.percentile(qms, 50),
-        "count_query_ms_max": max(qms) if qms else float("nan"),
-        "count_series": [(round(t - t0, 2), c) for t, c, _ in pts],
-    }
-
+from bench import common, loadgen
+from bench.common import fmt, markdown_table
+from bench.sampling import (
+    CountPoller,
+    TreeSampler,
+    cpu_by_thread_delta,
+    persisted_metrics,
+    stop_threads,
+    thread_cpu_by_name,
+    wait_drained,
+)
+from bench.service import ManagedServer, sql_row, tracejudge_cmd
 
 # ---------------------------------------------------------------------------
 # One benchmark run against tracejudge (or the stand-in)
 # ---------------------------------------------------------------------------
-
-
-def mix_from_args(args: argparse.Namespace) -> dict[str, int]:
-    mix = {"grpc": args.grpc, "http": args.http, "http-json": args.http_json}
-    return {k: v for k, v in mix.items() if v > 0}
-
-
-def mix_label(mix: dict[str, int], args: argparse.Namespace) -> str:
-    parts = [f"{n} {t}" for t, n in mix.items()]
-    extra = []
-    extra.append(f"{args.concurrency} conn{'s' if args.concurrency > 1 else ''} each")
-    if args.gzip:
-        extra.append("gzip")
-    extra.append(f"{args.traces_per_request * args.spans_per_trace} spans/req")
-    if args.rate:
-        extra.append(f"rate {args.rate:g}/s")
-    return " + ".join(parts) + " (" + ", ".join(extra) + ")"
 
 
 def bench_tracejudge(
@@ -370,48 +52,86 @@ def bench_tracejudge(
     label: str = "tracejudge",
     *,
     env: dict[str, str] | None = None,
+    span_filter: str = "",
     on_ready: Callable[[ManagedServer], None] | None = None,
     on_load_start: Callable[[ManagedServer, float], None] | None = None,
     after_load: Callable[[ManagedServer, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """One run against a fresh service; returns the result dict (see ``table_row``).
 
-    Hooks for other benchmarks (``bench/rules.py``): ``env`` is added to the service's environment;
-    ``on_ready(server)`` runs once it is ready, before the load; ``on_load_start(server, t0)`` when the
-    clients start; ``after_load(server, result)`` once the spans are drained and counted, while the
-    service still runs (it may add keys to ``result``).
+    Hooks for other benchmarks (``bench/rules.py``, ``bench/judges.py``): ``env`` is added to the service's
+    environment; ``span_filter`` (a SQL condition) narrows the spans counted as the load's; ``on_ready(server)``
+    runs once it is ready, before the load; ``on_load_start(server, t0)`` when the clients start;
+    ``after_load(server, result)`` once the spans are drained and counted, while the service still runs (it
+    may add keys to ``result``).
     """
     spec = loadgen.PayloadSpec(
         traces_per_request=args.traces_per_request, spans_per_trace=args.spans_per_trace
     )
-    mix = mix_from_args(args)
+    mix = common.mix_from_args(args)
     work = Path(tempfile.mkdtemp(prefix="tj-bench-"))
-    data_dir = work / "data"
-    server = ManagedServer(server_cmd, data_dir, work, args.server_arg or [], env=env)
+    server = ManagedServer(server_cmd, work / "data", work, args.server_arg or [], env=env)
     result: dict[str, Any] = {
         "target": label,
-        "mix": mix_label(mix, args),
+        "mix": common.mix_label(mix, args),
         "duration_s": args.duration,
         "spans_per_request": spec.spans_per_request,
         "command": " ".join(server.cmd),
     }
-    sampler = poller = None
+    run = _Run(args, label, server, span_filter)
     try:
-        print(f"[{label}] starting: {' '.join(server.cmd)}", flush=True)
-        server.start()
+        with common.errors_into(result):
+            print(f"[{label}] starting: {' '.join(server.cmd)}", flush=True)
+            server.start()
+            print(f"[{label}] ready in {server.startup_s:.1f} s (ports {server.ports})", flush=True)
+            result["startup_s"] = server.startup_s
+            if on_ready is not None:
+                on_ready(server)
+            result.update(run.load(mix, spec, on_load_start))
+            if after_load is not None:
+                after_load(server, result)
+            if args.restart_check and result["count"] >= 0:
+                run.restart_check(server_cmd, work, env, result)
+            result["data_dir_mb"] = common.files_mb((work / "data").rglob("*"))
+    finally:
+        stop_threads(run.poller, run.sampler)
+        if server.proc is not None:
+            server.stop()
+            result.setdefault("shutdown_s", server.shutdown_s)
+            result.setdefault("exit_code", server.exit_code)
+        result["server_log_tail"] = server.tail(30)
+        common.keep_or_remove(work, args, result)
+    return result
+
+
+class _Run:
+    """The measured part of ``bench_tracejudge``: samplers, the load, draining, the loss/duplicate check."""
+
+    def __init__(self, args: argparse.Namespace, label: str, server: ManagedServer, span_filter: str) -> None:
+        self.args, self.label, self.server = args, label, server
+        where = f" WHERE {span_filter}" if span_filter else ""
+        self.count_q = f"SELECT count() FROM otel_traces{where}"
+        self.verify_q = f"SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces{where}"
+        self.sampler: TreeSampler | None = None
+        self.poller: CountPoller | None = None
+
+    def load(
+        self,
+        mix: dict[str, int],
+        spec: loadgen.PayloadSpec,
+        on_load_start: Callable[[ManagedServer, float], None] | None,
+    ) -> dict[str, Any]:
+        args, server, label = self.args, self.server, self.label
         assert server.proc is not None
-        print(f"[{label}] ready in {server.startup_s:.1f} s (ports {server.ports})", flush=True)
-        result["startup_s"] = server.startup_s
-        if on_ready is not None:
-            on_ready(server)
-        sampler = TreeSampler(server.proc.pid)
+        self.sampler = sampler = TreeSampler(server.proc.pid)
         sampler.start()
         cpu0 = sampler.cpu_s
         threads0 = thread_cpu_by_name(server.proc.pid)
-        count_q = "SELECT count() FROM otel_traces"
-        poller = CountPoller(lambda: sql_row(server.api, count_q, timeout=args.query_timeout)[0])
+        self.poller = poller = CountPoller(
+            lambda: sql_row(server.api, self.count_q, timeout=args.query_timeout)[0]
+        )
         poller.poll_once()
-        base = poller.last()
+        self.base = base = poller.last()
         if base:
             print(f"[{label}] warning: table already holds {base} spans", flush=True)
 
@@ -420,19 +140,7 @@ def bench_tracejudge(
             if on_load_start is not None:
                 on_load_start(server, t0)
 
-        stats, t0, t_clients_end = loadgen.run_clients(
-            mix,
-            HOST,
-            server.ports,
-            spec,
-            args.duration,
-            rate=args.rate,
-            concurrency=args.concurrency,
-            templates=args.templates,
-            use_gzip=args.gzip,
-            timeout=args.request_timeout,
-            on_start=on_start,
-        )
+        stats, t0, t_end = common.run_load(args, mix, server.ports, spec, args.duration, args.rate, on_start)
         acked = stats["spans_acked"]
         print(
             f"[{label}] clients done: acked {acked} spans in {args.duration:.0f} s, "
@@ -443,74 +151,33 @@ def bench_tracejudge(
         poller.stop()
         poller.poll_once()
         sampler.sample()
-        result["server_cpu_s"] = sampler.cpu_s - cpu0
-        result["server_cpu_by_thread_s"] = cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid))
-        try:
-            cnt, uniq = sql_row(
-                server.api,
-                "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces",
-                timeout=max(args.query_timeout, 120),
-            )
-        except Exception as e:
-            cnt = uniq = -1
-            result["verify_error"] = f"{type(e).__name__}: {e}"
+        result: dict[str, Any] = {
+            "server_cpu_s": sampler.cpu_s - cpu0,
+            "server_cpu_by_thread_s": cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid)),
+        }
+        timeout = max(args.query_timeout, 120)
+        cnt, uniq = common.count_unique(lambda: sql_row(server.api, self.verify_q, timeout=timeout), result)
         sampler.stop()
         result.update(persisted_metrics(poller, t0, args.duration, base + acked))
-        result.update(
-            {
-                "accepted_sps": acked / args.duration,
-                "spans_acked": acked,
-                "count": cnt,
-                "uniq": uniq,
-                "check": check_label(cnt, uniq, base + acked),
-                "peak_rss_mb": sampler.peak_rss / 2**20,
-                "peak_main_rss_mb": sampler.peak_root_rss / 2**20,
-                "client_wall_s": t_clients_end - t0,
-                "count_poll_errors": poller.errors,
-                **{k: v for k, v in stats.items() if k != "acked_by_second"},
-                "acked_by_second": stats["acked_by_second"],
-            }
-        )
-        if after_load is not None:
-            after_load(server, result)
-        if getattr(args, "restart_check", False) and cnt >= 0:
-            server.stop()
-            result["shutdown_s"] = server.shutdown_s
-            result["exit_code"] = server.exit_code
-            server2 = ManagedServer(server_cmd, data_dir, work, args.server_arg or [], env=env)
-            server2.start()
-            try:
-                c2, u2 = sql_row(
-                    server2.api, "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces", 120
-                )
-                result["after_restart"] = {
-                    "count": c2,
-                    "uniq": u2,
-                    "check": check_label(c2, u2, base + acked),
-                }
-            finally:
-                server2.stop()
-        with contextlib.suppress(OSError):
-            result["data_dir_mb"] = sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file()) / 2**20
-    except BaseException as e:
-        result["error"] = f"{type(e).__name__}: {e}"
-        if not isinstance(e, Exception):
-            raise
-    finally:
-        if poller is not None and poller.is_alive():
-            poller.stop()
-        if sampler is not None and sampler.is_alive():
-            sampler.stop()
-        if server.proc is not None:
-            server.stop()
-            result.setdefault("shutdown_s", server.shutdown_s)
-            result.setdefault("exit_code", server.exit_code)
-        result["server_log_tail"] = server.tail(30)
-        if args.keep_data:
-            result["work_dir"] = str(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    return result
+        result.update(common.load_figures(stats, args.duration, sampler, poller, t0, t_end))
+        result.update({"count": cnt, "uniq": uniq, "check": check_label(cnt, uniq, base + acked)})
+        return result
+
+    def restart_check(
+        self, server_cmd: list[str], work: Path, env: dict[str, str] | None, result: dict[str, Any]
+    ) -> None:
+        """SIGTERM the service, start it again on the same data and count again."""
+        self.server.stop()
+        result["shutdown_s"] = self.server.shutdown_s
+        result["exit_code"] = self.server.exit_code
+        server2 = ManagedServer(server_cmd, work / "data", work, self.args.server_arg or [], env=env)
+        server2.start()
+        try:
+            c2, u2 = sql_row(server2.api, self.verify_q, 120)
+            acked = self.base + result["spans_acked"]
+            result["after_restart"] = {"count": c2, "uniq": u2, "check": check_label(c2, u2, acked)}
+        finally:
+            server2.stop()
 
 
 def check_label(count: int, uniq: int, acked: int) -> str:
@@ -545,15 +212,6 @@ COLUMNS = (
 )
 
 
-def _f(x: Any, fmt: str = ",.0f") -> str:
-    try:
-        if x != x:  # nan
-            return "-"
-        return format(x, fmt)
-    except (TypeError, ValueError):
-        return str(x)
-
-
 def table_row(r: dict[str, Any]) -> list[str]:
     if "error" in r and "accepted_sps" not in r:
         return [
@@ -572,23 +230,22 @@ def table_row(r: dict[str, Any]) -> list[str]:
         dur += f" (+{r['drain_s']:.0f} s drain)"
     elif not r.get("drained", True):
         dur += f" (not drained after {r.get('observed_drain_s', 0):.0f} s)"
-    persisted = _f(r["persisted_sps"])
+    persisted = fmt(r["persisted_sps"])
     return [
         r["target"],
         r["mix"],
         dur,
-        _f(r["accepted_sps"]),
+        fmt(r["accepted_sps"]),
         persisted,
-        f"{_f(r['p50_ms'], '.0f')} / {_f(r['p99_ms'], '.0f')}",
+        f"{fmt(r['p50_ms'], '.0f')} / {fmt(r['p99_ms'], '.0f')}",
         str(r["throttled"]),
-        _f(r["peak_rss_mb"]),
+        fmt(r["peak_rss_mb"]),
         r["check"],
     ]
 
 
 def render_table(results: list[dict[str, Any]]) -> str:
-    rows = [list(COLUMNS), ["---"] * len(COLUMNS)] + [table_row(r) for r in results]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return markdown_table(COLUMNS, [table_row(r) for r in results])
 
 
 def print_details(r: dict[str, Any]) -> None:
@@ -629,7 +286,7 @@ def print_details(r: dict[str, Any]) -> None:
     for k in keys:
         if k in r and r[k] not in ([], None):
             v = r[k]
-            print(f"   {k}: {_f(v, ',.1f') if isinstance(v, float) else v}")
+            print(f"   {k}: {fmt(v, ',.1f') if isinstance(v, float) else v}")
     if "acked_by_second" in r:
         print(f"   acked spans per second: {r['acked_by_second']}")
     if "count_series" in r:
@@ -641,351 +298,13 @@ def print_details(r: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Self-test: a stand-in receiver with the tracejudge CLI/API shape
-# ---------------------------------------------------------------------------
-
-
-def stand_in_main(argv: list[str]) -> int:
-    """``ingest.py --stand-in run --data-dir D --host H --otlp-grpc-port G --otlp-http-port P --api-port A``.
-
-    Counts spans (unique (trace id, span id) pairs, duplicates kept), makes them "visible"
-    0.3 s later, throttles every 7th request (429 + Retry-After / UNAVAILABLE + RetryInfo)
-    and partially rejects every 11th (rejected spans are not stored).
-    """
-    from concurrent import futures
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    import grpc
-    from google.protobuf import duration_pb2
-    from google.rpc import code_pb2, error_details_pb2, status_pb2
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-        ExportTraceServiceResponse,
-    )
-
-    p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["run"])
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--host", default=HOST)
-    p.add_argument("--otlp-grpc-port", type=int, required=True)
-    p.add_argument("--otlp-http-port", type=int, required=True)
-    p.add_argument("--api-port", type=int, required=True)
-    a = p.parse_args(argv)
-    os.makedirs(a.data_dir, exist_ok=True)
-
-    lock = threading.Lock()
-    pending: list[tuple[float, list[tuple[str, str]]]] = []
-    visible: list[tuple[str, str]] = []
-    nreq = [0]
-
-    def take(keys: list[tuple[str, str]]) -> tuple[str, int]:
-        """Decide the fate of one request: ("throttle"|"ok", rejected count)."""
-        with lock:
-            nreq[0] += 1
-            n = nreq[0]
-            if n % 7 == 0:
-                return "throttle", 0
-            rejected = 10 if n % 11 == 0 else 0
-            pending.append((time.time() + 0.3, keys[rejected:]))
-            return "ok", rejected
-
-    def publish() -> None:
-        now = time.time()
-        with lock:
-            while pending and pending[0][0] <= now:
-                visible.extend(pending.pop(0)[1])
-
-    def keys_from_proto(body: bytes) -> list[tuple[str, str]]:
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(body)
-        return [
-            (s.trace_id.hex(), s.span_id.hex())
-            for rs in req.resource_spans
-            for ss in rs.scope_spans
-            for s in ss.spans
-        ]
-
-    def keys_from_json(body: bytes) -> list[tuple[str, str]]:
-        doc = json.loads(body)
-        return [
-            (s["traceId"].lower(), s["spanId"].lower())
-            for rs in doc["resourceSpans"]
-            for ss in rs["scopeSpans"]
-            for s in ss["spans"]
-        ]
-
-    def grpc_export(body: bytes, context: grpc.ServicerContext) -> bytes:
-        fate, rejected = take(keys_from_proto(body))
-        if fate == "throttle":
-            st = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="stand-in WAL full")
-            ri = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=50_000_000))
-            st.details.add().Pack(ri)
-            context.set_trailing_metadata((("grpc-status-details-bin", st.SerializeToString()),))
-            context.abort(grpc.StatusCode.UNAVAILABLE, "stand-in WAL full")
-        resp = ExportTraceServiceResponse()
-        if rejected:
-            resp.partial_success.rejected_spans = rejected
-            resp.partial_success.error_message = "stand-in rejected some spans"
-        return resp.SerializeToString()
-
-    gserver = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=8),
-        options=[("grpc.max_receive_message_length", 64 * 2**20)],
-    )
-    gserver.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "opentelemetry.proto.collector.trace.v1.TraceService",
-                {"Export": grpc.unary_unary_rpc_method_handler(grpc_export)},
-            ),
-        )
-    )
-    gserver.add_insecure_port(f"{a.host}:{a.otlp_grpc_port}")
-
-    class OTLPHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _reply(self, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.headers.get("Content-Encoding") == "gzip":
-                import gzip
-
-                body = gzip.decompress(body)
-            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-            is_json = ctype == "application/json"
-            keys = keys_from_json(body) if is_json else keys_from_proto(body)
-            fate, rejected = take(keys)
-            if fate == "throttle":
-                self._reply(429, b"", "text/plain", {"Retry-After": "0.05"})
-                return
-            if is_json:
-                doc: dict[str, Any] = {}
-                if rejected:
-                    doc = {"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": "stand-in"}}
-                self._reply(200, json.dumps(doc).encode(), "application/json")
-            else:
-                resp = ExportTraceServiceResponse()
-                if rejected:
-                    resp.partial_success.rejected_spans = rejected
-                self._reply(200, resp.SerializeToString(), "application/x-protobuf")
-
-    class APIHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _json(self, code: int, doc: Any) -> None:
-            b = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
-
-        def do_GET(self) -> None:
-            self._json(200 if self.path == "/readyz" else 404, {"ok": self.path == "/readyz"})
-
-        def do_POST(self) -> None:
-            q = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))["query"]
-            publish()
-            with lock:
-                n, u = len(visible), len(set(visible))
-            if "uniqExact" in q:
-                self._json(
-                    200, {"columns": ["c", "u"], "types": ["UInt64", "UInt64"], "data": [[n, u]], "rows": 1}
-                )
-            else:
-                self._json(200, {"columns": ["c"], "types": ["UInt64"], "data": [[str(n)]], "rows": 1})
-
-    hserver = ThreadingHTTPServer((a.host, a.otlp_http_port), OTLPHandler)
-    aserver = ThreadingHTTPServer((a.host, a.api_port), APIHandler)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    gserver.start()
-    print(f"stand-in OTLP gRPC listening on {a.host}:{a.otlp_grpc_port}", flush=True)
-    threading.Thread(target=hserver.serve_forever, daemon=True).start()
-    print(f"stand-in OTLP HTTP listening on {a.host}:{a.otlp_http_port}", flush=True)
-    threading.Thread(target=aserver.serve_forever, daemon=True).start()
-    print(f"stand-in API listening on {a.host}:{a.api_port}", flush=True)
-    stop.wait(timeout=3600)
-    gserver.stop(2).wait(5)
-    hserver.shutdown()
-    aserver.shutdown()
-    return 0
-
-
-def self_test(args: argparse.Namespace) -> int:
-    import random
-
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    failures: list[str] = []
-
-    def expect(cond: bool, msg: str) -> None:
-        print(("  ok   " if cond else "  FAIL ") + msg, flush=True)
-        if not cond:
-            failures.append(msg)
-
-    print("self-test 1: payload templates")
-    spec = loadgen.PayloadSpec(traces_per_request=20, spans_per_trace=10)
-    tpl = loadgen.Template(spec, 3)
-    seen: set[tuple[bytes, bytes]] = set()
-    for _ in range(3):
-        body = tpl.render()
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(body)
-        rs = req.resource_spans[0]
-        spans = list(rs.scope_spans[0].spans)
-        expect(len(spans) == 200, f"200 spans per request ({len(spans)})")
-        expect(len(rs.resource.attributes) == 6, "resource has 6 attributes incl. service.name")
-        expect(all(len(s.attributes) == 12 for s in spans), "every span has 12 attributes")
-        io = [
-            len(kv.value.string_value)
-            for s in spans
-            for kv in s.attributes
-            if kv.key in ("input.value", "output.value")
-        ]
-        expect(
-            len(io) == 400 and min(io) >= 500 and max(io) <= 2000,
-            f"input/output 500-2000 chars ({min(io)}-{max(io)})",
-        )
-        keys = {(s.trace_id, s.span_id) for s in spans}
-        expect(len(keys) == 200 and not (keys & seen), "fresh unique (trace id, span id) per request")
-        seen |= keys
-        ids = {s.span_id for s in spans}
-        expect(
-            all(not s.parent_span_id or s.parent_span_id in ids for s in spans),
-            "parent ids point at patched span ids",
-        )
-        now = time.time_ns()
-        expect(
-            all(
-                abs(s.end_time_unix_nano - now) < 60e9 and s.end_time_unix_nano >= s.start_time_unix_nano
-                for s in spans
-            ),
-            "timestamps are fresh and end >= start",
-        )
-    full = loadgen.Template(loadgen.PayloadSpec(), 0)
-    per_span = len(full.body) / full.n_spans
-    expect(
-        2000 <= per_span <= 4000,
-        f"default request: {full.n_spans} spans, {len(full.body) / 1e6:.2f} MB, {per_span:.0f} B/span",
-    )
-    t = time.perf_counter()
-    for _ in range(20):
-        full.render()
-    expect(True, f"render cost {(time.perf_counter() - t) / 20 * 1000:.2f} ms per 500-span request")
-    jt = loadgen.Template(spec, 3, "json")
-    doc = json.loads(jt.render())
-    js = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    expect(len({(s["traceId"], s["spanId"]) for s in js}) == 200, "OTLP/JSON variant has 200 unique id pairs")
-    expect(
-        all(len(s["traceId"]) == 32 and int(s["startTimeUnixNano"]) > 0 for s in js),
-        "OTLP/JSON hex ids and string timestamps",
-    )
-    rnd = random.Random(0)
-    s = rnd.choice(js)
-    expect(
-        s["parentSpanId"] == "" or s["parentSpanId"] in {x["spanId"] for x in js},
-        "OTLP/JSON parent ids patched",
-    )
-
-    print(
-        "self-test 2: full run against the stand-in receiver (gRPC + HTTP + HTTP/JSON, throttling, partial success)"
-    )
-    st_args = argparse.Namespace(**vars(args))
-    st_args.duration, st_args.grpc, st_args.http, st_args.http_json = 4.0, 1, 1, 1
-    st_args.traces_per_request, st_args.templates, st_args.drain_timeout = 10, 2, 20
-    st_args.restart_check, st_args.rate, st_args.concurrency = False, 0.0, 2
-    st_cmd = [sys.executable, str(Path(__file__).resolve()), "--stand-in"]
-    r = bench_tracejudge(st_args, st_cmd, label="stand-in")
-    print(render_table([r]))
-    print_details(r)
-    expect("error" not in r, f"run finished ({r.get('error', 'no error')})")
-    expect(r.get("check") == "OK", f"loss/dup check {r.get('check')}")
-    expect(r.get("throttled", 0) > 0, f"throttles counted and retried ({r.get('throttled')})")
-    expect(r.get("spans_rejected", 0) > 0, f"partial_success rejects parsed ({r.get('spans_rejected')})")
-    expect(r.get("accepted_sps", 0) > 0 and r.get("persisted_sps", 0) > 0, "rates computed")
-    expect(set(r.get("by_transport", {})) == {"grpc", "http", "http-json"}, "all three transports sent")
-    expect(r.get("peak_rss_mb", 0) > 0, "peak RSS sampled")
-
-    print("self-test 3: --rate pacing")
-    st_args.duration, st_args.rate, st_args.grpc, st_args.http, st_args.http_json = 4.0, 2000.0, 1, 1, 0
-    st_args.concurrency = 1
-    r2 = bench_tracejudge(st_args, st_cmd, label="stand-in rate")
-    print(render_table([r2]))
-    acc = r2.get("accepted_sps", 0)
-    expect(
-        1400 <= acc <= 2200,
-        f"offered ~2000 spans/s at --rate 2000 (accepted {r2.get('accepted_sps', 0):.0f}/s)",
-    )
-    expect(r2.get("check") == "OK", f"loss/dup check {r2.get('check')}")
-
-    print(f"self-test: {'PASSED' if not failures else 'FAILED: ' + '; '.join(failures)}")
-    return 0 if not failures else 1
-
-
-# ---------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------
 
 
-def add_load_arguments(p: argparse.ArgumentParser, duration: float = 60.0) -> None:
-    """The load, service and output options ``bench_tracejudge`` reads (shared with ``bench/rules.py``)."""
-    p.add_argument("--duration", type=float, default=duration, help=f"seconds of load (default {duration:g})")
-    p.add_argument("--grpc", type=int, default=2, help="gRPC client processes (default 2)")
-    p.add_argument("--http", type=int, default=2, help="HTTP protobuf client processes (default 2)")
-    p.add_argument("--http-json", type=int, default=0, help="HTTP OTLP/JSON client processes (default 0)")
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=2,
-        help="connections (threads, requests in flight) per client process (default 2)",
-    )
-    p.add_argument(
-        "--rate", type=float, default=0.0, help="total target spans/s (default: as fast as allowed)"
-    )
-    p.add_argument("--traces-per-request", type=int, default=50)
-    p.add_argument("--spans-per-trace", type=int, default=10)
-    p.add_argument(
-        "--templates", type=int, default=4, help="distinct pre-encoded payloads per client process"
-    )
-    p.add_argument(
-        "--gzip", action="store_true", help="gzip request bodies (HTTP Content-Encoding, gRPC gzip)"
-    )
-    p.add_argument("--request-timeout", type=float, default=30.0)
-    p.add_argument("--query-timeout", type=float, default=10.0, help="timeout of each count poll")
-    p.add_argument(
-        "--drain-timeout", type=float, default=180.0, help="max wait for persistence after the load"
-    )
-    p.add_argument(
-        "--stall-timeout", type=float, default=30.0, help="stop waiting if the count is flat this long"
-    )
-    p.add_argument(
-        "--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's tracejudge)"
-    )
-    p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
-    p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
-    p.add_argument("--json-out", default=None, help="write all results as JSON to this file")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_load_arguments(p)
+    common.add_load_arguments(p)
     p.add_argument(
         "--restart-check",
         action="store_true",
@@ -1006,29 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--phoenix-rate", type=float, default=0.0, help="total target spans/s for Phoenix")
     p.add_argument("--self-test", action="store_true", help="check the generator against a stand-in receiver")
-    p.add_argument("--stand-in", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
-
-
-def _raise_interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--stand-in":
-        return stand_in_main(argv[1:])
     args = build_parser().parse_args(argv)
-    # Ctrl-C / SIGTERM: raise KeyboardInterrupt so every finally-block stops what it started
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    common.interrupt_on_sigterm()
     if args.self_test:
+        from bench.stand_in import self_test
+
         return self_test(args)
     results: list[dict[str, Any]] = []
     if not args.skip_tracejudge:
-        cmd = args.tracejudge_cmd.split() if args.tracejudge_cmd else default_tracejudge_cmd()
-        results.append(bench_tracejudge(args, cmd))
+        results.append(bench_tracejudge(args, tracejudge_cmd(args)))
     if args.with_phoenix:
-        from peers import phoenix
+        from bench.peers import phoenix
 
         results.append(phoenix.bench_phoenix(args))
     print()
@@ -1054,11 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             f"stretch 40k: {'MET' if summary['stretch_40k'] else 'not met'}"
         )
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(
-            json.dumps({"argv": sys.argv, "results": results, "summary": summary}, indent=1, default=str)
-        )
-        print(f"results written to {args.json_out}")
+        common.write_json(args.json_out, {"argv": sys.argv, "results": results, "summary": summary})
     ok = all("error" not in r and r.get("check") == "OK" for r in results if r["target"] == "tracejudge")
     return 0 if ok else 1
 

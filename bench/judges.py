@@ -1,9 +1,9 @@
-#!/usr/bin/env python
 """LLM-judge benchmark for tracejudge (``make bench-judges``): 2,000 judge calls in flight, does ingest notice?
 
 Two phases in one invocation, each a fresh ``tracejudge run`` in a fresh temporary data dir under the ingest
 benchmark's load (``bench/ingest.py`` ``bench_tracejudge``, ``bench/loadgen.py`` clients), with the rules
-benchmark's sampling and reporting (``bench/rules.py`` ``Phase``, ``Monitor``, tables):
+benchmark's phases, sampling and reporting (``bench/phase.py`` ``Phase``, ``bench/monitor.py``, the tables of
+``bench/rules.py``):
 
 1. **baseline**: no rules;
 2. **judging**: ``--connections`` (1) connection(s) to the fake LLM server (``tests/fakes/llm_server.py``, run
@@ -40,7 +40,7 @@ and the rest (waiting for the batch and being collected). Also ingest -> judge s
 ``IngestedAt``; minus the settle time) as ``bench/rules.py`` does.
 
 Judge spans (scope ``tracejudge.judge``) land in ``otel_traces`` too; the ingest benchmark's span counts
-exclude them here (``excluding_judge_spans``), in both phases, so persisted spans/s and the loss check count
+exclude them here (``bench_tracejudge``'s ``span_filter``), in both phases, so persisted spans/s and the loss check count
 only the load's spans.
 
 Per phase: accepted and persisted spans/s and their ratio, RSS, CPU; for the judging phase: judged traces/s
@@ -58,24 +58,19 @@ import contextlib
 import json
 import math
 import os
-import selectors
-import signal
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
-
-import ingest  # noqa: E402
-import rules  # noqa: E402
+from bench import common, rules
+from bench.common import fmt, markdown_table, summary_line
+from bench.metrics import metric_sum, scrape, sql_rows
+from bench.phase import Phase, phase_options
+from bench.phase import run as run_phase_with
+from bench.sampling import Periodic
+from bench.service import FakeLLM, ManagedServer, http_json, sql_row, tracejudge_cmd
 
 KEY_ENV = "TJ_BENCH_LLM_KEY"  # the service's env var holding the (fake) key
 JUDGE_NAME = "bench_judge"
@@ -89,95 +84,20 @@ PROTOCOLS = {"chat_completions": "openai", "responses": "openai", "messages": "a
 # ---------------------------------------------------------------------------
 
 
-class FakeLLM:
-    """``python -m tests.fakes.llm_server`` as a subprocess (its CPU is not the service's)."""
-
-    def __init__(self, latency: float, log_path: Path) -> None:
-        self.latency = latency
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{ingest.HOST}:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        cmd = [sys.executable, "-m", "tests.fakes.llm_server", "--host", ingest.HOST, "--port", "0",
-               "--latency", f"{self.latency:g}", "--no-record-bodies", "--max-log", "1000"]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        assert self.proc.stdout is not None
-        line = _read_line(self.proc.stdout, timeout)
-        if not line.startswith(b"READY "):
-            self.stop()
-            raise RuntimeError(f"fake LLM server did not start ({line!r}); log: {self.log_path}")
-        self.port = int(line.split()[1])
-
-    def call(self, method: str, path: str) -> dict[str, Any]:
-        req = urllib.request.Request(
-            self.base_url + path, data=b"{}" if method == "POST" else None, method=method
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return dict(json.loads(r.read()))
-
-    def stats(self) -> dict[str, Any]:
-        return self.call("GET", "/_control/stats")
-
-    def reset_stats(self) -> dict[str, Any]:
-        return self.call("POST", "/_control/stats/reset")
-
-    def stop(self) -> None:
-        p, self.proc = self.proc, None
-        if p is None:
-            return
-        if p.poll() is None:
-            p.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-        if p.stdout is not None:
-            p.stdout.close()
-
-
-def _read_line(stream: Any, timeout: float) -> bytes:
-    """One line from a pipe, waiting at most ``timeout`` s (b'' on timeout or EOF)."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        while not buf.endswith(b"\n") and time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(stream.fileno(), 1)
-            if not chunk:
-                break
-            buf += chunk
-    return buf.strip()
-
-
-class FlightSampler(threading.Thread):
+class FlightSampler(Periodic):
     """Every ``interval`` s: the fake server's requests in flight, their peak and integral, its request count
     and CPU; every ``metrics_every`` s also the service's ``tracejudge_judge_*`` metrics (summed by name)."""
 
     def __init__(self, fake: FakeLLM, api: str, t0: float, interval: float, metrics_every: float) -> None:
-        super().__init__(daemon=True)
+        super().__init__(interval)
         import psutil
 
         assert fake.proc is not None
         self.fake, self.api, self.t0 = fake, api, t0
-        self.interval, self.metrics_every = interval, metrics_every
+        self.metrics_every = metrics_every
         self.proc = psutil.Process(fake.proc.pid)
         self.points: list[dict[str, Any]] = []
         self.judge_metrics: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self._stop_evt = threading.Event()
         self._next_metrics = 0.0
 
     def sample(self) -> None:
@@ -189,32 +109,17 @@ class FlightSampler(threading.Thread):
                 {**s, "t_mono": s["t"], "t": round(t - self.t0, 2), "cpu_s": cpu.user + cpu.system}
             )
         except Exception as e:
-            self._note(e)
+            self.note(e)
         if t >= self._next_metrics:
             self._next_metrics = t + self.metrics_every
             try:
                 sums: dict[str, float] = {}
-                for name, _, v in rules.scrape(self.api):
+                for name, _, v in scrape(self.api):
                     if name.startswith("tracejudge_judge_"):
                         sums[name] = sums.get(name, 0.0) + v
                 self.judge_metrics.append({"t": round(t - self.t0, 2), **sums})
             except Exception as e:
-                self._note(e)
-
-    def _note(self, e: Exception) -> None:
-        if len(self.errors) < 10:
-            self.errors.append(f"{type(e).__name__}: {e}"[:300])
-
-    def run(self) -> None:
-        next_t = time.time()
-        while not self._stop_evt.is_set():
-            self.sample()
-            next_t += self.interval
-            self._stop_evt.wait(max(0.0, next_t - time.time()))
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=30)
+                self.note(e)
 
 
 def _flight_between(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
@@ -308,43 +213,12 @@ def choose_sampling_rate(args: argparse.Namespace, base: dict[str, Any] | None) 
 
 
 # ---------------------------------------------------------------------------
-# Counting the load's spans only
-# ---------------------------------------------------------------------------
-
-_SPAN_COUNTS = {
-    "SELECT count() FROM otel_traces": f"SELECT count() FROM otel_traces WHERE ScopeName != '{JUDGE_SCOPE}'",
-    "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces": (
-        f"SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces WHERE ScopeName != '{JUDGE_SCOPE}'"
-    ),
-}
-
-
-@contextlib.contextmanager
-def excluding_judge_spans(seen: set[str]) -> Iterator[None]:
-    """While active, ``bench_tracejudge``'s span counts (``ingest.sql_row`` with its two fixed queries) skip
-    judge spans; ``seen`` collects the queries rewritten, so a change in ingest.py cannot go unnoticed."""
-    original: Callable[..., list[int]] = ingest.sql_row
-
-    def sql_row(api: str, query: str, timeout: float = 30.0) -> list[int]:
-        if query in _SPAN_COUNTS:
-            seen.add(query)
-            query = _SPAN_COUNTS[query]
-        return original(api, query, timeout)
-
-    ingest.sql_row = sql_row
-    try:
-        yield
-    finally:
-        ingest.sql_row = original
-
-
-# ---------------------------------------------------------------------------
 # The judging phase
 # ---------------------------------------------------------------------------
 
 
-class JudgePhase(rules.Phase):
-    """``rules.Phase`` plus: connections before the rules, the fake server's in-flight sampling during the
+class JudgePhase(Phase):
+    """``Phase`` plus: connections before the rules, the fake server's in-flight sampling during the
     load, waiting for the judge calls to finish, and the judge's numbers by SQL."""
 
     def __init__(
@@ -360,14 +234,14 @@ class JudgePhase(rules.Phase):
         self.connections = connections
         self.flight: FlightSampler | None = None
 
-    def on_ready(self, server: ingest.ManagedServer) -> None:
+    def on_ready(self, server: ManagedServer) -> None:
         for conn in self.connections:
-            status, body = rules.http_json("POST", server.api + "/api/v1/connections", conn)
+            status, body = http_json("POST", server.api + "/api/v1/connections", conn)
             if status != 201 or body.get("key_status") != "set":
                 raise RuntimeError(f"creating connection {conn['name']}: HTTP {status}: {body}")
         super().on_ready(server)
 
-    def on_load_start(self, server: ingest.ManagedServer, t0: float) -> None:
+    def on_load_start(self, server: ManagedServer, t0: float) -> None:
         super().on_load_start(server, t0)
         if self.fake is not None:
             self.fake.reset_stats()
@@ -376,14 +250,12 @@ class JudgePhase(rules.Phase):
             )
             self.flight.start()
 
-    def _wait_windows_closed(
-        self, server: ingest.ManagedServer, t_end: float, result: dict[str, Any]
-    ) -> None:
+    def _wait_windows_closed(self, server: ManagedServer, t_end: float, result: dict[str, Any]) -> None:
         super()._wait_windows_closed(server, t_end, result)
         if self.fake is not None:
             self._wait_judges_done(server)
 
-    def _wait_judges_done(self, server: ingest.ManagedServer) -> None:
+    def _wait_judges_done(self, server: ManagedServer) -> None:
         """Until nothing is in flight at the fake server or in the executor and the judge's score rows held
         for 3 polls; bounded by ``--close-wait`` and by ``--stall-timeout`` without progress (no new score
         row and no new call at the fake server)."""
@@ -394,10 +266,8 @@ class JudgePhase(rules.Phase):
         while time.time() < deadline and time.time() - progress_t <= self.args.stall_timeout:
             try:
                 fake = self.fake.stats()
-                busy = fake["in_flight"] + rules.metric_sum(
-                    rules.scrape(server.api), "tracejudge_judge_in_flight_calls"
-                )
-                n = ingest.sql_row(server.api, "SELECT count() FROM scores WHERE Scorer = 'llm_judge'", 30)[0]
+                busy = fake["in_flight"] + metric_sum(scrape(server.api), "tracejudge_judge_in_flight_calls")
+                n = sql_row(server.api, "SELECT count() FROM scores WHERE Scorer = 'llm_judge'", 30)[0]
             except Exception:
                 time.sleep(1.0)
                 continue
@@ -413,12 +283,16 @@ class JudgePhase(rules.Phase):
         print(f"   judges: {last:,} score rows; {busy:.0f} calls still busy; waited {time.time() - t:.0f} s",
               flush=True)  # fmt: skip
 
-    def after_load(self, server: ingest.ManagedServer, result: dict[str, Any]) -> None:
+    def after_load(self, server: ManagedServer, result: dict[str, Any]) -> None:
         super().after_load(server, result)
         self.finish_flight()
         if self.flight is not None:
             w0, w1 = steady_window(self.args, self.duration)
             self.extra["judge"] = judge_sql(server.api, self.t0, w0, w1, self.args.settle_s)
+
+    def finish(self) -> None:
+        super().finish()
+        self.finish_flight()
 
     def finish_flight(self) -> None:
         """Stop sampling the fake server and keep what was sampled (also after a failed run)."""
@@ -476,7 +350,7 @@ def _judge_rows(api: str, a: float, b: float) -> dict[str, Any]:
                    quantileExactIf(0.5)(LatencyMs, Error = ''), quantileExactIf(0.99)(LatencyMs, Error = ''),
                    sum(InputTokens), sum(OutputTokens), sum(CostUsd), countIf(Error = '')
             FROM {_JUDGE_ROWS}"""
-    r = rules.sql_rows(api, q, 120)[0]
+    r = sql_rows(api, q, 120)[0]
     span = max(b - a, 1e-9)
     return {
         "rows": int(r[0]), "unique": int(r[1]), "traces": int(r[2]), "errors": int(r[3]), "shed": int(r[4]),
@@ -495,7 +369,7 @@ def _errors_by_class(api: str) -> list[list[Any]]:
     q = f"""SELECT if(mapContains(Metadata, 'shed'), concat('Shed(', Metadata['shed'], ')'),
                       splitByString(': ', Error)[1]) AS cls, count(), any(substring(Error, 1, 200))
             FROM {_JUDGE_ROWS} WHERE Error != '' GROUP BY cls ORDER BY count() DESC LIMIT 10"""
-    return rules.sql_rows(api, q, 120)
+    return sql_rows(api, q, 120)
 
 
 def _quantiles(d: str) -> str:
@@ -513,12 +387,12 @@ def _close_to_score(api: str, t0: float) -> dict[str, Any]:
     inner = (
         f"SELECT j.ts - m.ts AS d, j.Error = '' AS ok, intDiv(toInt64(m.ts - {t0}), 60) AS minute {_JOINED}"
     )
-    r = rules.sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0]
+    r = sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0]
     out = _q_dict(r)
     if out["n"]:
-        ok = rules.sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner}) WHERE ok", 120)[0]
+        ok = sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner}) WHERE ok", 120)[0]
         out.update(_q_dict(ok, "answered_"))
-        rows = rules.sql_rows(
+        rows = sql_rows(
             api, f"SELECT minute, {_quantiles('d')} FROM ({inner}) GROUP BY minute ORDER BY minute", 120
         )
         out["by_minute"] = [{"minute": int(x[0]), **_q_dict(x[1:])} for x in rows]
@@ -534,7 +408,7 @@ def _close_parts(api: str) -> dict[str, Any]:
              f"{_JOINED} INNER JOIN {spans} AS s ON s.ScoreId = j.ScoreId")  # fmt: skip
     out: dict[str, Any] = {}
     for name in ("queued", "call", "rest"):
-        r = rules.sql_rows(api, f"SELECT {_quantiles(name)} FROM ({inner})", 120)[0]
+        r = sql_rows(api, f"SELECT {_quantiles(name)} FROM ({inner})", 120)[0]
         out[name] = _q_dict(r)
     return out
 
@@ -544,7 +418,7 @@ def _ingest_to_score(api: str, settle: float) -> dict[str, Any]:
            f"WHERE ScopeName != '{JUDGE_SCOPE}' AND TraceId IN (SELECT TraceId FROM scores WHERE "
            f"Scorer = 'llm_judge') GROUP BY TraceId)")  # fmt: skip
     inner = f"SELECT j.ts - t.ing AS d FROM {_JUDGE_ROWS} AS j INNER JOIN {ing} AS t ON j.TraceId = t.TraceId"
-    out = _q_dict(rules.sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0])
+    out = _q_dict(sql_rows(api, f"SELECT {_quantiles('d')} FROM ({inner})", 120)[0])
     out["p50_minus_settle_s"] = out["p50_s"] - settle
     out["p99_minus_settle_s"] = out["p99_s"] - settle
     return out
@@ -565,27 +439,9 @@ def run_phase(
     connections: list[dict[str, Any]] | None = None,
     rule_list: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    phase_args = argparse.Namespace(**vars(args))
-    phase_args.duration = duration
-    phase = JudgePhase(phase_args, rule_list or [], duration, fake, connections or [])
-    tree = rules.git_state()
-    print(f"== phase {label}: {duration:g} s of load, {len(rule_list or [])} rules; tree {tree}", flush=True)
-    seen: set[str] = set()
-    with excluding_judge_spans(seen):
-        result = ingest.bench_tracejudge(
-            phase_args, cmd, label=label, env=env, on_ready=phase.on_ready,
-            on_load_start=phase.on_load_start, after_load=phase.after_load,
-        )  # fmt: skip
-    if phase.monitor is not None and phase.monitor.is_alive():  # the run failed before after_load
-        phase.monitor.stop()
-    phase.finish_flight()
-    result.update(phase.extra)
-    result["rules"] = len(rule_list or [])
-    result["env"] = env
-    result["tree"] = tree
-    if "persisted_sps" in result and len(seen) < len(_SPAN_COUNTS):
-        result["note"] = "span counts may include judge spans: bench/ingest.py's count queries changed"
-    return result
+    """A phase whose span counts leave out the judge spans (scope ``tracejudge.judge``)."""
+    phase = JudgePhase(phase_options(args, duration), rule_list or [], duration, fake, connections or [])
+    return run_phase_with(phase, cmd, label, env, span_filter=f"ScopeName != '{JUDGE_SCOPE}'")
 
 
 # ---------------------------------------------------------------------------
@@ -627,13 +483,9 @@ def summarize(
     return out
 
 
-def _f(x: Any, fmt: str = ",.0f") -> str:
-    return rules._f(x, fmt)
-
-
 def _lat(d: dict[str, Any], prefix: str = "") -> str:
-    return (f"{_f(d.get(prefix + 'p50_s'), '.2f')} / {_f(d.get(prefix + 'p99_s'), '.2f')} s "
-            f"(max {_f(d.get(prefix + 'max_s'), '.1f')} s)")  # fmt: skip
+    return (f"{fmt(d.get(prefix + 'p50_s'), '.2f')} / {fmt(d.get(prefix + 'p99_s'), '.2f')} s "
+            f"(max {fmt(d.get(prefix + 'max_s'), '.1f')} s)")  # fmt: skip
 
 
 def render_judge_table(r: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -649,31 +501,29 @@ def render_judge_table(r: dict[str, Any], summary: dict[str, Any]) -> str:
                         f"{summary.get('latency_s'):g} s fake latency"],
         [f"calls in flight at the fake server, mean / min / max ({w[0]}-{w[1]} s of load; target "
          f"{summary.get('target_in_flight'):,})",
-         f"{_f(fl.get('mean'))} / {_f(fl.get('min_sample'))} / {_f(fl.get('max_sample'))} "
-         f"(peak {_f(fl.get('peak_by_end_of_load'))})"],
+         f"{fmt(fl.get('mean'))} / {fmt(fl.get('min_sample'))} / {fmt(fl.get('max_sample'))} "
+         f"(peak {fmt(fl.get('peak_by_end_of_load'))})"],
         ["calls in flight in the executor (service gauge), mean / max",
-         f"{_f(fl.get('service_gauge_mean'))} / {_f(fl.get('service_gauge_max'))}"],
-        ["judge calls started/s (fake server)", _f(fl.get("calls_started_per_s"))],
-        ["judged traces/s (judge score rows/s), SQL", f"{_f(rows.get('traces_per_s'))} ({_f(rows.get('rows_per_s'))})"],
+         f"{fmt(fl.get('service_gauge_mean'))} / {fmt(fl.get('service_gauge_max'))}"],
+        ["judge calls started/s (fake server)", fmt(fl.get("calls_started_per_s"))],
+        ["judged traces/s (judge score rows/s), SQL", f"{fmt(rows.get('traces_per_s'))} ({fmt(rows.get('rows_per_s'))})"],
         ["whole judging activity (may outlast the load): calls in flight mean, started/s, answered rows/s",
-         f"{_f(act.get('mean'))}, {_f(act.get('calls_started_per_s'))}, {_f(rows.get('answered_per_s_overall'))} "
-         f"({_f(act.get('from_s'), '.0f')}-{_f(act.get('to_s'), '.0f')} s after the load began)"],
+         f"{fmt(act.get('mean'))}, {fmt(act.get('calls_started_per_s'))}, {fmt(rows.get('answered_per_s_overall'))} "
+         f"({fmt(act.get('from_s'), '.0f')}-{fmt(act.get('to_s'), '.0f')} s after the load began)"],
         ["trace close -> judge score row p50 / p99, all rows", _lat(c2s)],
         ["  answered calls only", _lat(c2s, "answered_")],
         ["  close -> handed to the executor", _lat(parts.get("queued", {}))],
         ["  the call (LatencyMs: slot, HTTP, retries)", _lat(parts.get("call", {}))],
         ["  batch wait + collection", _lat(parts.get("rest", {}))],
         [f"ingest -> judge score p50 / p99 - settle ({summary.get('settle_s'):g} s)",
-         f"{_f(i2s.get('p50_minus_settle_s'), '.2f')} / {_f(i2s.get('p99_minus_settle_s'), '.2f')} s"],
+         f"{fmt(i2s.get('p50_minus_settle_s'), '.2f')} / {fmt(i2s.get('p99_minus_settle_s'), '.2f')} s"],
         ["judge score rows (unique) / errors / shed",
-         f"{_f(rows.get('rows'))} ({_f(rows.get('unique'))}) / {_f(rows.get('errors'))} / {_f(rows.get('shed'))}"],
+         f"{fmt(rows.get('rows'))} ({fmt(rows.get('unique'))}) / {fmt(rows.get('errors'))} / {fmt(rows.get('shed'))}"],
         ["judge errors by class", errs],
         ["CPU %: fake LLM server / service / machine (100 = one core)",
-         f"{_f(fl.get('fake_cpu_pct'))} / {_f(s.get('service_cpu_pct_mean'))} / {_f(s.get('sys_busy_pct_mean'))}"],
+         f"{fmt(fl.get('fake_cpu_pct'))} / {fmt(s.get('service_cpu_pct_mean'))} / {fmt(s.get('sys_busy_pct_mean'))}"],
     ]  # fmt: skip
-    return "\n".join(
-        "| " + " | ".join(row) + " |" for row in [["judging phase", "value"], ["---", "---"], *table]
-    )
+    return markdown_table(("judging phase", "value"), table)
 
 
 def print_judge_details(r: dict[str, Any]) -> None:
@@ -694,15 +544,9 @@ def print_judge_details(r: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ingest.add_load_arguments(p, duration=300.0)
-    p.add_argument(
-        "--baseline-duration", type=float, default=None, help="baseline load s (default --duration)"
-    )
-    p.add_argument(
-        "--skip-baseline",
-        action="store_true",
-        help="only the judging phase (needs --sampling-rate or --rate)",
-    )
+    common.add_load_arguments(p, duration=300.0)
+    common.add_phase_arguments(p, "judging", skip_help="only the judging phase (needs --sampling-rate or --rate)",
+                               close_wait_what="windows and judges")  # fmt: skip
     p.add_argument("--in-flight", type=int, default=2000, help="judge calls to keep in flight (default 2000)")
     p.add_argument(
         "--latency", type=float, default=2.0, help="the fake LLM server's latency per call, s (default 2)"
@@ -737,36 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--flight-interval", type=float, default=1.0, help="fake server sampling interval, s (default 1)"
     )
-    p.add_argument(
-        "--settle-s", type=float, default=rules.SETTLE_DEFAULT, help="windows.settle_s (default 2)"
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra service environment (repeatable)",
-    )
-    p.add_argument("--sample-interval", type=float, default=5.0, help="RSS/metrics sampling interval (5 s)")
-    p.add_argument(
-        "--close-wait",
-        type=float,
-        default=600.0,
-        help="max wait for windows and judges after the load (600 s)",
-    )
-    p.add_argument(
-        "--e2e-sample", type=int, default=10, help="ingest->first score over 1/N of the traces (default 10)"
-    )
-    p.add_argument(
-        "--py-spy-s",
-        type=float,
-        default=0.0,
-        help="py-spy the service this many s in the judging phase (0: off)",
-    )
-    p.add_argument("--py-spy-delay", type=float, default=30.0, help="seconds into the load to start py-spy")
     p.add_argument("--tolerance", type=float, default=1 - GOAL_RATIO, help=argparse.SUPPRESS)
-    p.add_argument("--flat-pct", type=float, default=5.0, help="RSS flatness threshold, %% (default 5)")
-    p.set_defaults(restart_check=False)
     return p  # fmt: skip
 
 
@@ -778,18 +593,13 @@ def service_env(args: argparse.Namespace) -> dict[str, str]:
         "TRACEJUDGE_API__SQL_MAX_EXECUTION_S": "120",  # the report's joins, after the load
         KEY_ENV: "not-a-secret",
     }
-    for kv in args.env:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise SystemExit(f"--env {kv!r}: expected KEY=VALUE")
-        env[key] = value
-    return env
+    return common.service_env(env, args.env)
 
 
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    cmd = args.tracejudge_cmd.split() if args.tracejudge_cmd else ingest.default_tracejudge_cmd()
+    cmd = tracejudge_cmd(args)
     env = service_env(args)
-    summary: dict[str, Any] = {"tree": rules.git_state(), "latency_s": args.latency, "protocol": args.protocol,
+    summary: dict[str, Any] = {"tree": common.git_state(), "latency_s": args.latency, "protocol": args.protocol,
                                "connections": args.connections, "settle_s": args.settle_s,
                                "sample_interval": args.sample_interval, "spans_per_trace": args.spans_per_trace}  # fmt: skip
     results: list[dict[str, Any]] = []
@@ -803,8 +613,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     sampling, basis = choose_sampling_rate(args, base)
     summary.update({"sampling_rate": sampling, "sampling_basis": basis})
     print(f"judge sampling rate {sampling:.4f} ({basis})", flush=True)
-    work = Path(os.environ.get("TMPDIR", "/tmp"))
-    fake = FakeLLM(args.latency, work / f"tj-bench-fake-llm-{os.getpid()}.log")
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"tj-bench-fake-llm-{os.getpid()}.log"
+    fake = FakeLLM(args.latency, log)
     try:
         fake.start()
         conns = make_connections(args, fake)
@@ -814,22 +624,19 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     finally:
         fake.stop()
         if args.keep_data:
-            summary["fake_llm_log"] = str(fake.log_path)
+            summary["fake_llm_log"] = str(log)
         else:
             with contextlib.suppress(OSError):
-                fake.log_path.unlink()
+                log.unlink()
     summary.update(summarize(args, base, results[-1]))
     return results, summary, rule_list
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    # rules.Phase reads the rules benchmark's options: its defaults under ours, so options it gains later
-    # (e.g. --py-spy-idle) have a value here too
-    args = argparse.Namespace(**{**vars(rules.build_parser().parse_args([])), **vars(args)})
     if args.max_concurrency is None:
         args.max_concurrency = 2 * args.in_flight
-    signal.signal(signal.SIGTERM, rules._raise_interrupt)
+    common.interrupt_on_sigterm()
     try:
         results, summary, rule_list = run(args)
     except KeyboardInterrupt:
@@ -846,14 +653,10 @@ def main(argv: list[str] | None = None) -> int:
         rules.print_details(r)
         print_judge_details(r)
     print()
-    print("summary: " + ", ".join(
-        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
-    ))  # fmt: skip
+    print(summary_line("summary", summary))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         doc = {"argv": sys.argv, "rules": rule_list, "results": results, "summary": summary}
-        Path(args.json_out).write_text(json.dumps(doc, indent=1, default=str))
-        print(f"results written to {args.json_out}")
+        common.write_json(args.json_out, doc)
     ok = len(results) == (1 if args.skip_baseline else 2)
     ok = ok and all("error" not in r and r.get("check") == "OK" for r in results)
     return 0 if ok else 1

@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import string
 import struct
 import threading
@@ -248,7 +247,7 @@ def _to_proto(model: dict[str, Any]) -> bytes:
                 e = s.events.add(name=ev["name"], time_unix_nano=ev["ts"])
                 e.attributes.extend(kv(k, v) for k, v in ev["attrs"])
             ss.spans.append(s)
-    return req.SerializeToString()
+    return bytes(req.SerializeToString())
 
 
 def _to_json(model: dict[str, Any]) -> bytes:
@@ -430,7 +429,7 @@ def grpc_retry_delay(err: Any) -> float | None:
                     if d.type_url.endswith("google.rpc.RetryInfo"):
                         ri = error_details_pb2.RetryInfo()
                         d.Unpack(ri)
-                        return ri.retry_delay.seconds + ri.retry_delay.nanos / 1e9
+                        return float(ri.retry_delay.seconds + ri.retry_delay.nanos / 1e9)
             except Exception:
                 pass
         elif key in ("retry-after", "retry-after-ms"):
@@ -733,12 +732,6 @@ def worker_main(
 # ---------------------------------------------------------------------------
 # Orchestration helpers shared by ingest.py and peers/
 # ---------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

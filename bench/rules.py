@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Rules benchmark for tracejudge (``make bench-rules``): does the flow with 50 rules keep up with ingest?
 
 Two phases in one invocation, each against a fresh ``tracejudge run`` in a fresh temporary data dir, driven
@@ -45,31 +44,18 @@ Everything runs on 127.0.0.1, every wait is bounded, every started process is st
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import json
 import math
-import re
-import signal
-import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
-
-import ingest  # noqa: E402
+from bench import common, ingest
+from bench.common import fmt, markdown_table, summary_line
+from bench.phase import Phase, phase_options, run
+from bench.service import tracejudge_cmd
 
 SINGLE_PROJECT = "bench"  # every loadgen resource has deployment.environment=bench
 SERVICE_PROJECTS = tuple(f"support-bot-{i}" for i in range(4))  # loadgen's service.name values
-SETTLE_DEFAULT = 2.0
-MB = 2**20
 
 # ---------------------------------------------------------------------------
 # The rules
@@ -234,570 +220,6 @@ def rules_mix(rules: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------
-# Talking to the service
-# ---------------------------------------------------------------------------
-
-
-def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
-
-
-def scrape(api: str, timeout: float = 10.0) -> list[tuple[str, dict[str, str], float]]:
-    """Every sample of ``/metrics`` as (name, labels, value)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(api + "/metrics", timeout=timeout) as r:
-        text = r.read().decode()
-    return [
-        (s.name, dict(s.labels), float(s.value))
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-    ]
-
-
-def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
-    return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == x for k, x in labels.items()))
-
-
-def metric_by(samples: list[tuple[str, dict[str, str], float]], name: str, label: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for n, lab, v in samples:
-        if n == name:
-            out[lab.get(label, "")] = out.get(lab.get(label, ""), 0.0) + v
-    return out
-
-
-def histogram_buckets(
-    samples: list[tuple[str, dict[str, str], float]], name: str
-) -> list[tuple[float, float]]:
-    """Cumulative (le, count) pairs of a histogram, sorted, +Inf last."""
-    return sorted((float(lab["le"]), v) for n, lab, v in samples if n == name + "_bucket")
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """Prometheus' ``histogram_quantile``: (value, bucket lower bound, bucket upper bound)."""
-    if not buckets or buckets[-1][1] <= 0:
-        return math.nan, math.nan, math.nan
-    rank = q * buckets[-1][1]
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in buckets:
-        if c >= rank:
-            if math.isinf(le):  # in the +Inf bucket: the highest finite bound, like Prometheus
-                return prev_le, prev_le, le
-            if c == prev_c:
-                return le, prev_le, le
-            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c), prev_le, le
-        prev_le, prev_c = le, c
-    return math.nan, math.nan, math.nan
-
-
-def sql_rows(api: str, query: str, timeout: float = 60.0) -> list[list[Any]]:
-    return list(ingest.sql(api, query, timeout)["data"])
-
-
-def log_problems(path: Path, limit: int = 12) -> dict[str, Any]:
-    """WARNING / ERROR / Traceback lines of the service log (counts by level, first samples)."""
-    counts = {"WARNING": 0, "ERROR": 0, "CRITICAL": 0, "Traceback": 0}
-    samples: list[str] = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return {"counts": counts, "samples": samples}
-    for line in lines:
-        m = re.search(r" (WARNING|ERROR|CRITICAL) ", line)
-        key = m.group(1) if m else ("Traceback" if line.startswith("Traceback") else None)
-        if key is None:
-            continue
-        counts[key] += 1
-        if len(samples) < limit:
-            samples.append(line[:300])
-    return {"counts": counts, "samples": samples}
-
-
-# ---------------------------------------------------------------------------
-# Sampling the service during the load
-# ---------------------------------------------------------------------------
-
-
-class Monitor(threading.Thread):
-    """Every ``interval`` s: RSS of the service process tree (``ingest.TreeSampler``) and of the main
-    process, open trace windows, closed windows, score rows written (metric) and stored (SQL)."""
-
-    def __init__(self, server: ingest.ManagedServer, t0: float, interval: float, count_scores: bool) -> None:
-        super().__init__(daemon=True)
-        assert server.proc is not None
-        self.server = server
-        self.t0 = t0
-        self.interval = interval
-        self.count_scores = count_scores
-        self.tree = ingest.TreeSampler(server.proc.pid, interval)
-        self.series: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self._stop_evt = threading.Event()
-        self.ncpu = self.tree.psutil.cpu_count() or 1
-        self.tree.psutil.cpu_percent(interval=None)
-        self._last_cpu: tuple[float, float] | None = None
-
-    def sample(self) -> None:
-        t = time.time()
-        point: dict[str, Any] = {"t": round(t - self.t0, 2)}
-        n = len(self.tree.samples)
-        self.tree.sample()
-        if len(self.tree.samples) > n:
-            point["rss_mb"] = round(self.tree.samples[-1][1] / MB, 1)
-        with contextlib.suppress(Exception):
-            point["main_rss_mb"] = round(self.tree.root.memory_info().rss / MB, 1)
-        # machine-wide CPU busy since the last sample (2 cores = 200 %) and the service tree's share of it:
-        # the rest is the load generator and anything else running (noise)
-        point["sys_busy_pct"] = round(self.tree.psutil.cpu_percent(interval=None) * self.ncpu, 1)
-        cpu = self.tree.cpu_s
-        if self._last_cpu is not None:
-            point["service_cpu_pct"] = round(
-                (cpu - self._last_cpu[1]) / max(t - self._last_cpu[0], 1e-9) * 100, 1
-            )
-        self._last_cpu = (t, cpu)
-        try:
-            m = scrape(self.server.api)
-            point["open_traces"] = metric_sum(m, "tracejudge_window_open_traces")
-            point["closed_traces"] = metric_sum(m, "tracejudge_window_closed_traces_total")
-            point["score_rows_metric"] = metric_sum(m, "tracejudge_rule_scores_total")
-            point["wal_backlog_mb"] = round(metric_sum(m, "tracejudge_wal_backlog_bytes") / MB, 1)
-        except Exception as e:
-            self._note(e)
-        if self.count_scores:
-            try:
-                point["scores"] = int(ingest.sql_row(self.server.api, "SELECT count() FROM scores", 10)[0])
-            except Exception as e:
-                self._note(e)
-        self.series.append(point)
-
-    def _note(self, e: Exception) -> None:
-        if len(self.errors) < 10:
-            self.errors.append(f"{type(e).__name__}: {e}"[:300])
-
-    def run(self) -> None:
-        next_t = self.t0
-        while not self._stop_evt.is_set():
-            self.sample()
-            next_t += self.interval
-            self._stop_evt.wait(max(0.0, next_t - time.time()))
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=30)
-
-
-class Profiler(threading.Thread):
-    """``py-spy record`` of the service's main process for ``--py-spy-s`` seconds, ``--py-spy-delay`` s into
-    the load (non-blocking sampling: the service is not paused); summarised by function."""
-
-    def __init__(self, pid: int, args: argparse.Namespace, out: Path) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.delay = args.py_spy_delay
-        self.seconds = args.py_spy_s
-        self.idle = args.py_spy_idle
-        self.out = out
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._cancel = threading.Event()
-
-    def run(self) -> None:
-        if self._cancel.wait(self.delay):
-            return
-        exe = Path(sys.executable).parent / "py-spy"
-        cmd = [str(exe) if exe.exists() else "py-spy", "record", "--pid", str(self.pid), "--duration",
-               f"{self.seconds:g}", "--rate", "100", "--format", "raw", "--nonblocking", "--threads",
-               "--output", str(self.out), *(["--idle"] if self.idle else [])]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=self.seconds + 60)
-
-    def finish(self) -> dict[str, Any]:
-        self._cancel.set()
-        self.join(timeout=self.seconds + 90)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-            if self.proc.poll() is None:
-                self.proc.kill()
-        return summarize_profile(self.out)
-
-
-_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
-
-
-def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
-    """Self and inclusive samples by function (``fn (file)``), per thread, from py-spy's raw output."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError as e:
-        return {"error": f"no profile: {e}"}
-    self_t: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    threads: dict[str, int] = {}
-    flow_incl: dict[str, int] = {}
-    flow_self: dict[str, int] = {}
-    flow_total = 0
-    total = 0
-    for line in lines:
-        stack, _, n_text = line.rpartition(" ")
-        try:
-            n = int(n_text)
-        except ValueError:
-            continue
-        frames = stack.split(";")
-        total += n
-        thread = frames[0] if frames and frames[0].startswith("thread") else "?"
-        threads[thread] = threads.get(thread, 0) + n
-        names = []
-        for f in frames[1:] if thread != "?" else frames:
-            m = _FRAME.match(f.strip())
-            names.append(
-                f"{m.group('fn')} ({'/'.join(Path(m.group('file')).parts[-2:])})" if m else f.strip()
-            )
-        if names:
-            self_t[names[-1]] = self_t.get(names[-1], 0) + n
-        for name in set(names):
-            incl[name] = incl.get(name, 0) + n
-        if "bytewax-flow" in thread:  # the Bytewax worker: windows, rules, scorers and both sinks
-            flow_total += n
-            if names:
-                flow_self[names[-1]] = flow_self.get(names[-1], 0) + n
-            for name in set(names):
-                flow_incl[name] = flow_incl.get(name, 0) + n
-
-    def share(d: dict[str, int], of: int) -> list[tuple[str, float]]:
-        return [(k, round(v / max(of, 1), 4)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
-
-    return {"file": str(path), "samples": total, "threads": share(threads, total),
-            "flow_thread_samples": flow_total, "flow_thread_self": share(flow_self, flow_total),
-            "flow_thread_inclusive": share(flow_incl, flow_total), "self": share(self_t, total),
-            "inclusive": share(incl, total)}  # fmt: skip
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else math.nan
-
-
-def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope of (t s, y) per minute and its standard error."""
-    n = len(points)
-    if n < 3:
-        return math.nan, math.nan
-    mt = _mean([t for t, _ in points])
-    my = _mean([y for _, y in points])
-    den = sum((t - mt) ** 2 for t, _ in points)
-    if den == 0:
-        return math.nan, math.nan
-    b = sum((t - mt) * (y - my) for t, y in points) / den
-    resid = sum((y - my - b * (t - mt)) ** 2 for t, y in points)
-    return b * 60.0, math.sqrt(resid / (n - 2) / den) * 60.0
-
-
-def _slope_per_min(points: list[tuple[float, float]]) -> float:
-    return _fit(points)[0]
-
-
-def summarize_series(series: list[dict[str, Any]], duration: float, flat_pct: float) -> dict[str, Any]:
-    """RSS and windows over the load (samples with 0 <= t <= duration)."""
-    load = [p for p in series if 0 <= p["t"] <= duration + 0.5]
-    win = min(60.0, duration / 3)
-
-    def first(key: str) -> float:
-        return _mean([p[key] for p in load if key in p and p["t"] <= win])
-
-    def last(key: str) -> float:
-        return _mean([p[key] for p in load if key in p and p["t"] >= duration - win])
-
-    rss = [(p["t"], p["rss_mb"]) for p in load if "rss_mb" in p]
-    after_warm = [(t, y) for t, y in rss if t >= win]
-    out: dict[str, Any] = {
-        "window_s": win,
-        "samples": len(load),
-        "rss_first_min_mb": first("rss_mb"),
-        "rss_last_min_mb": last("rss_mb"),
-        "rss_max_mb": max((y for _, y in rss), default=math.nan),
-        "rss_slope_mb_per_min": _slope_per_min(rss),
-        "rss_slope_after_first_min_mb_per_min": _fit(after_warm)[0],
-        "rss_slope_after_first_min_se": _fit(after_warm)[1],
-        "main_rss_first_min_mb": first("main_rss_mb"),
-        "main_rss_last_min_mb": last("main_rss_mb"),
-        "main_rss_slope_after_first_min_mb_per_min": _slope_per_min(
-            [(p["t"], p["main_rss_mb"]) for p in load if "main_rss_mb" in p and p["t"] >= win]
-        ),
-    }
-    # Flat: the last minute's mean within flat_pct of the first minute's, and the trend after the first
-    # minute, extrapolated over the rest of the run, also within flat_pct (the 5 s samples swing by
-    # +-150 MB with chDB's insert buffers, so single samples and the maximum say little).
-    slope, first_mean = out["rss_slope_after_first_min_mb_per_min"], out["rss_first_min_mb"]
-    growth = slope * max(duration - win, 0.0) / 60.0
-    out["rss_growth_after_first_min_mb"] = growth
-    out["rss_last_vs_first_pct"] = (out["rss_last_min_mb"] / first_mean - 1) * 100 if first_mean else math.nan
-    out["rss_flat"] = bool(  # one-sided: memory that shrinks is not a leak
-        slope == slope and out["rss_last_vs_first_pct"] <= flat_pct and growth <= flat_pct / 100 * first_mean
-    )
-    out["sys_busy_pct_mean"] = _mean([p["sys_busy_pct"] for p in load if "sys_busy_pct" in p and p["t"] > 0])
-    out["service_cpu_pct_mean"] = _mean(
-        [p["service_cpu_pct"] for p in load if "service_cpu_pct" in p and p["t"] > 0]
-    )
-    closed = [(p["t"], p["closed_traces"]) for p in load if "closed_traces" in p and p["t"] >= win]
-    if len(closed) >= 2:
-        out["traces_closed_per_s_steady"] = (closed[-1][1] - closed[0][1]) / max(
-            closed[-1][0] - closed[0][0], 1e-9
-        )
-    opens = [(p["t"], p["open_traces"]) for p in load if "open_traces" in p]
-    if opens:
-        second = _mean([y for t, y in opens if win <= t < 2 * win]) if duration >= 3 * win else math.nan
-        out.update(
-            {
-                "open_traces_max": max(y for _, y in opens),
-                "open_traces_first_min_mean": first("open_traces"),
-                "open_traces_second_min_mean": second,
-                "open_traces_last_min_mean": last("open_traces"),
-                "open_traces_slope_after_first_min_per_min": _slope_per_min(
-                    [(t, y) for t, y in opens if t >= win]
-                ),
-            }
-        )
-    scores = [(p["t"], p["scores"]) for p in series if "scores" in p]
-    if len(scores) >= 2:
-        rates = [
-            ((t1 + t0) / 2, (c1 - c0) / max(t1 - t0, 1e-9))
-            for (t0, c0), (t1, c1) in itertools.pairwise(scores)
-            if t0 >= 10 and t1 <= duration + 0.5
-        ]
-        out["score_rows_per_s_min_interval"] = min((r for _, r in rates), default=math.nan)
-        out["score_rows_per_s_max_interval"] = max((r for _, r in rates), default=math.nan)
-        out["scores_arrive_every_interval"] = bool(rates) and all(r > 0 for _, r in rates)
-        in_load = [(t, c) for t, c in scores if t <= duration + 0.5]
-        warm = [(t, c) for t, c in in_load if t >= win]
-        if len(warm) >= 2:
-            out["score_rows_per_s_steady"] = (warm[-1][1] - warm[0][1]) / max(warm[-1][0] - warm[0][0], 1e-9)
-    return out
-
-
-# ---------------------------------------------------------------------------
-# The two phases
-# ---------------------------------------------------------------------------
-
-
-class Phase:
-    """Hooks for ``ingest.bench_tracejudge``: create rules when ready, sample during the load, and once the
-    spans are drained wait for the windows to close and collect everything from the running service."""
-
-    def __init__(self, args: argparse.Namespace, rules: list[dict[str, Any]], duration: float) -> None:
-        self.args = args
-        self.rules = rules
-        self.duration = duration
-        self.monitor: Monitor | None = None
-        self.profiler: Profiler | None = None
-        self.created: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}
-
-    # --- hooks ------------------------------------------------------------------------------------------
-    def on_ready(self, server: ingest.ManagedServer) -> None:
-        if not self.rules:
-            return
-        t = time.time()
-        for rule in self.rules:
-            status, body = http_json("POST", server.api + "/api/v1/rules", rule)
-            if status != 201:
-                raise RuntimeError(f"creating rule {rule['name']}: HTTP {status}: {body}")
-            self.created.append(body)
-        deadline = time.time() + 60
-        loaded = 0.0
-        while time.time() < deadline:
-            loaded = metric_sum(scrape(server.api), "tracejudge_rules_loaded_rules")
-            if loaded >= len(self.rules):
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"only {loaded:.0f} of {len(self.rules)} rules loaded after 60 s")
-        self.extra["rules_created_s"] = round(time.time() - t, 2)
-        print(f"   {len(self.created)} rules created and loaded in {time.time() - t:.1f} s", flush=True)
-
-    def on_load_start(self, server: ingest.ManagedServer, t0: float) -> None:
-        self.t0 = t0
-        self.monitor = Monitor(server, t0, self.args.sample_interval, count_scores=bool(self.rules))
-        self.monitor.start()
-        if self.rules and self.args.py_spy_s > 0:
-            assert server.proc is not None
-            out = server.log_path.parent / "py-spy.txt"
-            if self.args.json_out:
-                out = Path(self.args.json_out).with_suffix(".py-spy.txt")
-                out.parent.mkdir(parents=True, exist_ok=True)
-            self.profiler = Profiler(server.proc.pid, self.args, out)
-            self.profiler.start()
-
-    def after_load(self, server: ingest.ManagedServer, result: dict[str, Any]) -> None:
-        t_end = self.t0 + self.duration
-        if self.rules:
-            self._wait_windows_closed(server, t_end, result)
-        assert self.monitor is not None
-        self.monitor.stop()
-        self.monitor.sample()  # one last point after the windows closed
-        if self.profiler is not None:
-            self.extra["py_spy"] = self.profiler.finish()
-        m = scrape(server.api)
-        ex = self.extra
-        ex["series"] = self.monitor.series
-        ex["monitor_errors"] = self.monitor.errors
-        ex["series_summary"] = summarize_series(self.monitor.series, self.duration, self.args.flat_pct)
-        ex["log"] = log_problems(server.log_path)
-        ex["closed_by_reason"] = metric_by(m, "tracejudge_window_closed_traces_total", "reason")
-        ex["late_spans"] = metric_sum(m, "tracejudge_window_late_spans_total")
-        ex["incomplete_traces"] = metric_sum(m, "tracejudge_scoring_incomplete_traces_total")
-        ex["rule_load_errors"] = metric_sum(m, "tracejudge_rules_load_errors_total")
-        ex["sink_inserts"] = {
-            f"{lab.get('table')}/{lab.get('outcome')}": v
-            for n, lab, v in m
-            if n == "tracejudge_sink_inserts_total"
-        }
-        ex["receiver_throttled"] = metric_sum(m, "tracejudge_wal_throttled_total")
-        if not self.rules:
-            return
-        settle = self.args.settle_s
-        buckets = histogram_buckets(m, "tracejudge_window_close_delay_seconds")
-        close: dict[str, Any] = {"count": buckets[-1][1] if buckets else 0, "buckets": buckets}
-        for q in (0.5, 0.99):
-            v, lo, hi = histogram_quantile(q, buckets)
-            close[f"p{round(q * 100)}_s"] = v
-            close[f"p{round(q * 100)}_minus_settle_s"] = v - settle
-            close[f"p{round(q * 100)}_bucket"] = [lo, hi]
-        ex["close_delay"] = close
-        ex["decisions"] = metric_by(m, "tracejudge_rule_decisions_total", "outcome")
-        total = sum(ex["decisions"].values())
-        ex["decision_shares"] = {k: v / total for k, v in ex["decisions"].items()} if total else {}
-        ex["decisions_by_rule"] = _by_rule(m)
-        ex["score_rows_by_outcome"] = metric_by(m, "tracejudge_rule_scores_total", "outcome")
-        ex["scorer_errors"] = ex["score_rows_by_outcome"].get("error", 0.0)
-        ex["scorer_error_samples"] = _error_samples(server.api)
-        try:
-            n, u = ingest.sql_row(server.api, "SELECT count(), uniqExact(ScoreId) FROM scores", 120)
-            ex["scores_stored"], ex["scores_unique"] = n, u
-        except Exception as e:
-            ex["scores_query_error"] = f"{type(e).__name__}: {e}"[:300]
-        ex["e2e"] = self._e2e_latency(server.api)
-
-    # --- helpers ------------------------------------------------------------------------------------------
-    def _wait_windows_closed(
-        self, server: ingest.ManagedServer, t_end: float, result: dict[str, Any]
-    ) -> None:
-        """Until every acknowledged trace's window closed (each loadgen trace is in one request, so
-        acknowledged spans / spans per trace), none is open and the score count held for 3 polls; bounded by
-        ``--close-wait`` and by ``--stall-timeout`` without progress."""
-        expected = int(result.get("spans_acked", 0)) // max(1, self.args.spans_per_trace)
-        deadline = time.time() + self.args.close_wait
-        last_scores, same = -1, 0
-        closed, open_now = 0.0, math.nan
-        progress_t, progress = time.time(), -1.0
-        caught_up_t: float | None = None
-        first = True
-        while first or time.time() < deadline:  # at least one poll, also with --close-wait 0
-            first = False
-            try:
-                m = scrape(server.api)
-                open_now = metric_sum(m, "tracejudge_window_open_traces")
-                closed = metric_sum(m, "tracejudge_window_closed_traces_total")
-                n = int(ingest.sql_row(server.api, "SELECT count() FROM scores", 30)[0])
-            except Exception:
-                time.sleep(1.0)
-                continue
-            if closed != progress:
-                progress, progress_t = closed, time.time()
-            elif time.time() - progress_t > self.args.stall_timeout:
-                break
-            if closed >= expected and caught_up_t is None:
-                caught_up_t = time.time()
-            same = same + 1 if n == last_scores else 0
-            last_scores = n
-            if caught_up_t is not None and open_now == 0 and same >= 3:
-                break
-            time.sleep(1.0)
-        ex = self.extra
-        ex["traces_expected"] = expected
-        ex["traces_closed_at_end"] = closed
-        ex["windows_caught_up_after_load_s"] = round(caught_up_t - t_end, 1) if caught_up_t else None
-        ex["windows_settled_after_load_s"] = round(time.time() - t_end, 1)
-        ex["open_traces_at_end"] = open_now
-        print(
-            f"   windows: {closed:,.0f} of {expected:,} traces closed "
-            f"{'(caught up ' + format(caught_up_t - t_end, '.0f') + ' s after the load)' if caught_up_t else '(NOT caught up)'}; "
-            f"open {open_now:.0f}; score rows {last_scores:,}; stopped waiting {time.time() - t_end:.0f} s after the load",
-            flush=True,
-        )
-
-    def _e2e_latency(self, api: str) -> dict[str, Any]:
-        """Ingest -> first score of a trace, over a sample of traces, overall and per minute of load."""
-        k = max(1, int(self.args.e2e_sample))
-        t0_ms = int(self.t0 * 1000)
-        inner = f"""
-            SELECT (toUnixTimestamp64Micro(s.first) - toUnixTimestamp64Micro(t.ing)) / 1e6 AS d,
-                   intDiv(toUnixTimestamp64Milli(t.ing) - {t0_ms}, 60000) AS minute
-            FROM (SELECT TraceId, min(Timestamp) AS first FROM scores
-                  WHERE cityHash64(TraceId) % {k} = 0 GROUP BY TraceId) AS s
-            INNER JOIN (SELECT TraceId, max(IngestedAt) AS ing FROM otel_traces
-                        WHERE ParentSpanId = '' AND cityHash64(TraceId) % {k} = 0 GROUP BY TraceId) AS t
-            ON s.TraceId = t.TraceId"""
-        agg = "count(), quantileExact(0.5)(d), quantileExact(0.99)(d), max(d)"
-        out: dict[str, Any] = {"sample": f"1/{k} of traces (cityHash64(TraceId) % {k} = 0)"}
-        try:
-            n, p50, p99, mx = sql_rows(api, f"SELECT {agg} FROM ({inner})", 120)[0]
-            settle = self.args.settle_s
-            out.update(
-                {
-                    "traces": int(n),
-                    "p50_s": float(p50),
-                    "p99_s": float(p99),
-                    "max_s": float(mx),
-                    "p50_minus_settle_s": float(p50) - settle,
-                    "p99_minus_settle_s": float(p99) - settle,
-                }
-            )
-            rows = sql_rows(api, f"SELECT minute, {agg} FROM ({inner}) GROUP BY minute ORDER BY minute", 120)
-            out["by_minute"] = [
-                {"minute": int(r[0]), "traces": int(r[1]), "p50_s": float(r[2]), "p99_s": float(r[3]),
-                 "max_s": float(r[4])}
-                for r in rows
-            ]  # fmt: skip
-        except Exception as e:
-            out["error"] = f"{type(e).__name__}: {e}"[:300]
-        return out
-
-
-def _by_rule(m: list[tuple[str, dict[str, str], float]]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for n, lab, v in m:
-        if n == "tracejudge_rule_decisions_total":
-            out.setdefault(lab.get("rule", ""), {})[lab.get("outcome", "")] = v
-    return dict(sorted(out.items()))
-
-
-def _error_samples(api: str) -> list[list[Any]]:
-    try:
-        return sql_rows(
-            api,
-            "SELECT RuleName, Name, Error, count() FROM scores WHERE Error != '' "
-            "GROUP BY RuleName, Name, Error ORDER BY count() DESC LIMIT 5",
-            60,
-        )
-    except Exception as e:
-        return [[f"{type(e).__name__}: {e}"[:200]]]
-
-
 def run_phase(
     args: argparse.Namespace,
     cmd: list[str],
@@ -806,27 +228,7 @@ def run_phase(
     duration: float,
     env: dict[str, str],
 ) -> dict[str, Any]:
-    phase_args = argparse.Namespace(**vars(args))
-    phase_args.duration = duration
-    phase = Phase(phase_args, rules, duration)
-    tree = git_state()  # the service runs from the working tree, which may change between phases
-    print(f"== phase {label}: {duration:g} s of load, {len(rules)} rules; tree {tree}", flush=True)
-    result = ingest.bench_tracejudge(
-        phase_args,
-        cmd,
-        label=label,
-        env=env,
-        on_ready=phase.on_ready,
-        on_load_start=phase.on_load_start,
-        after_load=phase.after_load,
-    )
-    if phase.monitor is not None and phase.monitor.is_alive():  # the run failed before after_load
-        phase.monitor.stop()
-    result.update(phase.extra)
-    result["rules"] = len(rules)
-    result["env"] = env
-    result["tree"] = tree
-    return result
+    return run(Phase(phase_options(args, duration), rules, duration), cmd, label, env)
 
 
 # ---------------------------------------------------------------------------
@@ -879,15 +281,6 @@ def verdict(
     return out
 
 
-def _f(x: Any, fmt: str = ",.0f") -> str:
-    """Number formatting shared with the ingest report; '-' for missing values."""
-    return "-" if x is None else ingest._f(x, fmt)
-
-
-def _mb(x: Any) -> str:
-    return _f(x, ",.0f")
-
-
 def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle: float) -> str:
     base = next((r for r in results if r.get("rules") == 0), None)
     cols = (
@@ -902,7 +295,7 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
         "throttled requests",
         "loss/dup check",
     )
-    rows = [list(cols), ["---"] * len(cols)]
+    rows = []
     for r in results:
         if "persisted_sps" not in r:
             rows.append([r["target"], f"{r.get('duration_s', 0):g} s", "ERROR", "-", "-", "-", "-", "-", "-",
@@ -919,18 +312,18 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
             [
                 r["target"],
                 dur,
-                _f(r["accepted_sps"]),
-                _f(r["persisted_sps"]),
+                fmt(r["accepted_sps"]),
+                fmt(r["persisted_sps"]),
                 ratio,
-                f"{_f(r['p50_ms'], '.0f')} / {_f(r['p99_ms'], '.0f')}",
-                f"{_mb(s.get('rss_first_min_mb'))} / {_mb(s.get('rss_last_min_mb'))} ({_mb(s.get('rss_max_mb'))})",
-                f"{_f(s.get('rss_slope_after_first_min_mb_per_min'), '+.1f')} +- "
-                f"{_f(s.get('rss_slope_after_first_min_se'), '.1f')} ({'flat' if s.get('rss_flat') else 'NOT flat'})",
+                f"{fmt(r['p50_ms'], '.0f')} / {fmt(r['p99_ms'], '.0f')}",
+                f"{fmt(s.get('rss_first_min_mb'))} / {fmt(s.get('rss_last_min_mb'))} ({fmt(s.get('rss_max_mb'))})",
+                f"{fmt(s.get('rss_slope_after_first_min_mb_per_min'), '+.1f')} +- "
+                f"{fmt(s.get('rss_slope_after_first_min_se'), '.1f')} ({'flat' if s.get('rss_flat') else 'NOT flat'})",
                 str(r.get("throttled", "-")),
                 r["check"],
             ]
         )
-    out = ["\n".join("| " + " | ".join(row) + " |" for row in rows)]
+    out = [markdown_table(cols, rows)]
     rr = next((r for r in results if r.get("rules")), None)
     if rr is not None and "close_delay" in rr:
         cd, e2e, s = rr["close_delay"], rr.get("e2e", {}), rr.get("series_summary", {})
@@ -951,25 +344,25 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
                       f"{summary.get('rules_mix', {}).get('span_scope', '?')} span scope), "
                       f"sampling {summary.get('sampling_rate')}"],
             ["trace close latency p50 / p99 - settle "
-             f"({settle:g} s), histogram", f"{_f(cd.get('p50_minus_settle_s'), '.2f')} / "
-                                           f"{_f(cd.get('p99_minus_settle_s'), '.2f')} s "
+             f"({settle:g} s), histogram", f"{fmt(cd.get('p50_minus_settle_s'), '.2f')} / "
+                                           f"{fmt(cd.get('p99_minus_settle_s'), '.2f')} s "
                                            f"(buckets {bucket('p50_bucket')}, {bucket('p99_bucket')} s; "
                                            f"{cd.get('count', 0):,.0f} traces)"],
             ["ingest -> first score p50 / p99 - settle (SQL, " + e2e.get("sample", "") + ")",
-             f"{_f(e2e.get('p50_minus_settle_s'), '.2f')} / {_f(e2e.get('p99_minus_settle_s'), '.2f')} s "
-             f"(max {_f(e2e.get('max_s'), '.1f')} s, {e2e.get('traces', 0):,} traces)"],
+             f"{fmt(e2e.get('p50_minus_settle_s'), '.2f')} / {fmt(e2e.get('p99_minus_settle_s'), '.2f')} s "
+             f"(max {fmt(e2e.get('max_s'), '.1f')} s, {e2e.get('traces', 0):,} traces)"],
             ["windows: traces closed per s during the load (x spans/trace = spans/s scored)",
-             f"{_f(s.get('traces_closed_per_s_steady'))} (x {summary.get('spans_per_trace', 10)} = "
-             f"{_f((s.get('traces_closed_per_s_steady') or 0) * summary.get('spans_per_trace', 10))} spans/s)"],
+             f"{fmt(s.get('traces_closed_per_s_steady'))} (x {summary.get('spans_per_trace', 10)} = "
+             f"{fmt((s.get('traces_closed_per_s_steady') or 0) * summary.get('spans_per_trace', 10))} spans/s)"],
             ["windows caught up with ingest", f"{rr.get('traces_closed_at_end', 0):,.0f} of "
              f"{rr.get('traces_expected', 0):,} traces closed; caught up "
-             f"{_f(rr.get('windows_caught_up_after_load_s'), '.0f')} s after the load ended"],
+             f"{fmt(rr.get('windows_caught_up_after_load_s'), '.0f')} s after the load ended"],
             ["traces closed", f"{closed:,.0f} ({', '.join(f'{k} {v:,.0f}' for k, v in rr.get('closed_by_reason', {}).items())})"],
             ["open traces: max / 2nd-minute mean / last-minute mean",
-             f"{_f(s.get('open_traces_max'))} / {_f(s.get('open_traces_second_min_mean'))} / "
-             f"{_f(s.get('open_traces_last_min_mean'))}"],
-            ["score rows/s (steady, during load)", f"{_f(s.get('score_rows_per_s_steady'))} "
-             f"(min {_f(s.get('score_rows_per_s_min_interval'))} / max {_f(s.get('score_rows_per_s_max_interval'))} "
+             f"{fmt(s.get('open_traces_max'))} / {fmt(s.get('open_traces_second_min_mean'))} / "
+             f"{fmt(s.get('open_traces_last_min_mean'))}"],
+            ["score rows/s (steady, during load)", f"{fmt(s.get('score_rows_per_s_steady'))} "
+             f"(min {fmt(s.get('score_rows_per_s_min_interval'))} / max {fmt(s.get('score_rows_per_s_max_interval'))} "
              f"per {summary.get('sample_interval'):g} s interval)"],
             ["score rows stored (unique)", f"{rr.get('scores_stored', 0):,} ({rr.get('scores_unique', 0):,})"],
             ["decisions by outcome", dec_s],
@@ -979,7 +372,7 @@ def render_tables(results: list[dict[str, Any]], summary: dict[str, Any], settle
             ["service log WARNING / ERROR / Traceback",
              " / ".join(str(rr.get("log", {}).get("counts", {}).get(k, 0)) for k in ("WARNING", "ERROR", "Traceback"))],
         ]  # fmt: skip
-        out.append("\n".join("| " + " | ".join(row) + " |" for row in [list(cols2), ["---", "---"], *rows2]))
+        out.append(markdown_table(cols2, rows2))
     return "\n\n".join(out)
 
 
@@ -1014,9 +407,9 @@ def print_details(r: dict[str, Any]) -> None:
         )
         for p in series:
             print(
-                f"   {p['t']:6.1f} | {_mb(p.get('rss_mb'))} ({_mb(p.get('main_rss_mb'))}) | "
-                f"{_f(p.get('open_traces'))} | {_f(p.get('closed_traces'))} | {_f(p.get('scores'))} | "
-                f"{_f(p.get('wal_backlog_mb'), '.1f')} | {_f(p.get('sys_busy_pct'))} ({_f(p.get('service_cpu_pct'))})"
+                f"   {p['t']:6.1f} | {fmt(p.get('rss_mb'))} ({fmt(p.get('main_rss_mb'))}) | "
+                f"{fmt(p.get('open_traces'))} | {fmt(p.get('closed_traces'))} | {fmt(p.get('scores'))} | "
+                f"{fmt(p.get('wal_backlog_mb'), '.1f')} | {fmt(p.get('sys_busy_pct'))} ({fmt(p.get('service_cpu_pct'))})"
             )
     prof = r.get("py_spy")
     if prof:
@@ -1048,14 +441,10 @@ def print_details(r: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ingest.add_load_arguments(p, duration=300.0)
-    p.add_argument(
-        "--baseline-duration",
-        type=float,
-        default=None,
-        help="seconds of load of the baseline phase (default: --duration)",
+    common.add_load_arguments(p, duration=300.0)
+    common.add_phase_arguments(
+        p, "rules", skip_help="only the rules phase", close_wait_what="windows to close"
     )
-    p.add_argument("--skip-baseline", action="store_true", help="only the rules phase")
     p.add_argument("--rules", type=int, default=50, help="rules created (default 50)")
     p.add_argument(
         "--sampling-rate", type=float, default=0.1, help="every rule's sampling_rate (default 0.1)"
@@ -1073,93 +462,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="single: every span in project 'bench', all rules on every trace (default); services: the "
         "loadgen's service.name projects, rules spread over them",
     )
-    p.add_argument(
-        "--settle-s",
-        type=float,
-        default=SETTLE_DEFAULT,
-        help="windows.settle_s of the service, subtracted from latencies (default 2)",
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for the service in both phases (repeatable), e.g. "
-        "TRACEJUDGE_WINDOWS__REMEMBER_CLOSED=100000",
-    )
-    p.add_argument("--sample-interval", type=float, default=5.0, help="RSS/metrics sampling interval (5 s)")
-    p.add_argument(
-        "--close-wait", type=float, default=600.0, help="max wait for windows to close after the load (600 s)"
-    )
-    p.add_argument(
-        "--e2e-sample", type=int, default=10, help="ingest->score latency over 1/N of the traces (default 10)"
-    )
-    p.add_argument(
-        "--py-spy-s",
-        type=float,
-        default=0.0,
-        help="profile the service's main process with py-spy this many seconds in the rules phase (0: off)",
-    )
-    p.add_argument("--py-spy-delay", type=float, default=30.0, help="seconds into the load to start py-spy")
-    p.add_argument(
-        "--py-spy-idle",
-        action="store_true",
-        help="also sample threads that wait (py-spy --idle): shows what the flow waits for",
-    )
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed throughput loss (default 0.05)")
-    p.add_argument(
-        "--flat-pct",
-        type=float,
-        default=5.0,
-        help="RSS is flat when the last minute's mean and the trend after the first minute (extrapolated "
-        "to the end) are within this %% of the first minute's mean (default 5)",
-    )
-    p.set_defaults(restart_check=False)
     return p
-
-
-def git_state() -> str:
-    """The commit under test and the files that differ from it (the service runs from the working tree)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--short", "--untracked-files=no"],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    files = [line[3:] for line in dirty if line.strip()]
-    return head + (f" + uncommitted {', '.join(files)}" if files else "")
-
-
-def _raise_interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    cmd = args.tracejudge_cmd.split() if args.tracejudge_cmd else ingest.default_tracejudge_cmd()
+    common.interrupt_on_sigterm()
+    cmd = tracejudge_cmd(args)
     env = {"TRACEJUDGE_WINDOWS__SETTLE_S": f"{args.settle_s:g}"}
     if args.projects == "single":
         env["TRACEJUDGE_INGEST__PROJECT_KEYS"] = json.dumps(["deployment.environment"])
         projects: tuple[str, ...] = (SINGLE_PROJECT,)
     else:
         projects = SERVICE_PROJECTS
-    for kv in args.env:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise SystemExit(f"--env {kv!r}: expected KEY=VALUE")
-        env[key] = value
+    env = common.service_env(env, args.env)
     rules = make_rules(args.rules, projects, args.sampling_rate, args.levenshtein_every)
     summary: dict[str, Any] = {
         "rules_mix": rules_mix(rules),
@@ -1169,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "projects": args.projects,
         "spans_per_trace": args.spans_per_trace,
     }
-    summary["tree"] = git_state()
+    summary["tree"] = common.git_state()
     print(f"rules: {summary['rules_mix']}; tree {summary['tree']}", flush=True)
     results: list[dict[str, Any]] = []
     if not args.skip_baseline:
@@ -1184,20 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         print_details(r)
     print()
     shown = {k: v for k, v in summary.items() if k != "rules_mix"}
-    print(
-        "verdict: "
-        + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
-    )
+    print(summary_line("verdict", shown))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(
-            json.dumps(
-                {"argv": sys.argv, "rules": rules, "results": results, "summary": summary},
-                indent=1,
-                default=str,
-            )
+        common.write_json(
+            args.json_out, {"argv": sys.argv, "rules": rules, "results": results, "summary": summary}
         )
-        print(f"results written to {args.json_out}")
     ok = all("error" not in r and r.get("check") == "OK" for r in results)
     return 0 if ok else 1
 

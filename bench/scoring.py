@@ -21,28 +21,23 @@ and the implied single-thread spans/s of the flow (stages 2-5).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.loadgen import PayloadSpec, build_templates  # noqa: E402
-from bench.rules import make_rules  # noqa: E402
-from connectors.otlp.decode import decode_protobuf  # noqa: E402
-from connectors.otlp.ingest import normalizer_from  # noqa: E402
-from dataflow.config import IngestConfig, WindowConfig  # noqa: E402
-from dataflow.flow import shard_batches  # noqa: E402
-from dataflow.model import SpanRecords, Trace, scores_to_arrow  # noqa: E402
-from dataflow.rules.model import RuleSet, compile_rule, parse_rule  # noqa: E402
-from dataflow.rules.status import RuleStats  # noqa: E402
-from dataflow.scoring.step import ScoringStep  # noqa: E402
-from dataflow.windowing.step import WindowShardLogic  # noqa: E402
+from bench.common import write_json
+from bench.loadgen import PayloadSpec, build_templates
+from bench.rules import make_rules
+from connectors.otlp.decode import decode_protobuf
+from connectors.otlp.ingest import normalizer_from
+from dataflow.config import IngestConfig, WindowConfig
+from dataflow.flow import shard_batches
+from dataflow.model import SpanRecords, Trace, scores_to_arrow
+from dataflow.rules.model import RuleSet, compile_rule, parse_rule
+from dataflow.rules.status import RuleStats
+from dataflow.scoring.step import ScoringStep
+from dataflow.windowing.step import WindowShardLogic
 
 
 class _Rules:
@@ -173,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.requests, args.rules, args.sampling_rate, args.repeat, args.per_item)
     print(render(result))
     if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=2))
+        write_json(args.json_out, result, 2, announce=False)
     return 0
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """CPU per judge call in the official SDKs (``make bench-sdk-cost``): what N calls/s cost, whatever the service does.
 
 ``bench/judges.py`` asks for 2,000 judge calls in flight at 2 s of latency, i.e. 1,000 calls/s, with ingest
@@ -32,16 +31,13 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
+from bench.common import markdown_table, write_json
+from bench.service import FakeLLM
 
 KEY_ENV = "TJ_BENCH_SDK_COST_KEY"
 PROMPT = (
@@ -57,41 +53,12 @@ PROMPT = (
 @contextlib.contextmanager
 def fake_server(latency: float) -> Iterator[str]:
     """The fake LLM server as a subprocess; yields its base URL (no /v1)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.llm_server",
-            "--port",
-            "0",
-            "--latency",
-            str(latency),
-            "--no-record-bodies",
-        ],
-        cwd=REPO_DIR,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    fake = FakeLLM(latency)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        line = ""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if line.startswith("READY"):
-                break
-            if not line and proc.poll() is not None:
-                raise SystemExit(f"the fake LLM server exited with {proc.returncode}")
-        if not line.startswith("READY"):
-            raise SystemExit("the fake LLM server did not start within 60 s")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
+        fake.start()
+        yield fake.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        fake.stop()
 
 
 def judge_client_case(base: str, protocol: str, concurrency: int) -> tuple[Callable[[], Awaitable[Any]], Any]:
@@ -310,18 +277,22 @@ def main(argv: list[str] | None = None) -> int:
     with fake_server(args.latency) as base:
         results = asyncio.run(measure(base, args))
     print()
-    print("| protocol | case | CPU ms per call | calls/s | cores for 1,000 calls/s | share of this machine |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        share = r["cores_for_1000_calls_per_s"] / cores
-        print(
-            f"| {r['protocol']} | {r['case']} | {r['cpu_ms_per_call']:.3f} | {r['calls_per_s']:,.0f} | "
-            f"{r['cores_for_1000_calls_per_s']:.2f} | {share:.0%} |"
-        )
+    header = (
+        "protocol",
+        "case",
+        "CPU ms per call",
+        "calls/s",
+        "cores for 1,000 calls/s",
+        "share of this machine",
+    )
+    rows = [
+        [r["protocol"], r["case"], f"{r['cpu_ms_per_call']:.3f}", f"{r['calls_per_s']:,.0f}",
+         f"{r['cores_for_1000_calls_per_s']:.2f}", f"{r['cores_for_1000_calls_per_s'] / cores:.0%}"]
+        for r in results
+    ]  # fmt: skip
+    print(markdown_table(header, rows))
     if args.json_out:
-        Path(args.json_out).write_text(
-            json.dumps({"args": vars(args), "cores": cores, "results": results}, indent=2)
-        )
+        write_json(args.json_out, {"args": vars(args), "cores": cores, "results": results}, 2, announce=False)
     return 1 if any(r["failures"] for r in results) else 0
 
 

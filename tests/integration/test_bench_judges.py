@@ -28,7 +28,7 @@ SUMMARY_KEYS = {
 def test_bench_judges_tiny_run(tmp_path: Path) -> None:
     out = tmp_path / "judges.json"
     cmd = [
-        sys.executable, "bench/judges.py", "--duration", "6", "--baseline-duration", "3", "--rate", "1000",
+        sys.executable, "-m", "bench.judges", "--duration", "6", "--baseline-duration", "3", "--rate", "1000",
         "--grpc", "1", "--http", "0", "--concurrency", "1", "--traces-per-request", "10", "--in-flight", "20",
         "--latency", "0.5", "--settle-s", "1", "--sample-interval", "2", "--close-wait", "30",
         "--stall-timeout", "15", "--drain-timeout", "30", "--json-out", str(out),
@@ -85,7 +85,7 @@ def test_bench_sdk_cost_tiny_run(tmp_path: Path) -> None:
     """`bench/sdk_cost.py`: every case of every protocol makes its calls against the fake and reports a CPU cost."""
     out = tmp_path / "sdk_cost.json"
     cmd = [
-        sys.executable, "bench/sdk_cost.py", "--concurrency", "4", "--latency", "0", "--calls", "20",
+        sys.executable, "-m", "bench.sdk_cost", "--concurrency", "4", "--latency", "0", "--calls", "20",
         "--warmup", "4", "--json-out", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)

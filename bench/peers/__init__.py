@@ -1,0 +1,1 @@
+"""Other trace stores driven by the same load generator, for comparison (``python -m bench.peers.phoenix``)."""
