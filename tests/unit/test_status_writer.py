@@ -59,7 +59,9 @@ def test_a_failed_write_is_written_again_at_the_next_tick() -> None:
     scored(stats, BUSY, 2)  # the quiet rule counts nothing more: only the failed write can bring it back
     writer.write()
     [rows] = store.written
-    assert sorted((r.rule_id, r.process, r.rule_version, r.traces_seen, r.scored) for r in rows) == [
+    assert sorted(
+        (r.rule_id, r.process, r.counts.rule_version, r.counts.traces_seen, r.counts.scored) for r in rows
+    ) == [
         ("rid-busy", "proc-1", 2, 3, 3),
         ("rid-quiet", "proc-1", 2, 3, 3),
     ]
@@ -76,4 +78,4 @@ def test_the_poller_retries_a_failed_write_until_it_is_written() -> None:
         assert store.second_write.wait(10), "the failed write was not retried"
     finally:
         writer.stop()
-    assert [r.traces_seen for r in store.written[0]] == [4]
+    assert [r.counts.traces_seen for r in store.written[0]] == [4]
