@@ -23,10 +23,10 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow.config import WindowConfig
-from dataflow.judging.step import JudgeContext, JudgeLogic
 from dataflow.model import ScoreRow, Span, SpanRecords, Trace
 from dataflow.rules.engine import sampled_by_any
 from dataflow.rules.model import RuleSet
+from dataflow.scoring.judge_step import JudgeContext, JudgeLogic
 from dataflow.windowing.step import WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
 

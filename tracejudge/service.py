@@ -42,13 +42,13 @@ from connectors.wal.source import WalRecordSource
 from dataflow.config import Settings
 from dataflow.errors import ConfigError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
-from dataflow.judging.checks import scorer_connection_problems
 from dataflow.judging.connections import ConnectionRegistry
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
-from dataflow.judging.step import JudgeContext, Pending, RuleBudgets
+from dataflow.rules.checks import scorer_connection_problems
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
 from dataflow.rules.registry import RuleRegistry
 from dataflow.rules.status import RuleStats
+from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
 from tracejudge.lifecycle import Lifecycle, Step

@@ -39,7 +39,7 @@ from dataflow.config import ApiConfig
 from dataflow.errors import QueryError
 from dataflow.model import CloseReason, Trace
 from dataflow.rules.model import RuleSpec, compile_rule
-from dataflow.rules.preview import preview
+from dataflow.scoring.preview import preview
 
 _HEX = frozenset("0123456789abcdef")
 

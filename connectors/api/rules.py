@@ -18,7 +18,7 @@ from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import Deleted, ProcessStatus, RuleList, RulePreview, RuleStatus, StatusCounts
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from dataflow.errors import RuleCompileError
-from dataflow.judging.checks import scorer_connection_problems
+from dataflow.rules.checks import scorer_connection_problems
 from dataflow.rules.model import RuleSpec, compile_rule, parse_rule
 from dataflow.rules.status import COUNTERS
 

@@ -25,7 +25,7 @@ from connectors.otlp.builder import Normalizer, SpanBatchBuilder
 from connectors.wal.log import Wal
 from dataflow import metrics
 from dataflow.errors import WalError
-from dataflow.judging.step import JUDGE_SCOPE
+from dataflow.scoring.judge_step import JUDGE_SCOPE
 
 logger = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from dataflow import metrics
-from dataflow.judging.step import jobs_for
 from dataflow.model import ScoreRow, Span, Trace
 from dataflow.rules.engine import evaluate_batch, sampled_by_any
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.code_step import run_code_scorers
+from dataflow.scoring.judge_step import jobs_for
 
 logger = logging.getLogger(__name__)
 

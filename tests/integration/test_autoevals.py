@@ -30,10 +30,10 @@ from dataflow.errors import (
 from dataflow.judging.autoevals_scorer import AutoevalsRequest, AutoevalsSpec
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
-from dataflow.judging.step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for
 from dataflow.model import ScoreRow, Span
 from dataflow.rules.engine import EvalTask
 from dataflow.rules.model import compile_rule, parse_rule
+from dataflow.scoring.judge_step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for
 from tests import builders
 from tests.builders import trace
 from tests.fakes.llm_server import FakeLLMServer

@@ -27,10 +27,17 @@ from dataflow.judging.client import JudgeAnswer
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult
 from dataflow.judging.scorer import MAX_FIELD_CHARS
-from dataflow.judging.step import JudgeContext, JudgeLogic, Pending, RuleBudgets, jobs_for, result_outputs
 from dataflow.model import Span
 from dataflow.rules.engine import EvalTask
 from dataflow.rules.model import compile_rule, parse_rule, span_needs
+from dataflow.scoring.judge_step import (
+    JudgeContext,
+    JudgeLogic,
+    Pending,
+    RuleBudgets,
+    jobs_for,
+    result_outputs,
+)
 from tests import builders
 from tests.builders import trace
 

@@ -24,10 +24,10 @@ from dataflow.judging.client import JudgeAnswer, JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.judging.executor import CallResult, JudgeExecutor
 from dataflow.judging.judge import LlmJudgeSpec
-from dataflow.judging.step import JudgeJob, result_outputs, shed_row
 from dataflow.model import ScoreRow
 from dataflow.rules.status import RuleStats, classify
 from dataflow.scorers.code import CompiledScorer, ScoreResult
+from dataflow.scoring.judge_step import JudgeJob, result_outputs, shed_row
 from tests.waiting import eventually
 
 CONN = ConnectionSpec(
