@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from connectors.api.app import build_api_app
 from connectors.api.errors import ErrorBody, install_error_handlers
+from tests import builders
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_rules_e2e import JS, call
 
@@ -99,14 +100,11 @@ def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None
     project = f"models-{uuid.uuid4().hex[:8]}"
     trace_id = uuid.uuid4().hex
     now = time.time_ns()
-    spans = [
-        {"traceId": trace_id, "spanId": "1" * 16, "name": "agent", "startTimeUnixNano": str(now),
-         "endTimeUnixNano": str(now + 1000), "attributes": [{"key": "output.value", "value": {"stringValue": "ok"}}],
-         "events": [{"timeUnixNano": str(now), "name": "e", "attributes": []}]},
-        {"traceId": "0" * 32, "spanId": "2" * 16, "name": "bad"},
-    ]  # fmt: skip
-    export = {"resourceSpans": [{"resource": {"attributes": [
-        {"key": "tracejudge.project", "value": {"stringValue": project}}]}, "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+    agent = builders.otlp_span(trace_id=trace_id, span_id="1" * 16, name="agent", start_ns=now,
+                               attributes={"output.value": "ok"})  # fmt: skip
+    agent["events"] = [{"timeUnixNano": str(now), "name": "e", "attributes": []}]
+    bad = {"traceId": "0" * 32, "spanId": "2" * 16, "name": "bad"}
+    export = builders.otlp_request(agent, bad, resource={"tracejudge.project": project})
     ingested = check("POST", "/api/v1/traces", body=export)
     assert ingested["partialSuccess"]["rejectedSpans"] == "1"
     service.wait_for(f"SELECT count() FROM otel_traces WHERE TraceId = '{trace_id}'", 1)
