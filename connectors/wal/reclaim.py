@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.wal.log import Wal
+from dataflow.errors import TracejudgeError
+from dataflow.polling import Poller
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +127,12 @@ class Reclaimer:
         source_step_ids: list[str],
     ) -> None:
         self._wal = wal
-        self._interval = interval_s
         self._recovery_dir = recovery_dir
         self._steps = source_step_ids
         self._written: dict[int, int] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._reader = RecoveryReader(recovery_dir) if recovery_dir is not None else None
-        self._thread = threading.Thread(target=self._run, name="wal-reclaimer", daemon=True)
+        self._poller = Poller("wal-reclaimer", interval_s, self._tick, on_error=self._failed)
 
     def on_written(self, partition: int, segment: int) -> None:
         """The sink wrote `segment` of `partition` (segments arrive in order per partition)."""
@@ -140,12 +140,10 @@ class Reclaimer:
             self._written[partition] = max(self._written.get(partition, 0), segment + 1)
 
     def start(self) -> None:
-        self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._poller.stop()
 
     def close(self) -> None:
         if self._reader is not None:
@@ -170,12 +168,19 @@ class Reclaimer:
                 removed += part.reclaim_below(below)
         return removed
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.reclaim_once()
-            except Exception:  # never let reclaiming take the service down; it retries next tick
-                logger.exception("reclaiming write-ahead log segments failed")
+    def _tick(self) -> None:
+        try:
+            self.reclaim_once()
+        except TracejudgeError:
+            raise
+        except (
+            Exception
+        ) as exc:  # the recovery reader or SQLite: never take the service down; retry next tick
+            self._failed(exc)
+
+    @staticmethod
+    def _failed(exc: Exception) -> None:
+        logger.error("reclaiming write-ahead log segments failed: %s", exc, exc_info=exc)
 
 
 def _serve(recovery_dir: Path) -> None:
