@@ -160,6 +160,11 @@ RULE_LOAD_ERRORS = Counter(
     "Rule reloads that failed, or rules that did not compile at load (their previous version kept).",
     registry=REGISTRY,
 )
+RULE_STATUS_WRITE_ERRORS = Counter(
+    "tracejudge_rule_status_write_errors_total",
+    "Writes of the rules' status counts to ClickHouse that failed (the counts are written at the next tick).",
+    registry=REGISTRY,
+)
 RULE_DECISIONS = Counter(
     "tracejudge_rule_decisions_total",
     "Traces each rule saw, by outcome (sampled_out, filtered_out, not_targeted, scored).",

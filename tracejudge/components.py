@@ -154,6 +154,7 @@ class StatusWriter:
             self._store.write_status(StatusRow.of(rid, self._process_id, c) for rid, c in changed.items())
         except BaseException:
             self._stats.mark_dirty(changed)
+            metrics.RULE_STATUS_WRITE_ERRORS.inc()
             raise
 
     def start(self) -> None:

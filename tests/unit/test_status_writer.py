@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import pytest
 
 from connectors.clickhouse.rules_store import StatusRow
+from dataflow import metrics
 from dataflow.errors import SinkError
 from dataflow.rules.engine import Tally
 from dataflow.rules.model import CompiledRule, RuleSpec, compile_rule
@@ -32,6 +33,10 @@ class FlakyStore:
         self.second_write.set()
 
 
+def write_errors() -> float:
+    return metrics.REGISTRY.get_sample_value("tracejudge_rule_status_write_errors_total") or 0.0
+
+
 def rule(rule_id: str) -> CompiledRule:
     scorer = {"type": "code", "name": "has_paris", "function": "contains", "args": {"value": "x"}}
     return compile_rule(
@@ -54,8 +59,10 @@ def test_a_failed_write_is_written_again_at_the_next_tick() -> None:
     writer = StatusWriter(stats, store, "proc-1", interval_s=60)
     scored(stats, QUIET, 3)
     scored(stats, BUSY, 1)
+    failures = write_errors()
     with pytest.raises(SinkError):  # the Poller logs it and ticks again
         writer.write()
+    assert write_errors() == failures + 1  # the failure is visible
     scored(stats, BUSY, 2)  # the quiet rule counts nothing more: only the failed write can bring it back
     writer.write()
     [rows] = store.written
