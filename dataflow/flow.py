@@ -13,6 +13,8 @@ Step ids are part of the recovery state: renaming the flow or a step discards it
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,16 @@ from dataflow.rules.model import RuleSet
 from dataflow.scoring.judge_step import JudgeContext, JudgeLogic
 from dataflow.windowing.step import WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
+
+# Recovery snapshots name their classes by module (pickle). The judge step's snapshot (pending JudgeJobs with
+# their JudgeRequests) taken before these modules moved names the old paths; aliasing them lets such a store
+# resume after an upgrade instead of failing the flow at every start. Snapshots taken since need none of it.
+MOVED_MODULES = {
+    "dataflow.judging.step": "dataflow.scoring.judge_step",
+    "connectors.llm.base": "dataflow.judging.client",
+}
+for _old, _new in MOVED_MODULES.items():
+    sys.modules.setdefault(_old, importlib.import_module(_new))
 
 FLOW_ID = "tracejudge"
 RECORDS_STEP = "wal_records"

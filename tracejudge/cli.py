@@ -195,7 +195,7 @@ def error_message(doc: Any, reason: str) -> str:
     if not isinstance(error, dict) or not error.get("message"):
         return reason
     message, field = str(error["message"]), str(error.get("field") or "")
-    return f"{field}: {message}" if field and not message.startswith(field) else message
+    return f"{field}: {message}" if field and not message.startswith(f"{field}:") else message
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -12,8 +12,9 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, Response
+from pydantic import ValidationError
 
-from connectors.api.errors import ApiError, error_responses
+from connectors.api.errors import ApiError, error_responses, invalid
 from connectors.api.models import ConnectionList, ConnectionView, Deleted
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.rules_store import RuleStore
@@ -28,7 +29,7 @@ def connection_doc(spec: ConnectionSpec) -> ConnectionView:
 
 
 def parse_connection(data: Any, keep: ConnectionSpec | None = None) -> ConnectionSpec:
-    """The connection of a body; a pydantic error is answered 400 `validation_error` by the app."""
+    """The connection of a body; an invalid one is a 400 `validation_error` naming the field."""
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object (a connection)")
     if "api_key" in data or "apiKey" in data:
@@ -37,7 +38,10 @@ def parse_connection(data: Any, keep: ConnectionSpec | None = None) -> Connectio
     body = {k: v for k, v in data.items() if k not in _SERVER_FIELDS}
     if keep is not None:
         body["id"], body["version"] = keep.id, keep.version
-    return ConnectionSpec.model_validate(body)
+    try:
+        return ConnectionSpec.model_validate(body)
+    except ValidationError as exc:
+        raise invalid(exc) from exc
 
 
 def build_connections_router(

@@ -3,7 +3,7 @@
     ApiError (an HTTPException)  a refusal our routes raise: status, message, field, code
     HTTPException (Starlette's)  404 of an unknown path, 405 ...: code from the status
     RequestValidationError       422 `validation_error`: the first few problems, never the input
-    ValidationError (pydantic)   400 `validation_error`: our own parsing of a body
+    invalid(ValidationError)     400 `validation_error`: our own parsing of a body (a route raises it)
     QueryError                   400 `query_error`
     anything else                500 `internal_error` (the server logs the traceback)
 
@@ -103,6 +103,14 @@ def problems_text(errors: Sequence[Any]) -> str:
     return "; ".join(texts) + (f"; and {more} more" if more > 0 else "")
 
 
+def invalid(exc: ValidationError) -> ApiError:
+    """A 400 `validation_error` for a body our route parsed itself, naming the first field at fault. Only a
+    route's parsing makes one: a pydantic error anywhere else is the server's fault (500 `internal_error`)."""
+    errors = exc.errors(include_input=False)
+    field = field_path(errors[0]["loc"]) if errors else None
+    return ApiError(400, problems_text(errors), field)
+
+
 def _validation(status: int, errors: Sequence[Any]) -> JSONResponse:
     if errors and errors[0]["type"] == "json_invalid":  # its location is a character position, not a field
         return error_response(status, "validation_error", f"the body is not valid JSON: {errors[0]['msg']}")
@@ -123,10 +131,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation(422, exc.errors())
-
-    @app.exception_handler(ValidationError)
-    async def body_invalid(_: Request, exc: ValidationError) -> JSONResponse:
-        return _validation(400, exc.errors(include_input=False))
 
     @app.exception_handler(QueryError)
     async def query_error(_: Request, exc: QueryError) -> JSONResponse:

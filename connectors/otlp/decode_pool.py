@@ -102,10 +102,15 @@ class DecodePool:
         )
 
     def warm_up(self) -> None:
-        """Start every worker now (imports take a second), not on the first request."""
+        """Start every worker now (imports take a second), not on the first request. On failure the pool is
+        shut down before the error is raised (a lifecycle component that fails to start cleans up itself)."""
         futures = [self._pool.submit(_init, self._normalizer) for _ in range(self._workers)]
-        for f in futures:
-            f.result(timeout=120)
+        try:
+            for f in futures:
+                f.result(timeout=120)
+        except BaseException:  # start-up fails: tell the workers to exit, without waiting on a hung one
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
     def decode(self, body: bytes, encoding: str, ingested_at_ns: int) -> DecodedPayload:
         pool = self._pool

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from connectors.api.app import build_api_app
 from connectors.api.errors import ErrorBody, install_error_handlers
+from dataflow.judging.connections import ConnectionSpec
 from tests import builders
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_rules_e2e import JS, call
@@ -216,7 +217,15 @@ def test_an_unexpected_error_is_a_bare_500() -> None:
         msg = "secret detail"
         raise RuntimeError(msg)
 
+    @app.get("/stored")
+    async def stored() -> (
+        None
+    ):  # a stored row that no longer validates is the server's fault, not the caller's
+        ConnectionSpec.model_validate({"name": "x", "provider": "nope"})
+
     with TestClient(app, raise_server_exceptions=False) as client:
         answer = client.get("/boom")
+        invalid_row = client.get("/stored")
     assert answer.status_code == 500
     assert answer.json() == {"error": {"code": "internal_error", "message": "internal error (RuntimeError)"}}
+    assert (invalid_row.status_code, invalid_row.json()["error"]["code"]) == (500, "internal_error")
