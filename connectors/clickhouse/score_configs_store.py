@@ -1,19 +1,15 @@
-"""Score configs in ClickHouse (`score_configs`, migration 0009): versioned rows, the latest per Id wins (FINAL),
-names unique among those not deleted. A config says what a score naming it (`config_id`) must be."""
+"""Score configs in ClickHouse (`score_configs`, migration 0009), versioned like connections
+(`connectors/clickhouse/versioned.py`). A config says what a score naming it (`config_id`) must be."""
 
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable
 from typing import Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from connectors.clickhouse.client import ClickHouse
-
-_SELECT = "SELECT Spec, Version FROM score_configs FINAL WHERE Deleted = 0"
+from connectors.clickhouse.versioned import VersionedStore
 
 
 class ScoreConfig(BaseModel):
@@ -74,52 +70,10 @@ def _num(x: float) -> str:
     return str(int(x)) if math.isfinite(x) and x == int(x) else repr(x)
 
 
-class ScoreConfigStore:
-    def __init__(self, ch: ClickHouse) -> None:
-        self._ch = ch
-
-    def _load(self, where: str = "", params: dict[str, object] | None = None) -> list[ScoreConfig]:
-        out = []
-        for spec, version in self._ch.query_rows(f"{_SELECT} {where} ORDER BY Name", params):
-            out.append(ScoreConfig.model_validate(orjson.loads(spec) | {"version": int(version)}))
-        return out
-
-    def load(self) -> list[ScoreConfig]:
-        return self._load()
-
-    def get(self, config_id: str) -> ScoreConfig | None:
-        found = self._load("AND Id = {id:String}", {"id": config_id})
-        return found[0] if found else None
+class ScoreConfigStore(VersionedStore[ScoreConfig]):
+    table = "score_configs"
+    model = ScoreConfig
 
     def by_ids(self, config_ids: Iterable[str]) -> dict[str, ScoreConfig]:
         ids = sorted(set(config_ids))
         return {c.id: c for c in self._load("AND Id IN {ids:Array(String)}", {"ids": ids})} if ids else {}
-
-    def by_name(self, name: str) -> ScoreConfig | None:
-        found = self._load("AND Name = {n:String}", {"n": name})
-        return found[0] if found else None
-
-    def save(self, config: ScoreConfig) -> ScoreConfig:
-        """Create (no id) or change a config: a new row with the next version."""
-        current = self.get(config.id) if config.id else None
-        stored = config.model_copy(
-            update={"id": config.id or uuid.uuid4().hex, "version": (current.version if current else 0) + 1}
-        )
-        self._write(stored, deleted=False)
-        return stored
-
-    def delete(self, config: ScoreConfig) -> None:
-        self._write(config.model_copy(update={"version": config.version + 1}), deleted=True)
-
-    def _write(self, config: ScoreConfig, deleted: bool) -> None:
-        self._ch.command(
-            "INSERT INTO score_configs (Id, Name, Version, Deleted, Spec, UpdatedAt) VALUES "
-            "({id:String}, {n:String}, {v:UInt32}, {d:Bool}, {s:String}, now64(6))",
-            {
-                "id": config.id,
-                "n": config.name,
-                "v": config.version,
-                "d": deleted,
-                "s": orjson.dumps(config.model_dump(mode="json", exclude={"version"})).decode(),
-            },
-        )
