@@ -6,6 +6,10 @@ cursor paging, and the metric."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -16,7 +20,7 @@ import pytest
 
 from connectors.api.params import iso_ns
 from tests import builders
-from tests.integration.service import ServiceProcess, http
+from tests.integration.service import REPO, ServiceProcess, http
 from tests.integration.test_rules_e2e import JS, call
 
 SCORES = "/api/v1/scores"
@@ -336,3 +340,42 @@ def test_delete_and_idempotency_hold_across_a_restart(tmp_path: Path) -> None:
     finally:
         if svc.proc is not None and svc.proc.poll() is None:
             assert svc.stop() == 0, svc.output
+
+
+def readme_blocks() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Scores from applications and people", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+
+
+def test_the_readme_examples_work_as_written(service: ServiceProcess) -> None:
+    def run(cmd: str) -> str:
+        cmd = cmd.replace("http://localhost:8080", service.api).replace(
+            ".venv/bin/tracejudge", f"{sys.executable} -m tracejudge"
+        )
+        out = subprocess.run(["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=60,
+                             env=os.environ | {"TRACEJUDGE_API_URL": service.api})  # fmt: skip
+        assert out.returncode == 0, (cmd, out.stdout, out.stderr)
+        return out.stdout
+
+    one, bad, partial, config, reads = readme_blocks()
+    assert json.loads(run(one)) == {"accepted": 1, "score_ids": ["feedback-0af76519"], "errors": []}
+    assert json.loads(run(bad)) == {
+        "error": {
+            "code": "validation_error",
+            "message": "trace_id: must be 32 hex digits",
+            "field": "trace_id",
+        }
+    }
+    body, status = run(partial).rsplit(" ", 1)
+    assert (status.strip(), json.loads(body)["errors"]) == (
+        "207",
+        [{"index": 1, "field": "value", "message": "a CATEGORICAL score takes a string, not a number"}],
+    )
+    assert json.loads(run(config))["accepted"] == 1
+    tone = service.get_json(f"{SCORES}?trace_id=0af7651916cd43dd8448eb211c80319c&name=tone")["scores"]
+    assert [(s["string_value"], s["value"], s["source"]) for s in tone] == [("friendly", 1.0, "ANNOTATION")]
+    out = run(reads)
+    assert '"next_cursor"' in out and "stored score " in out and '{"deleted":"feedback-0af76519"}' in out
+    assert ",reviewed,true,BOOLEAN,ANNOTATION," in out
+    assert call(service, "GET", f"{SCORES}/feedback-0af76519")[0] == 404
