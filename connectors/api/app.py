@@ -1,4 +1,4 @@
-"""The HTTP API: seed-compatible span ingest, trace reads, read-only SQL, health and metrics.
+"""The HTTP API: seed-compatible span ingest, trace reads, scores, read-only SQL, health and metrics.
 
 OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`). Every JSON route declares its answer
 (`connectors/api/models.py`); every error has the one shape of `connectors/api/errors.py`.

@@ -25,7 +25,7 @@ from connectors.api.params import parse_time
 from connectors.api.score_models import ItemError, ScoreList, ScoresPosted, ScoreView, score_view
 from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
 from dataflow import metrics
-from dataflow.errors import SinkError
+from dataflow.errors import QueryError, SinkError
 from tracejudge_client.validation import (
     DATA_TYPES,
     MAX_BATCH,
@@ -93,7 +93,7 @@ def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecke
             raise ApiError(400, f"{errors[0].field}: {errors[0].message}", errors[0].field)
         try:
             ids = await run(store.write, [s for _, s in checked])
-        except SinkError as exc:
+        except (SinkError, QueryError) as exc:  # the write, or a look-up it makes first
             for doc, score in ((items[i], s) for i, s in checked):
                 metrics.API_SCORES.labels(*_labels(doc, score), "failed").inc()
             unavailable = ApiError(503, f"storing the scores failed, retry: {exc}")
