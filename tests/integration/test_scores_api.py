@@ -20,6 +20,7 @@ import pytest
 
 from connectors.api.params import iso_ns
 from tests import builders
+from tests.fakes.clickhouse_http import clickhouse_http_front
 from tests.integration.service import REPO, ServiceProcess, http
 from tests.integration.test_rules_e2e import JS, call
 
@@ -379,3 +380,26 @@ def test_the_readme_examples_work_as_written(service: ServiceProcess) -> None:
     assert '"next_cursor"' in out and "stored score " in out and '{"deleted":"feedback-0af76519"}' in out
     assert ",reviewed,true,BOOLEAN,ANNOTATION," in out
     assert call(service, "GET", f"{SCORES}/feedback-0af76519")[0] == 404
+
+
+def test_replace_and_delete_on_a_clickhouse_server(tmp_path: Path) -> None:
+    """The same through clickhouse-connect over HTTP (tests/fakes/clickhouse_http.py: a server's interface
+    over chDB), as with a ClickHouse server: parameters, the look-up, the lightweight deletes."""
+    with clickhouse_http_front(tmp_path / "clickhouse-server") as url:
+        svc = ServiceProcess(tmp_path / "data", args=["--clickhouse-dsn", url]).start()
+        try:
+            score_id = f"srv-{tid()}"
+            body = {
+                "name": "a",
+                "value": 1,
+                "session_id": "s",
+                "score_id": score_id,
+                "timestamp": "2026-06-01T00:00:00Z",
+            }
+            post(svc, body, 201)
+            post(svc, {**body, "name": "b", "value": 2, "timestamp": "2025-06-01T00:00:00Z"}, 201)
+            assert final_rows(svc, score_id) == [["b", "default", 2.0]]
+            assert call(svc, "DELETE", f"{SCORES}/{score_id}") == (200, {"deleted": score_id})
+            assert final_rows(svc, score_id) == []
+        finally:
+            assert svc.stop() == 0, svc.output
