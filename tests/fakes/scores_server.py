@@ -54,7 +54,7 @@ class FakeScores:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status, headers, body = fake.handle(self.path, dict(self.headers.items()), raw)
                 payload = json.dumps(body).encode()
@@ -66,7 +66,7 @@ class FakeScores:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer((HOST, port), Handler)
