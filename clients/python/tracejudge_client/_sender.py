@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tracejudge_client._wire import Outcome, backoff, post_batch
+from tracejudge_client._wire import Outcome, backoff, encode, post_batch
 from tracejudge_client.validation import MAX_BATCH
 
 logger = logging.getLogger("tracejudge_client")
@@ -163,13 +163,18 @@ class Sender:
     def _deliver(self, http: httpx.Client, bodies: list[dict[str, Any]]) -> None:
         """Post one batch until the server takes or refuses it; retries wait the server's ``Retry-After`` or an
         exponential backoff, and end when shutdown's time is up."""
+        content, unencodable = encode(bodies)
+        if unencodable:
+            with self._lock:
+                self.failed += unencodable
+        n = len(bodies) - unencodable
         attempt = 0
-        while True:
+        while n:
             try:
-                outcome = post_batch(http, self.url, bodies)
+                outcome = post_batch(http, self.url, content, n)
             except Exception:
-                logger.exception("tracejudge: posting %d scores failed", len(bodies))
-                outcome = Outcome(sent=0, failed=len(bodies))
+                logger.exception("tracejudge: posting %d scores failed", n)
+                outcome = Outcome(sent=0, failed=n)
             if not outcome.retry:
                 with self._lock:
                     self.sent += outcome.sent
@@ -180,13 +185,13 @@ class Sender:
             if attempt == 1 or attempt % 10 == 0:
                 logger.warning(
                     "tracejudge: %d scores not delivered to %s yet (try %d), retrying in %.1f s",
-                    len(bodies),
+                    n,
                     self.url,
                     attempt,
                     delay,
                 )
             if self._abort.wait(delay):
                 with self._lock:
-                    self.failed += len(bodies)
-                logger.warning("tracejudge: gave up on %d scores at shutdown", len(bodies))
+                    self.failed += n
+                logger.warning("tracejudge: gave up on %d scores at shutdown", n)
                 return

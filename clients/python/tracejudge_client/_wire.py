@@ -1,6 +1,7 @@
 """One POST of a batch of scores to ``/api/v1/scores`` and what its answer means.
 
-``post_batch`` never raises for the network or the server's answer: it returns an :class:`Outcome` saying how
+``encode`` makes a batch's body once (it is posted again as it is on a retry); ``post_batch`` never raises for
+the network or the server's answer: it returns an :class:`Outcome` saying how
 many scores were delivered, how many were refused, and whether (and after how long) to post the batch again.
 
 * 200 / 201: every score delivered; 207: delivered except the items in ``errors`` (each logged, never retried);
@@ -93,18 +94,15 @@ def encode(batch: list[dict[str, Any]]) -> tuple[bytes, int]:
     return ("[" + ",".join(kept) + "]").encode(), len(batch) - len(kept)
 
 
-def post_batch(http: httpx.Client, url: str, batch: list[dict[str, Any]]) -> Outcome:
-    """POST ``batch`` (score objects as the API takes them) to ``url`` once; see the module docstring."""
-    content, unencodable = encode(batch)
-    if unencodable == len(batch):
-        return Outcome(sent=0, failed=unencodable)
+def post_batch(http: httpx.Client, url: str, content: bytes, n: int) -> Outcome:
+    """POST ``content`` (``n`` score objects as a JSON list, from :func:`encode`) to ``url`` once; see the
+    module docstring."""
     try:
         response = http.post(url, content=content, headers=_JSON)
     except httpx.TransportError as exc:
         logger.debug("tracejudge: POST %s failed: %r", url, exc)
         return Outcome(sent=0, failed=0, retry=True)
-    answer = read_answer(response, len(batch) - unencodable)
-    return Outcome(answer.sent, answer.failed + unencodable, answer.retry, answer.delay_s)
+    return read_answer(response, n)
 
 
 def read_answer(response: httpx.Response, n: int) -> Outcome:
