@@ -1,14 +1,22 @@
 """The module-level shortcuts (``tracejudge_client.create_score(...)`` ...) and the default client they use,
 created on first use from the environment (``TRACEJUDGE_API_URL``, ``TRACEJUDGE_API_KEY``,
-``TRACEJUDGE_PROJECT``)."""
+``TRACEJUDGE_PROJECT``).
+
+Each shortcut is the client's method bound to the default client at call time, with the method's own
+keyword-only signature (for type checkers, ``inspect.signature`` and ``help``)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
-from tracejudge_client.client import DataType, TraceJudge
+from tracejudge_client.client import TraceJudge
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _lock = threading.Lock()
 _client: TraceJudge | None = None
@@ -26,57 +34,23 @@ def get_client() -> TraceJudge:
     return client
 
 
-def create_score(
-    *,
-    name: str,
-    value: float | str,
-    session_id: str | None = None,
-    dataset_run_id: str | None = None,
-    trace_id: str | None = None,
-    observation_id: str | None = None,
-    score_id: str | None = None,
-    data_type: DataType | None = None,
-    comment: str | None = None,
-    config_id: str | None = None,
-    metadata: Any | None = None,
-    timestamp: datetime | None = None,
-) -> None:
-    """:meth:`TraceJudge.create_score` on the default client."""
-    get_client().create_score(
-        name=name, value=value, session_id=session_id, dataset_run_id=dataset_run_id, trace_id=trace_id,
-        observation_id=observation_id, score_id=score_id, data_type=data_type, comment=comment,
-        config_id=config_id, metadata=metadata, timestamp=timestamp,
-    )  # fmt: skip
+def _on_default_client(method: Callable[Concatenate[TraceJudge, P], R]) -> Callable[P, R]:
+    """``method`` called on the default client."""
 
+    @functools.wraps(method)
+    def shortcut(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(get_client(), *args, **kwargs)
 
-def score_current_span(
-    *,
-    name: str,
-    value: float | str,
-    score_id: str | None = None,
-    data_type: DataType | None = None,
-    comment: str | None = None,
-    config_id: str | None = None,
-) -> None:
-    """:meth:`TraceJudge.score_current_span` on the default client."""
-    get_client().score_current_span(
-        name=name, value=value, score_id=score_id, data_type=data_type, comment=comment, config_id=config_id
+    signature = inspect.signature(method)
+    shortcut.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
+    return shortcut
 
 
-def score_current_trace(
-    *,
-    name: str,
-    value: float | str,
-    score_id: str | None = None,
-    data_type: DataType | None = None,
-    comment: str | None = None,
-    config_id: str | None = None,
-) -> None:
-    """:meth:`TraceJudge.score_current_trace` on the default client."""
-    get_client().score_current_trace(
-        name=name, value=value, score_id=score_id, data_type=data_type, comment=comment, config_id=config_id
-    )
+create_score = _on_default_client(TraceJudge.create_score)
+score_current_span = _on_default_client(TraceJudge.score_current_span)
+score_current_trace = _on_default_client(TraceJudge.score_current_trace)
 
 
 def flush(timeout_s: float | None = None) -> bool:
