@@ -84,3 +84,24 @@ def test_the_exit_flush_delivers(fake: FakeScores) -> None:
     assert by_name["own-client"]["session_id"] == "sess-1"
     assert {h.get("authorization") for h in fake.headers} == {"Bearer tj-secret"}
     assert "not delivered" not in done.stderr
+
+
+def test_a_forked_worker_sends_its_own_scores_and_not_its_parents(
+    fake: FakeScores, clients: list[TraceJudge]
+) -> None:
+    client = TraceJudge(api_url=fake.url, flush_interval_s=60)
+    clients.append(client)
+    client.create_score(name="parent", value=1, trace_id=TRACE_ID)  # queued, the thread started
+    pid = os.fork()
+    if pid == 0:  # the child: leave through os._exit only
+        code = 2
+        try:
+            client.create_score(name="child", value=1, trace_id=TRACE_ID)
+            code = 0 if client.flush(timeout_s=30) and (client.sent, client.dropped) == (1, 0) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [s["name"] for s in fake.received] == ["child"]
+    assert client.flush(timeout_s=30)
+    assert [s["name"] for s in fake.received] == ["child", "parent"]

@@ -8,14 +8,17 @@ it is delivered or refused. While a batch is retried the queue keeps filling; wh
 is dropped and counted.
 
 Every score has a sequence number, so :meth:`Sender.flush` waits for exactly the scores put before it: it
-returns once none of them is still queued or being posted.
+returns once none of them is still queued or being posted. A process forked from one with a sender (a web
+server's workers) gets a fresh, empty sender of its own, whose thread starts with its first score.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +62,7 @@ class Sender:
         self.sent = 0
         self.dropped = 0
         self.failed = 0
+        _reset_in_forked_children(self)
 
     # -- the application's side -------------------------------------------------------------------------------
 
@@ -114,6 +118,18 @@ class Sender:
         if self._in_flight is not None and self._in_flight <= target:
             return True
         return bool(self._queue) and self._queue[0][0] <= target
+
+    def _after_fork(self) -> None:
+        """In a forked child (a web server's worker): the parent's thread is not here, its locks may be held
+        for good, and the scores it queued are the parent's to send. Start afresh, counters at zero."""
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._abort = threading.Event()
+        self._queue.clear()
+        self._in_flight = None
+        self._thread = None
+        self.sent = self.dropped = self.failed = 0
 
     def _start(self) -> None:
         """Start the thread (lock held) and flush at interpreter exit."""
@@ -182,16 +198,35 @@ class Sender:
                 return
             delay = outcome.delay_s if outcome.delay_s is not None else backoff(attempt)
             attempt += 1
-            if attempt == 1 or attempt % 10 == 0:
-                logger.warning(
-                    "tracejudge: %d scores not delivered to %s yet (try %d), retrying in %.1f s",
-                    n,
-                    self.url,
-                    attempt,
-                    delay,
-                )
-            if self._abort.wait(delay):
-                with self._lock:
-                    self.failed += n
-                logger.warning("tracejudge: gave up on %d scores at shutdown", n)
+            if self._wait_to_retry(n, attempt, delay):
                 return
+
+    def _wait_to_retry(self, n: int, attempt: int, delay: float) -> bool:
+        """Wait ``delay`` s before trying a batch of ``n`` scores again (logged on the first try and every
+        tenth); True when shutdown's time is up instead (the batch is then counted as failed)."""
+        if attempt == 1 or attempt % 10 == 0:
+            logger.warning(
+                "tracejudge: %d scores not delivered to %s yet (try %d), retrying in %.1f s",
+                n,
+                self.url,
+                attempt,
+                delay,
+            )
+        if not self._abort.wait(delay):
+            return False
+        with self._lock:
+            self.failed += n
+        logger.warning("tracejudge: gave up on %d scores at shutdown", n)
+        return True
+
+
+def _reset_in_forked_children(sender: Sender) -> None:
+    """Have ``sender`` start afresh in a process forked from this one (without keeping it alive)."""
+    ref = weakref.ref(sender)
+
+    def after_fork_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._after_fork()
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
