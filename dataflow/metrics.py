@@ -300,3 +300,11 @@ API_SQL_QUERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+API_SCORES = Counter(
+    "tracejudge_api_scores_total",
+    "Scores posted to POST /api/v1/scores, by source (API, ANNOTATION; unknown when invalid), data_type "
+    "(NUMERIC, BOOLEAN, CATEGORICAL; unknown when not known) and outcome (accepted: stored; invalid: refused "
+    "with a 400 or in a 207's errors; failed: valid but the write failed, answered 503).",
+    ["source", "data_type", "outcome"],
+    registry=REGISTRY,
+)

@@ -23,15 +23,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from connectors.api.connections import build_connections_router
-from connectors.api.errors import ApiError, bounded, error_responses, install_error_handlers
+from connectors.api.errors import ApiError, error_responses, install_error_handlers
 from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
+from connectors.api.params import iso_ns, parse_time
 from connectors.api.rules import build_rules_router
+from connectors.api.score_models import score_view
+from connectors.api.scores import ConfigCheck, build_scores_router
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.migrate import SQL_DIR
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
+from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from dataflow import metrics
@@ -40,6 +44,8 @@ from dataflow.errors import QueryError
 from dataflow.model import CloseReason, Trace
 from dataflow.rules.model import RuleSpec, compile_rule
 from dataflow.scoring.preview import preview
+from dataflow.windowing.step import JUDGE_SCOPE
+from tracejudge_client.validation import MAX_BATCH
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -79,6 +85,8 @@ class ApiState:
     on_rules_change: Callable[[], object]
     connections: ConnectionStore
     on_connections_change: Callable[[], object]
+    scores: ScoreStore
+    check_configs: ConfigCheck
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -107,7 +115,7 @@ def _span_doc(row: dict[str, Any]) -> dict[str, Any]:
         "service_name": row["ServiceName"],
         "project": row["Project"],
         "session_id": row["SessionId"],
-        "start_time": _iso(start),
+        "start_time": iso_ns(start),
         "start_time_unix_nano": str(start),
         "duration_ms": int(row["Duration"]) / 1e6,
         "status_code": row["StatusCode"],
@@ -121,32 +129,11 @@ def _span_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _iso(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_since(value: str | None) -> int:
-    if not value:
-        return 0
-    if value.lstrip("-").isdigit():
-        number = int(value)
-        return number * 1_000_000_000 if abs(number) < 10**11 else number
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError(
-            400, f"{bounded(value, 100)!r} is neither ISO 8601 nor a Unix timestamp", "since"
-        ) from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return int(parsed.timestamp() * 1e9)
-
-
 def build_api_app(state: ApiState) -> FastAPI:
     app = FastAPI(
         title="tracejudge API",
         version="0.1.0",
-        description="Span ingest (OTLP/HTTP, seed-compatible answer), trace reads, read-only SQL, health.",
+        description="Span ingest (OTLP/HTTP, seed-compatible answer), trace reads, scores, read-only SQL, health.",
     )
 
     @app.post(
@@ -184,6 +171,7 @@ def build_api_app(state: ApiState) -> FastAPI:
             raise ApiError(404, f"trace {tid} not found")
         spans = [_span_doc(r) for r in rows]
         roots = [s for s in spans if not s["parent_span_id"]]
+        scores, _ = await anyio.to_thread.run_sync(state.scores.page, ScoreFilter(trace_id=tid), MAX_BATCH)
         return json_response(
             {
                 "trace_id": tid,
@@ -191,6 +179,8 @@ def build_api_app(state: ApiState) -> FastAPI:
                 "root_span_id": roots[0]["span_id"] if roots else None,
                 "span_count": len(spans),
                 "spans": spans,
+                "scores": [score_view(r).model_dump(mode="json") for r in scores],
+                "judge_spans": [s for s in spans if s["scope"]["name"] == JUDGE_SCOPE],
             }
         )
 
@@ -208,7 +198,7 @@ def build_api_app(state: ApiState) -> FastAPI:
         limit: Annotated[int | None, Query(ge=1, description="Most traces to return.")] = None,
     ) -> Response:
         lim = min(limit or state.config.traces_default_limit, state.config.traces_max_limit)
-        params = {"project": project, "since_ns": _parse_since(since), "limit": lim}
+        params = {"project": project, "since_ns": parse_time(since), "limit": lim}
         table = await anyio.to_thread.run_sync(
             lambda: state.reader.query_arrow(_query("traces_list"), params)
         )
@@ -216,7 +206,7 @@ def build_api_app(state: ApiState) -> FastAPI:
             {
                 "trace_id": r["trace_id"],
                 "project": r["project"],
-                "start_time": _iso(int(r["start_ns"])),
+                "start_time": iso_ns(int(r["start_ns"])),
                 "duration_ms": int(r["duration_ns"]) / 1e6,
                 "spans": int(r["spans"]),
                 "root_name": r["root_name"],
@@ -276,7 +266,7 @@ def build_api_app(state: ApiState) -> FastAPI:
             raise ApiError(400, "window.limit must be 1..1000", "window.limit")
         ids = window.get("trace_ids")
         if ids is None:
-            params = {"project": spec.project, "since_ns": _parse_since(window.get("since")), "limit": limit}
+            params = {"project": spec.project, "since_ns": parse_time(window.get("since")), "limit": limit}
             ids = [r[0] for r in state.reader.query_rows(_query("recent_trace_ids"), params)]
         fetched = SpanFetcher(state.reader).fetch([str(i).lower() for i in ids][:limit])
         traces = [
@@ -290,6 +280,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     )
     app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
     app.include_router(build_trace_eval_rules_router(state.rules, state.connections, state.on_rules_change))
+    app.include_router(build_scores_router(state.scores, state.check_configs))
 
     install_error_handlers(app)
     return app

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from connectors.api.score_models import ScoreView
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.rules.engine import Outcome
 from dataflow.rules.model import RuleSpec
@@ -70,6 +71,8 @@ class TraceView(BaseModel):
     root_span_id: str | None = Field(description="None when the trace has no root span (yet).")
     span_count: int
     spans: list[SpanView]
+    scores: list[ScoreView] = Field(description="The trace's scores, every source (rules, API, annotations).")
+    judge_spans: list[SpanView] = Field(description="tracejudge's judge calls in this trace (also in spans).")
 
 
 class TraceSummary(BaseModel):

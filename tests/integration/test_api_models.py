@@ -87,6 +87,8 @@ def test_the_openapi_schema_shows_the_models(service: ServiceProcess) -> None:
         "ConnectionView",
         "ErrorBody",
         "TraceEvalRuleView",
+        "ScoreView",
+        "ScoresPosted",
     } <= set(schemas)
     assert list(schemas["StatusCounts"]["properties"])[:2] == ["traces_seen", "filtered_out"]
     missing = doc["paths"]["/api/v1/rules/{rule_id}"]["get"]["responses"]["404"]["content"]
@@ -153,6 +155,18 @@ def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None
     check(
         "DELETE", "/api/v1/connections/{conn_id}", f"/api/v1/connections/{cid}", expect=409
     )  # helpful uses it
+    score = {"name": "helpful", "value": 0.5, "trace_id": trace_id, "metadata": {"k": 1}}
+    posted = check("POST", "/api/v1/scores", body=score, expect=201)
+    check("POST", "/api/v1/scores", body=[score, {**score, "value": None}], expect=207)
+    check("POST", "/api/v1/scores", body=[score], expect=200)
+    check("POST", "/api/v1/scores", body={**score, "trace_id": "x"}, expect=400)
+    sid = posted["score_ids"][0]
+    check("GET", "/api/v1/scores", f"/api/v1/scores?trace_id={trace_id}&limit=1")
+    check("GET", "/api/v1/scores/{score_id}", f"/api/v1/scores/{sid}")
+    assert check("GET", "/api/v1/traces/{trace_id}", f"/api/v1/traces/{trace_id}")["scores"]
+    check("DELETE", "/api/v1/scores/{score_id}", f"/api/v1/scores/{sid}")
+    check("DELETE", "/api/v1/scores/{score_id}", f"/api/v1/scores/{sid}", expect=404)
+
     declared = {key for key, route in ROUTES.items() if route.path not in NOT_JSON}
     assert declared - check.seen == set()
 
@@ -180,6 +194,8 @@ def test_a_huge_query_is_not_echoed(service: ServiceProcess, size: int) -> None:
         ("GET", "/api/v1/traces?limit=0", b"", 422, "validation_error", "limit"),
         ("GET", "/api/v1/traces?since=yesterday", b"", 400, "validation_error", "since"),
         ("GET", "/api/v1/traces/not-an-id", b"", 400, "validation_error", "trace_id"),
+        ("POST", "/api/v1/scores", b'{"name": "n", "value": 1}', 400, "validation_error", "trace_id"),
+        ("GET", "/api/v1/scores?cursor=x", b"", 400, "validation_error", "cursor"),
         (
             "POST",
             "/api/v1/connections",
