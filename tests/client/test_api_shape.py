@@ -4,6 +4,7 @@ shortcuts), and the constructor's arguments with their environment fallbacks."""
 from __future__ import annotations
 
 import inspect
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -61,3 +62,10 @@ def test_the_constructor_reads_the_environment_and_arguments_win(monkeypatch: py
 def test_a_bad_setting_fails_at_construction(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="max_queue"):
         TraceJudge(**kwargs)
+
+
+def test_tls_is_set_up_at_construction_and_only_for_https() -> None:
+    """The CA bundle is loaded by the constructor (not by the background thread at the first score)."""
+    assert TraceJudge(api_url="http://judge.internal")._tls is None
+    secure = TraceJudge(api_url="https://judge.internal")
+    assert isinstance(secure._tls, ssl.SSLContext) and secure._tls.verify_mode is ssl.CERT_REQUIRED

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from datetime import datetime
 from typing import Any, Literal
 
@@ -53,6 +54,12 @@ class TraceJudge:
         self.api_key = api_key or os.environ.get("TRACEJUDGE_API_KEY") or None
         self.project = project or os.environ.get("TRACEJUDGE_PROJECT") or None
         self.timeout_s = timeout_s
+        # TLS set up here, once: loading the CA bundle takes ~40 ms holding the GIL, which in the background
+        # thread would stall the application at its first score. A plain-HTTP URL needs none (redirects are
+        # not followed, so no request ever goes elsewhere).
+        self._tls: ssl.SSLContext | None = (
+            httpx.create_ssl_context() if self.api_url.startswith("https:") else None
+        )
         self._sender = Sender(
             self.api_url + SCORES_PATH,
             self._make_http,
@@ -165,7 +172,8 @@ class TraceJudge:
         headers = {"user-agent": "tracejudge-client"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        return httpx.Client(headers=headers, timeout=self.timeout_s)
+        verify: ssl.SSLContext | bool = self._tls if self._tls is not None else False
+        return httpx.Client(headers=headers, timeout=self.timeout_s, verify=verify, follow_redirects=False)
 
     def _current_ids(self, caller: str) -> tuple[str, str] | None:
         """The active span's (trace id, span id) as lowercase hex; None (warned once) outside a valid span."""
