@@ -58,9 +58,13 @@ def test_the_constructor_reads_the_environment_and_arguments_win(monkeypatch: py
     assert (given.api_url, given.api_key, given.project) == ("http://other", "k", "p")
 
 
-@pytest.mark.parametrize("kwargs", [{"max_queue": 0}, {"flush_interval_s": 0}, {"timeout_s": -1}])
-def test_a_bad_setting_fails_at_construction(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="max_queue"):
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [({"max_queue": 0}, "max_queue"), ({"flush_interval_s": 0}, "flush_interval_s"), ({"timeout_s": -1}, "timeout_s"),
+     ({"api_url": "localhost:8080"}, "api_url"), ({"api_url": "ftp://judge"}, "api_url")],
+)  # fmt: skip
+def test_a_bad_setting_fails_at_construction(kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
         TraceJudge(**kwargs)
 
 

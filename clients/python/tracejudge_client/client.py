@@ -35,7 +35,8 @@ class TraceJudge:
     ``http://localhost:8080``), ``TRACEJUDGE_API_KEY`` (sent as ``Authorization: Bearer ...`` when set) and
     ``TRACEJUDGE_PROJECT`` (the scores' ``project``; unset: the server decides). Scores are posted every
     ``flush_interval_s`` seconds (sooner when 1,000 are waiting); at most ``max_queue`` wait, the oldest dropped
-    beyond; ``timeout_s`` bounds each HTTP request and ``shutdown``. Thread-safe.
+    beyond; ``timeout_s`` bounds each HTTP request and ``shutdown``. Thread-safe. A bad setting (a URL that is
+    not http(s), a queue under 1, an interval or timeout not above 0) is a ValueError here, never later.
 
     Counters: ``sent`` (accepted by the server), ``dropped`` (pushed out of a full queue, or scored after
     shutdown), ``failed`` (refused by the server, or given up at shutdown).
@@ -54,12 +55,14 @@ class TraceJudge:
         self.api_key = api_key or os.environ.get("TRACEJUDGE_API_KEY") or None
         self.project = project or os.environ.get("TRACEJUDGE_PROJECT") or None
         self.timeout_s = timeout_s
+        scheme = self.api_url.split("://", 1)[0].lower()
+        if scheme not in ("http", "https"):
+            msg = f"api_url (or TRACEJUDGE_API_URL) must start with http:// or https://, not {self.api_url!r}"
+            raise ValueError(msg)
         # TLS set up here, once: loading the CA bundle takes ~40 ms holding the GIL, which in the background
         # thread would stall the application at its first score. A plain-HTTP URL needs none (redirects are
         # not followed, so no request ever goes elsewhere).
-        self._tls: ssl.SSLContext | None = (
-            httpx.create_ssl_context() if self.api_url.startswith("https:") else None
-        )
+        self._tls: ssl.SSLContext | None = httpx.create_ssl_context() if scheme == "https" else None
         self._sender = Sender(
             self.api_url + SCORES_PATH,
             self._make_http,
