@@ -7,6 +7,8 @@
                             [--allow-missing-keys]
     tracejudge migrate [--config FILE] [--data-dir DIR] [--clickhouse-dsn DSN]
     tracejudge rules list|show ID|apply -f FILE|test -f FILE [--api-url URL]
+    tracejudge scores list [--trace-id T] [--name N] [--since T] [--format table|csv|json] [--api-url URL]
+    tracejudge score --trace-id T [--span-id S] --name N --value V [--data-type D] [--comment C]
 
 chDB allows one process per data directory, so commands that read a running service's data (`sql`) go
 through its HTTP API.
@@ -15,8 +17,6 @@ through its HTTP API.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import os
@@ -29,8 +29,17 @@ from typing import Any
 
 from dataflow.config import Settings, load_settings
 from dataflow.errors import TracejudgeError
-
-DEFAULT_API_URL = "http://127.0.0.1:8080"
+from tracejudge import cli_scores
+from tracejudge.cli_http import (
+    DEFAULT_API_URL,
+    ApiError,
+    api_call,
+    csv_text,
+    error_doc,
+    error_message,
+    fail,
+    format_table,
+)
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -133,21 +142,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _format_table(columns: list[str], rows: list[list[Any]]) -> str:
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(out)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else str(value)
-
-
 def cmd_sql(args: argparse.Namespace) -> int:
     url = args.api_url.rstrip("/") + "/api/v1/sql"
     req = urllib.request.Request(
@@ -157,7 +151,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             doc = json.load(resp)
     except urllib.error.HTTPError as exc:
-        print(f"error: {error_message(_error_doc(exc), exc.reason)}", file=sys.stderr)
+        print(f"error: {error_message(error_doc(exc), exc.reason)}", file=sys.stderr)
         return 1
     except urllib.error.URLError as exc:
         print(f"error: cannot reach the tracejudge API at {args.api_url}: {exc.reason}", file=sys.stderr)
@@ -166,64 +160,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     elif args.format == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(doc["columns"])
-        w.writerows([[_cell(v) for v in row] for row in doc["data"]])
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(csv_text(doc["columns"], doc["data"]))
     else:
-        print(_format_table(doc["columns"], doc["data"]))
+        print(format_table(doc["columns"], doc["data"]))
         suffix = " (truncated at the API's row limit)" if doc.get("truncated") else ""
         print(f"({doc['rows']} row{'s' if doc['rows'] != 1 else ''}, {doc['elapsed_ms']:.1f} ms){suffix}")
     return 0
 
 
-class ApiError(Exception):
-    pass
-
-
-def _error_doc(exc: urllib.error.HTTPError) -> Any:
-    try:
-        return json.load(exc)
-    except ValueError:
-        return None
-
-
-def error_message(doc: Any, reason: str) -> str:
-    """The server's `{"error": {"message", "field"}}` as one line; `reason` (the HTTP reason) without one."""
-    error = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(error, dict) or not error.get("message"):
-        return reason
-    message, field = str(error["message"]), str(error.get("field") or "")
-    return f"{field}: {message}" if field and not message.startswith(f"{field}:") else message
-
-
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    url = args.api_url.rstrip("/") + path
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
-            return resp.status, json.load(resp)
-    except urllib.error.HTTPError as exc:
-        return exc.code, {"error": {"message": error_message(_error_doc(exc), exc.reason)}}
-    except urllib.error.URLError as exc:
-        msg = (
-            f"cannot reach the tracejudge API at {args.api_url}: {exc.reason} (is `tracejudge run` running?)"
-        )
-        raise ApiError(msg) from exc
-
-
-def _fail(status: int, doc: Any) -> int:
-    print(f"error ({status}): {error_message(doc, f'HTTP {status}')}", file=sys.stderr)
-    return 1
-
-
 def cmd_rules_list(args: argparse.Namespace) -> int:
     path = "/api/v1/rules" + (f"?project={urllib.parse.quote(args.project)}" if args.project else "")
-    status, doc = _api(args, "GET", path)
+    status, doc = api_call(args, "GET", path)
     if status != 200:
-        return _fail(status, doc)
+        return fail(status, doc)
     rows = [
         [
             r["id"],
@@ -237,17 +186,15 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
         ]
         for r in doc["rules"]
     ]
-    print(
-        _format_table(["id", "project", "name", "scope", "sampling", "enabled", "version", "scorers"], rows)
-    )
+    print(format_table(["id", "project", "name", "scope", "sampling", "enabled", "version", "scorers"], rows))
     return 0
 
 
 def cmd_rules_show(args: argparse.Namespace) -> int:
-    status, doc = _api(args, "GET", f"/api/v1/rules/{args.rule_id}")
+    status, doc = api_call(args, "GET", f"/api/v1/rules/{args.rule_id}")
     if status != 200:
-        return _fail(status, doc)
-    _, st = _api(args, "GET", f"/api/v1/rules/{args.rule_id}/status")
+        return fail(status, doc)
+    _, st = api_call(args, "GET", f"/api/v1/rules/{args.rule_id}/status")
     print(json.dumps({"rule": doc, "status": st}, indent=2, ensure_ascii=False))
     return 0
 
@@ -262,10 +209,10 @@ def _rules_from_file(path: Path) -> list[Any]:
 def cmd_rules_apply(args: argparse.Namespace) -> int:
     failed = 0
     for rule in _rules_from_file(args.file):
-        status, doc = _api(args, "PUT", "/api/v1/rules", rule)
+        status, doc = api_call(args, "PUT", "/api/v1/rules", rule)
         if status not in (200, 201):
             failed += 1
-            _fail(status, doc)
+            fail(status, doc)
             continue
         action = "created" if status == 201 else "applied"
         print(f"{action}: {doc['project']}/{doc['name']} (id {doc['id']}, version {doc['version']})")
@@ -280,11 +227,11 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             print(f"error: no rule named {args.name!r} in {args.file}", file=sys.stderr)
             return 1
     for rule in rules:
-        status, doc = _api(
+        status, doc = api_call(
             args, "POST", "/api/v1/rules/test", {"rule": rule, "window": {"limit": args.limit}}
         )
         if status != 200:
-            return _fail(status, doc)
+            return fail(status, doc)
         if args.format == "json":
             print(json.dumps(doc, indent=2, ensure_ascii=False))
             continue
@@ -299,7 +246,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
                 for x in t["scores"]
             )
             rows.append([t["trace_id"], t["root_name"], t["reason"], "yes" if t["sampled"] else "no", scores])
-        print(_format_table(["trace", "root", "decision", "sampled", "scores"], rows))
+        print(format_table(["trace", "root", "decision", "sampled", "scores"], rows))
     return 0
 
 
@@ -371,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--name", help="only this rule of the file")
             p.add_argument("--limit", type=int, default=50, help="how many recent traces (default 50)")
             p.add_argument("--format", choices=["table", "json"], default="table")
+
+    cli_scores.add_parsers(sub)
 
     mig = sub.add_parser("migrate", help="apply ClickHouse migrations (run also does this at start)")
     _add_common(mig, server=False)

@@ -24,12 +24,12 @@ from types import FrameType
 from bytewax.recovery import init_db_dir
 
 from connectors.api.app import ApiState, build_api_app
-from connectors.api.scores import unchecked_configs
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
 from connectors.clickhouse.migrate import apply_retention, migrate
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
+from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.scores_store import ScoreStore
 from connectors.clickhouse.sink import SpanStore, SpanWriter
@@ -183,7 +183,7 @@ class Service:
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
-            ScoreStore(self.reader_ch), unchecked_configs,
+            ScoreStore(self.reader_ch), ScoreConfigStore(self.reader_ch),
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")

@@ -27,14 +27,16 @@ from connectors.api.errors import ApiError, error_responses, install_error_handl
 from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
 from connectors.api.params import iso_ns, parse_time
 from connectors.api.rules import build_rules_router
+from connectors.api.score_configs import build_score_configs_router, config_checker
 from connectors.api.score_models import score_view
-from connectors.api.scores import ConfigCheck, build_scores_router
+from connectors.api.scores import build_scores_router
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.migrate import SQL_DIR
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
+from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
@@ -86,7 +88,7 @@ class ApiState:
     connections: ConnectionStore
     on_connections_change: Callable[[], object]
     scores: ScoreStore
-    check_configs: ConfigCheck
+    score_configs: ScoreConfigStore
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -280,7 +282,8 @@ def build_api_app(state: ApiState) -> FastAPI:
     )
     app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
     app.include_router(build_trace_eval_rules_router(state.rules, state.connections, state.on_rules_change))
-    app.include_router(build_scores_router(state.scores, state.check_configs))
+    app.include_router(build_scores_router(state.scores, config_checker(state.score_configs)))
+    app.include_router(build_score_configs_router(state.score_configs))
 
     install_error_handlers(app)
     return app

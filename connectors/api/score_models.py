@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from connectors.api.params import iso_ns, iso_us
+from connectors.clickhouse.score_configs_store import ScoreConfig
 
 
 class ScoreView(BaseModel):
@@ -65,22 +66,8 @@ class ScoresPosted(BaseModel):
     errors: list[ItemError]
 
 
-class ScoreConfigView(BaseModel):
-    id: str
-    name: str
-    data_type: str = Field(description="NUMERIC, BOOLEAN or CATEGORICAL.")
-    min_value: float | None = Field(description="NUMERIC: the least value allowed; None: no bound.")
-    max_value: float | None = Field(description="NUMERIC: the greatest value allowed; None: no bound.")
-    categories: dict[str, float] | None = Field(description="CATEGORICAL: label -> value; None otherwise.")
-    description: str
-    archived: bool = Field(description="An archived config is kept but no score may name it.")
-    version: int
-    created_at: str = Field(description="RFC 3339, UTC.")
-    updated_at: str = Field(description="RFC 3339, UTC.")
-
-
 class ScoreConfigList(BaseModel):
-    score_configs: list[ScoreConfigView]
+    score_configs: list[ScoreConfig] = Field(description="By name.")
     count: int
 
 

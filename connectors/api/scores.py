@@ -12,7 +12,7 @@ write is a 503 with `Retry-After`, which the client retries.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -35,15 +35,18 @@ from tracejudge_client.validation import (
     validate_score,
 )
 
-# Checks scores that name a config against it: each score as it is to be stored, or why it is refused.
-ConfigCheck = Callable[[Sequence[ValidScore]], list[ValidScore | ScoreInvalid]]
+# Checks scores (with the object each came from) that name a config against it: each score as it is to be
+# stored, or why it is refused (connectors/api/score_configs.py).
+ConfigCheck = Callable[[Sequence[tuple[Mapping[str, Any], ValidScore]]], list[ValidScore | ScoreInvalid]]
 DEFAULT_LIMIT = 100
 _RETRY_AFTER_S = "1"
 _HEX_DIGITS = {"trace_id": 32, "observation_id": 16}
 
 
-def unchecked_configs(scores: Sequence[ValidScore]) -> list[ValidScore | ScoreInvalid]:
-    return list(scores)
+def unchecked_configs(
+    items: Sequence[tuple[Mapping[str, Any], ValidScore]],
+) -> list[ValidScore | ScoreInvalid]:
+    return [score for _, score in items]
 
 
 def _labels(doc: Any, score: ValidScore | None) -> tuple[str, str]:
@@ -171,7 +174,7 @@ async def _validated(
             errors.append(ItemError(index=i, field=exc.field, message=exc.message))
             metrics.API_SCORES.labels(*_labels(doc, None), "invalid").inc()
     if any(s.config_id for _, s in valid):
-        outcomes = await run(check_configs, [s for _, s in valid])
+        outcomes = await run(check_configs, [(items[i], s) for i, s in valid])
         kept = []
         for (i, score), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, ScoreInvalid):

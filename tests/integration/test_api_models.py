@@ -89,6 +89,7 @@ def test_the_openapi_schema_shows_the_models(service: ServiceProcess) -> None:
         "TraceEvalRuleView",
         "ScoreView",
         "ScoresPosted",
+        "ScoreConfig",
     } <= set(schemas)
     assert list(schemas["StatusCounts"]["properties"])[:2] == ["traces_seen", "filtered_out"]
     missing = doc["paths"]["/api/v1/rules/{rule_id}"]["get"]["responses"]["404"]["content"]
@@ -155,6 +156,19 @@ def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None
     check(
         "DELETE", "/api/v1/connections/{conn_id}", f"/api/v1/connections/{cid}", expect=409
     )  # helpful uses it
+    config = {"name": f"cfg-{project}", "data_type": "CATEGORICAL", "categories": {"good": 1, "bad": 0}}
+    cfg = check("POST", "/api/v1/score-configs", body=config, expect=201)["id"]
+    check("POST", "/api/v1/score-configs", body=config, expect=409)
+    check("POST", "/api/v1/score-configs", body={**config, "categories": None}, expect=400)
+    check("GET", "/api/v1/score-configs")
+    check("GET", "/api/v1/score-configs/{config_id}", f"/api/v1/score-configs/{cfg}")
+    check("PATCH", "/api/v1/score-configs/{config_id}", f"/api/v1/score-configs/{cfg}", {"description": "d"})
+    labelled = {"name": "label", "value": "good", "trace_id": trace_id, "config_id": cfg}
+    check("POST", "/api/v1/scores", body=labelled, expect=201)
+    check("DELETE", "/api/v1/score-configs/{config_id}", f"/api/v1/score-configs/{cfg}")
+    check("GET", "/api/v1/score-configs/{config_id}", f"/api/v1/score-configs/{cfg}", expect=404)
+    check("POST", "/api/v1/scores", body=labelled, expect=400)
+
     score = {"name": "helpful", "value": 0.5, "trace_id": trace_id, "metadata": {"k": 1}}
     posted = check("POST", "/api/v1/scores", body=score, expect=201)
     check("POST", "/api/v1/scores", body=[score, {**score, "value": None}], expect=207)

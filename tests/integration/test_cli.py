@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.integration.service import REPO, ServiceProcess
+from tracejudge.cli_scores import parse_value
 
 
 def tj(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +66,51 @@ def test_second_process_on_the_same_data_dir_fails_fast(service: ServiceProcess)
     proc = tj("migrate", "--data-dir", str(service.data_dir))
     assert proc.returncode == 1
     assert "running tracejudge holds" in proc.stderr
+
+
+def test_score_and_scores_list(service: ServiceProcess) -> None:
+    trace = uuid.uuid4().hex
+    api = ("--api-url", service.api)
+    posted = tj("score", "--trace-id", trace, "--span-id", "AB" * 8, "--name", "thumbs", "--value", "true",
+                "--comment", "liked it", "--source", "ANNOTATION", *api)  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    score_id = posted.stdout.strip().removeprefix("stored score ")
+    assert tj("score", "--trace-id", trace, "--name", "stars", "--value", "4", *api).returncode == 0
+    label = tj(
+        "score", "--trace-id", trace, "--name", "tone", "--value", "calm", "--data-type", "CATEGORICAL", *api
+    )
+    assert label.returncode == 0, label.stderr
+    rows = tj("scores", "list", "--trace-id", trace, "--format", "csv", *api).stdout.splitlines()
+    assert rows[0] == "timestamp,score_id,trace_id,observation_id,name,value,data_type,source,comment"
+    cells = sorted(tuple(r.split(",")[4:]) for r in rows[1:])
+    assert cells == [
+        ("stars", "4.0", "NUMERIC", "API", ""),
+        ("thumbs", "true", "BOOLEAN", "ANNOTATION", "liked it"),
+        ("tone", "calm", "CATEGORICAL", "API", ""),
+    ]
+    listed = json.loads(
+        tj("scores", "list", "--trace-id", trace, "--name", "thumbs", "--format", "json", *api).stdout
+    )
+    assert [(s["score_id"], s["observation_id"]) for s in listed] == [(score_id, "ab" * 8)]
+    table = tj(
+        "scores", "list", "--trace-id", trace, "--since", "2020-01-01T00:00:00Z", *api
+    ).stdout.splitlines()
+    assert table[0].split()[:3] == ["timestamp", "score_id", "trace_id"] and table[-1] == "(3 scores)"
+
+
+def test_score_errors_name_the_field(service: ServiceProcess) -> None:
+    bad = tj("score", "--trace-id", "nope", "--name", "n", "--value", "1", "--api-url", service.api)
+    assert (bad.returncode, bad.stderr.strip()) == (1, "error (400): trace_id: must be 32 hex digits")
+    typed = tj("score", "--trace-id", "a" * 32, "--name", "n", "--value", "x", "--data-type", "NUMERIC",
+               "--api-url", service.api)  # fmt: skip
+    assert typed.stderr.strip() == "error (400): value: a NUMERIC score takes a number, not a string"
+
+
+@pytest.mark.parametrize(
+    ("text", "data_type", "value"),
+    [("true", None, True), ("False", "BOOLEAN", False), ("1", "BOOLEAN", 1), ("0.5", None, 0.5), ("3", None, 3),
+     ("1e3", None, 1000.0), ("calm", None, "calm"), ("1", "CATEGORICAL", "1"), ("true", "CATEGORICAL", "true")],
+)  # fmt: skip
+def test_score_reads_the_value_by_its_type(text: str, data_type: str | None, value: Any) -> None:
+    parsed = parse_value(text, data_type)
+    assert (parsed, type(parsed)) == (value, type(value))
