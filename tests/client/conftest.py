@@ -1,0 +1,81 @@
+"""Fixtures of the client tier: the fake scores server on loopback, clients against it or against an
+in-process ``httpx.MockTransport`` handler, and OpenTelemetry SDK tracers (no global provider is set)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+
+from tests.fakes.scores_server import FakeScores
+from tracejudge_client import TraceJudge
+
+TRACE_ID = "abcdef1234567890abcdef1234567890"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class MockedClient(TraceJudge):
+    """A TraceJudge whose background thread posts to an in-process handler instead of the network."""
+
+    handler: Handler
+
+    def _make_http(self) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self.handler), timeout=self.timeout_s)
+
+
+class RecordedWaits(threading.Event):
+    """An Event for the sender's ``_abort`` that records each retry delay it is asked to wait (and, with
+    ``skip``, waits none of it)."""
+
+    def __init__(self, skip: bool) -> None:
+        super().__init__()
+        self.skip = skip
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self.waits.append(timeout)
+        return super().wait(0 if self.skip else timeout)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeScores]:
+    server = FakeScores().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[TraceJudge]]:
+    """Clients a test makes; shut down after it (bounded, the server may be gone)."""
+    made: list[TraceJudge] = []
+    yield made
+    for client in made:
+        client._sender.shutdown(timeout_s=1)
+
+
+@pytest.fixture
+def mocked(clients: list[TraceJudge]) -> Callable[..., MockedClient]:
+    """``mocked(handler, **TraceJudge arguments)``: a client posting to ``handler``; retry waits recorded in
+    ``client._sender._abort.waits`` and skipped (waited with ``skip_waits=False``)."""
+
+    def make(handler: Handler, skip_waits: bool = True, **kwargs: object) -> MockedClient:
+        kwargs.setdefault("api_url", "http://tracejudge.test")
+        client = MockedClient(**kwargs)  # type: ignore[arg-type]
+        client.handler = handler
+        client._sender._abort = RecordedWaits(skip_waits)
+        clients.append(client)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def tracer() -> Iterator[Tracer]:
+    provider = TracerProvider()
+    yield provider.get_tracer("tests.client")
+    provider.shutdown()
