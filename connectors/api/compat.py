@@ -122,6 +122,27 @@ def renamed(doc: Any, names: Mapping[str, str], project: str) -> Any:
     return {**fields, "project": project}
 
 
+async def store_renamed(
+    items: list[Any],
+    names: Mapping[str, str],
+    project: str,
+    store: ScoreStore,
+    check: ConfigCheck,
+    single: bool,
+) -> tuple[list[str], list[ItemError]]:
+    """`store_scores` of the SDK's scores, its errors naming the fields as the SDK sent them."""
+    sent_as = {ours: theirs for theirs, ours in names.items()}
+    docs = [renamed(doc, names, project) for doc in items]
+    try:
+        ids, errors = await store_scores(docs, store, check, single=single)
+    except ApiError as exc:
+        if exc.field in sent_as:
+            message = exc.message.replace(f"{exc.field}:", f"{sent_as[exc.field]}:", 1)
+            raise ApiError(exc.status_code, message, sent_as[exc.field]) from exc
+        raise
+    return ids, [e.model_copy(update={"field": sent_as.get(e.field, e.field)}) for e in errors]
+
+
 def build_compat_router(
     ingestor: Ingestor, store: ScoreStore, check_configs: ConfigCheck, config: CompatConfig
 ) -> APIRouter:
@@ -164,10 +185,11 @@ def build_compat_router(
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_BATCH:
             raise ApiError(400, f"at most {MAX_BATCH} scores per request, not {len(items)}", "body")
-        project = project_of(creds)
-        docs = [renamed(doc, LANGFUSE_FIELDS, project) for doc in items]
-        ids, errors = await store_scores(docs, store, check_configs, single=isinstance(body, dict))
-        if isinstance(body, dict):
+        single = isinstance(body, dict)
+        ids, errors = await store_renamed(
+            items, LANGFUSE_FIELDS, project_of(creds), store, check_configs, single
+        )
+        if single:
             return JSONResponse(ScoreId(id=ids[0]).model_dump(), status_code=200)
         if errors:
             results = ScoreBatchResults(accepted=len(ids), rejected=len(errors), errors=errors)
@@ -199,8 +221,7 @@ def build_compat_router(
         project = project_of(creds)
         if (org_id, platform_project) != (ORG_ID, project_id(project)):
             raise ApiError(404, f"no project {platform_project} in organization {org_id} for this public key")
-        doc = renamed(body, INTERACTIVEAI_FIELDS, project)
-        ids, _ = await store_scores([doc], store, check_configs, single=True)
+        ids, _ = await store_renamed([body], INTERACTIVEAI_FIELDS, project, store, check_configs, True)
         return PlatformScoreCreated(data=ScoreId(id=ids[0]))
 
     async def unsupported(request: Request, rest: str) -> None:

@@ -194,9 +194,11 @@ def check_compat(check: Checker, trace_id: str) -> None:
     assert check("POST", "/api/public/otel/v1/traces", body=spans)["partialSuccess"]["rejectedSpans"] == "1"
     score = {"id": f"lf-{trace_id[:8]}", "traceId": trace_id, "name": "n", "value": 1, "environment": "e"}
     check("POST", "/api/public/scores", body=[score], expect=202)
-    check("POST", "/api/public/scores", body=[score, {**score, "traceId": "x"}], expect=207)
+    partial = check("POST", "/api/public/scores", body=[score, {**score, "traceId": "x"}], expect=207)
+    assert (partial["accepted"], partial["rejected"], partial["errors"][0]["field"]) == (1, 1, "traceId")
     check("POST", "/api/public/scores", body=score)
-    check("POST", "/api/public/scores", body={**score, "value": None}, expect=400)
+    refused = check("POST", "/api/public/scores", body={**score, "dataType": "TEXT"}, expect=400)
+    assert refused["error"]["field"] == "dataType" and refused["error"]["message"].startswith("dataType: ")
     (project,) = check("GET", "/api/platform/v1/projects")["data"]
     route = "/api/platform/v1/organizations/{org_id}/projects/{platform_project}/scores"
     path = f"/api/platform/v1/organizations/{project['orgId']}/projects/{project['id']}/scores"
