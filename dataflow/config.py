@@ -20,6 +20,8 @@ from dataflow.errors import ConfigError
 DEFAULT_INPUT_KEYS = [
     "tracejudge.input",
     "dokimos.input",
+    "langfuse.observation.input",
+    "langfuse.trace.input",
     "input.value",
     "gen_ai.input.messages",
     "gen_ai.prompt",
@@ -31,6 +33,8 @@ DEFAULT_INPUT_KEYS = [
 DEFAULT_OUTPUT_KEYS = [
     "tracejudge.output",
     "dokimos.output",
+    "langfuse.observation.output",
+    "langfuse.trace.output",
     "output.value",
     "gen_ai.output.messages",
     "gen_ai.completion",
@@ -46,7 +50,12 @@ DEFAULT_PROJECT_KEYS = [
     "openinference.project.name",
     "service.name",
 ]
-DEFAULT_SESSION_KEYS = ["session.id", "gen_ai.conversation.id", "traceloop.association.properties.session_id"]
+DEFAULT_SESSION_KEYS = [
+    "session.id",
+    "gen_ai.conversation.id",
+    "traceloop.association.properties.session_id",
+    "langfuse.session.id",
+]
 
 MIB = 1024 * 1024
 
@@ -258,6 +267,18 @@ class ApiConfig(_Section):
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 
 
+class CompatConfig(_Section):
+    """The routes that take the Langfuse and InteractiveAI SDKs' spans and scores (YAML key `compat`)."""
+
+    public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "SDK public key (the HTTP Basic user) -> the project of the spans and scores sent with it; "
+            "a key not listed (or none): 'default'. The secret key is not checked."
+        ),
+    )
+
+
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "tracejudge_config_file", default=None
 )
@@ -301,6 +322,7 @@ class Settings(BaseSettings):
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    compat: CompatConfig = Field(default_factory=CompatConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -183,7 +183,7 @@ class Service:
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
-            ScoreStore(self.reader_ch), ScoreConfigStore(self.reader_ch),
+            ScoreStore(self.reader_ch), ScoreConfigStore(self.reader_ch), s.compat,
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")

@@ -12,7 +12,7 @@ import ipaddress
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -22,6 +22,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from connectors.api.compat import build_compat_router
 from connectors.api.connections import build_connections_router
 from connectors.api.errors import ApiError, error_responses, install_error_handlers
 from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
@@ -41,7 +42,7 @@ from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from dataflow import metrics
-from dataflow.config import ApiConfig
+from dataflow.config import ApiConfig, CompatConfig
 from dataflow.errors import QueryError
 from dataflow.model import CloseReason, Trace
 from dataflow.rules.model import RuleSpec, compile_rule
@@ -89,6 +90,7 @@ class ApiState:
     on_connections_change: Callable[[], object]
     scores: ScoreStore
     score_configs: ScoreConfigStore
+    compat: CompatConfig = field(default_factory=CompatConfig)
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -282,8 +284,11 @@ def build_api_app(state: ApiState) -> FastAPI:
     )
     app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
     app.include_router(build_trace_eval_rules_router(state.rules, state.connections, state.on_rules_change))
-    app.include_router(build_scores_router(state.scores, config_checker(state.score_configs)))
+    check_configs = config_checker(state.score_configs)
+    app.include_router(build_scores_router(state.scores, check_configs))
     app.include_router(build_score_configs_router(state.score_configs))
+    # Last: its catch-all routes answer whatever /api/public/... and /api/platform/... nothing else serves.
+    app.include_router(build_compat_router(state.ingestor, state.scores, check_configs, state.compat))
 
     install_error_handlers(app)
     return app

@@ -88,19 +88,7 @@ def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecke
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_BATCH:
             raise ApiError(400, f"at most {MAX_BATCH} scores per request, not {len(items)}", "body")
-        checked, errors = await _validated(items, run, check_configs)
-        if isinstance(body, dict) and errors:
-            raise ApiError(400, f"{errors[0].field}: {errors[0].message}", errors[0].field)
-        try:
-            ids = await run(store.write, [s for _, s in checked])
-        except (SinkError, QueryError) as exc:  # the write, or a look-up it makes first
-            for doc, score in ((items[i], s) for i, s in checked):
-                metrics.API_SCORES.labels(*_labels(doc, score), "failed").inc()
-            unavailable = ApiError(503, f"storing the scores failed, retry: {exc}")
-            unavailable.headers = {"Retry-After": _RETRY_AFTER_S}
-            raise unavailable from exc
-        for _, score in checked:
-            metrics.API_SCORES.labels(score.source, score.data_type, "accepted").inc()
+        ids, errors = await store_scores(items, store, check_configs, single=isinstance(body, dict))
         status = 201 if isinstance(body, dict) else 207 if errors else 200
         answer = ScoresPosted(accepted=len(ids), score_ids=ids, errors=errors)
         return JSONResponse(answer.model_dump(mode="json"), status_code=status)
@@ -159,6 +147,32 @@ def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecke
         return Deleted(deleted=score_id)
 
     return router
+
+
+async def store_scores(
+    items: list[Any], store: ScoreStore, check_configs: ConfigCheck, *, single: bool = False
+) -> tuple[list[str], list[ItemError]]:
+    """Validate score objects (snake_case, as `POST /api/v1/scores` takes them), store the valid ones in one
+    insert, count them; the stored ids and the errors of the others. `single`: an invalid item is a 400. A
+    failed write is a 503 with Retry-After. Every route that takes scores stores them through here."""
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    checked, errors = await _validated(items, run, check_configs)
+    if single and errors:
+        raise ApiError(400, f"{errors[0].field}: {errors[0].message}", errors[0].field)
+    try:
+        ids: list[str] = await run(store.write, [s for _, s in checked])
+    except (SinkError, QueryError) as exc:  # the write, or a look-up it makes first
+        for doc, score in ((items[i], s) for i, s in checked):
+            metrics.API_SCORES.labels(*_labels(doc, score), "failed").inc()
+        unavailable = ApiError(503, f"storing the scores failed, retry: {exc}")
+        unavailable.headers = {"Retry-After": _RETRY_AFTER_S}
+        raise unavailable from exc
+    for _, score in checked:
+        metrics.API_SCORES.labels(score.source, score.data_type, "accepted").inc()
+    return ids, errors
 
 
 async def _validated(

@@ -8,6 +8,8 @@ identical rows. Columns are built as flat Python lists and offsets and handed to
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,6 +48,13 @@ class Normalizer:
             if value:
                 return value
         return self.default_project
+
+
+@functools.lru_cache(maxsize=256)
+def with_project(normalizer: Normalizer, project: str) -> Normalizer:
+    """`normalizer`, except that every span's project is `project` (whatever its resource says): the project
+    of a request is fixed per request (an SDK's public key), so nothing changes per span."""
+    return dataclasses.replace(normalizer, project_keys=(), default_project=project)
 
 
 def double_to_str(value: float) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from connectors.otlp.builder import Normalizer
+from connectors.otlp.builder import Normalizer, with_project
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
 from dataflow.errors import WalError
 
@@ -76,11 +76,12 @@ def to_payload(decoded: DecodedRequest, as_bytes: bool = False) -> DecodedPayloa
     )
 
 
-def _decode(body: bytes, encoding: str, ingested_at_ns: int) -> DecodedPayload:
+def _decode(body: bytes, encoding: str, ingested_at_ns: int, project: str | None) -> DecodedPayload:
     assert _NORMALIZER is not None
+    norm = _NORMALIZER if project is None else with_project(_NORMALIZER, project)
     if encoding == "protobuf":
-        return to_payload(decode_protobuf(body, _NORMALIZER, ingested_at_ns), as_bytes=True)
-    return to_payload(decode_json(body, _NORMALIZER, ingested_at_ns), as_bytes=True)
+        return to_payload(decode_protobuf(body, norm, ingested_at_ns), as_bytes=True)
+    return to_payload(decode_json(body, norm, ingested_at_ns), as_bytes=True)
 
 
 class DecodePool:
@@ -112,10 +113,13 @@ class DecodePool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             raise
 
-    def decode(self, body: bytes, encoding: str, ingested_at_ns: int) -> DecodedPayload:
+    def decode(
+        self, body: bytes, encoding: str, ingested_at_ns: int, project: str | None = None
+    ) -> DecodedPayload:
+        """One request body, decoded in a worker; `project`, when given, is every span's project."""
         pool = self._pool
         try:
-            future: Future[DecodedPayload] = pool.submit(_decode, body, encoding, ingested_at_ns)
+            future: Future[DecodedPayload] = pool.submit(_decode, body, encoding, ingested_at_ns, project)
             return future.result()
         except BrokenProcessPool as exc:
             with self._lock:

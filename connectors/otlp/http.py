@@ -147,15 +147,19 @@ async def handle_export(
     ingestor: Ingestor,
     transport: str,
     success: Callable[[Encoding, ExportResult], Response],
+    project: str | None = None,
 ) -> Response:
-    """Run one export request through the shared path and answer it; never raises for bad input."""
+    """Run one export request through the shared path and answer it; never raises for bad input. `project`,
+    when given, is every span's project (else each resource's)."""
     started = time.perf_counter()
     outcome = "error"
     encoding: Encoding = "json" if "json" in (request.headers.get("content-type") or "") else "protobuf"
     try:
         export = await read_export_request(request, ingestor.config.max_body_bytes)
         encoding = export.encoding
-        result = await anyio.to_thread.run_sync(ingestor.export, export.body, export.encoding, transport)
+        result = await anyio.to_thread.run_sync(
+            ingestor.export, export.body, export.encoding, transport, project
+        )
         outcome = "partial" if result.rejected else "ok"
         return success(export.encoding, result)
     except HttpError as exc:

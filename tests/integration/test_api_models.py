@@ -181,8 +181,35 @@ def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None
     check("DELETE", "/api/v1/scores/{score_id}", f"/api/v1/scores/{sid}")
     check("DELETE", "/api/v1/scores/{score_id}", f"/api/v1/scores/{sid}", expect=404)
 
+    check_compat(check, trace_id)
+
     declared = {key for key, route in ROUTES.items() if route.path not in NOT_JSON}
     assert declared - check.seen == set()
+
+
+def check_compat(check: Checker, trace_id: str) -> None:
+    """The Langfuse and InteractiveAI SDKs' routes (connectors/api/compat.py), successes and errors."""
+    span = builders.otlp_span(trace_id=trace_id, span_id="3" * 16, name="sdk", start_ns=time.time_ns())
+    spans = builders.otlp_request(span, {"traceId": "0" * 32, "spanId": "4" * 16, "name": "bad"})
+    assert check("POST", "/api/public/otel/v1/traces", body=spans)["partialSuccess"]["rejectedSpans"] == "1"
+    score = {"id": f"lf-{trace_id[:8]}", "traceId": trace_id, "name": "n", "value": 1, "environment": "e"}
+    check("POST", "/api/public/scores", body=[score], expect=202)
+    partial = check("POST", "/api/public/scores", body=[score, {**score, "traceId": "x"}], expect=207)
+    assert (partial["accepted"], partial["rejected"], partial["errors"][0]["field"]) == (1, 1, "traceId")
+    check("POST", "/api/public/scores", body=score)
+    refused = check("POST", "/api/public/scores", body={**score, "dataType": "TEXT"}, expect=400)
+    assert refused["error"]["field"] == "dataType" and refused["error"]["message"].startswith("dataType: ")
+    (project,) = check("GET", "/api/platform/v1/projects")["data"]
+    route = "/api/platform/v1/organizations/{org_id}/projects/{platform_project}/scores"
+    path = f"/api/platform/v1/organizations/{project['orgId']}/projects/{project['id']}/scores"
+    check("POST", route, path, {"id": f"ia-{trace_id[:8]}", "trace_id": trace_id, "name": "n", "value": 2},
+          expect=201)  # fmt: skip
+    check("POST", route, path, {"trace_id": trace_id, "name": "n"}, expect=400)
+    check("POST", route, path.replace(project["id"], "elsewhere"), {"name": "n"}, expect=404)
+    for prefix in ("/api/public", "/api/platform"):
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            check(method, prefix + "/{rest:path}", prefix + "/v2/prompts", {} if method != "GET" else None,
+                  expect=404)  # fmt: skip
 
 
 @pytest.mark.parametrize("size", [100_001, 100_000])

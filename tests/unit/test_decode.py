@@ -13,6 +13,7 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from connectors.otlp.builder import with_project
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
 from connectors.otlp.ingest import normalizer_from
 from dataflow.config import IngestConfig
@@ -241,10 +242,22 @@ def test_project_precedence_and_default() -> None:
         ("session_from_conversation_id.json", "c-1"),
         ("session_from_resource.json", "r-1"),
         ("session_from_traceloop_association.json", "t-1"),
+        ("session_from_langfuse_session_id.json", "l-1"),
     ],
 )
 def test_session(name: str, session: str) -> None:
     assert rows(decode(name))[0]["SessionId"] == session
+
+
+@pytest.mark.parametrize("name", ["project_precedence.json", "project_default.json"])
+def test_a_request_project_overrides_the_resources(name: str) -> None:
+    norm = with_project(NORM, "from-key")
+    assert [r["Project"] for r in rows(decode_json(load(name), norm, NOW))] == ["from-key"]
+    assert (
+        decode_protobuf(to_protobuf(json.loads(load(name))), norm, NOW).batch
+        == decode_json(load(name), norm, NOW).batch
+    )
+    assert rows(decode(name))[0]["Project"] != "from-key"  # the ordinary path is untouched
 
 
 def test_traces_counts_distinct_trace_ids() -> None:
