@@ -3,8 +3,10 @@ in-process ``httpx.MockTransport`` handler, and OpenTelemetry SDK tracers (no gl
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -79,3 +81,17 @@ def tracer() -> Iterator[Tracer]:
     provider = TracerProvider()
     yield provider.get_tracer("tests.client")
     provider.shutdown()
+
+
+def as_given(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The score objects without what the client makes itself when the caller gives none: a generated
+    ``score_id`` (32 hex digits) and the ``timestamp`` of the call (RFC 3339, UTC); each is checked first."""
+    out = []
+    for body in bodies:
+        body = dict(body)
+        stamp = body.pop("timestamp")
+        assert isinstance(stamp, str) and stamp.endswith("Z"), stamp
+        if re.fullmatch("[0-9a-f]{32}", str(body.get("score_id", ""))):
+            del body["score_id"]
+        out.append(body)
+    return out

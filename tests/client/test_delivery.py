@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.client.conftest import TRACE_ID
+from tests.client.conftest import TRACE_ID, as_given
 from tests.fakes.scores_server import FakeScores
 from tests.waiting import eventually
 from tracejudge_client import TraceJudge
@@ -74,7 +74,7 @@ def test_the_exit_flush_delivers(fake: FakeScores) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     trace_id, span_id = done.stdout.split()
-    by_name = {s["name"]: s for s in fake.received}
+    by_name = {s["name"]: s for s in as_given(fake.received)}
     assert sorted(by_name) == ["by-id", "overall", "own-client", "relevance"]
     assert by_name["relevance"] == {
         "name": "relevance", "value": 0.85, "trace_id": trace_id, "observation_id": span_id, "project": "shop",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.conftest import as_given
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.scores_server import FakeScores
 
@@ -46,7 +47,7 @@ def test_scores_attach_to_the_instrumentations_spans(
     spans = {s["name"]: s for s in json.loads(done.stdout.strip().splitlines()[-1])["spans"]}
     llm_span, request = spans[span_name], spans["handle-request"]
     assert llm_span["trace_id"] == request["trace_id"]
-    assert fake.received == [
+    assert as_given(fake.received) == [
         {
             "name": "llm-call",
             "value": 0.5,

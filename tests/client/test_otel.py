@@ -8,6 +8,7 @@ import logging
 import pytest
 from opentelemetry.trace import Tracer
 
+from tests.client.conftest import as_given
 from tests.fakes.scores_server import FakeScores
 from tracejudge_client import TraceJudge
 
@@ -30,7 +31,7 @@ def test_scores_attach_to_the_active_span_and_its_trace(
     assert client.flush(timeout_s=30)
     trace_id, child_id = hex_ids(child)
     assert hex_ids(root)[0] == trace_id
-    assert fake.received == [
+    assert as_given(fake.received) == [
         {"name": "relevance", "value": 0.85, "trace_id": trace_id, "observation_id": child_id,
          "comment": "mostly relevant"},
         {"name": "root-span", "value": True, "trace_id": trace_id, "observation_id": hex_ids(root)[1]},

@@ -97,19 +97,32 @@ def test_a_207_counts_and_logs_the_refused_items_and_is_not_retried(
     ]
 
 
-def test_a_score_whose_metadata_is_not_json_does_not_cost_its_batch(
+def test_metadata_that_is_not_json_is_refused_at_the_call_naming_the_field(
     mocked: Callable[..., MockedClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     script = Script()
     client = mocked(script, flush_interval_s=60)
+    mutable = {"step": 1}
     with caplog.at_level(logging.WARNING, logger="tracejudge_client"):
-        client.create_score(name="a", value=1, trace_id=TRACE_ID)
+        client.create_score(name="a", value=1, trace_id=TRACE_ID, metadata=mutable)
+        mutable["step"] = 2  # the score keeps what it was given at the call
         client.create_score(name="odd", value=1, trace_id=TRACE_ID, metadata={"when": object()})
         client.create_score(name="c", value=1, trace_id=TRACE_ID)
         assert client.flush(timeout_s=30)
     assert [[s["name"] for s in b] for b in script.batches] == [["a", "c"]]
-    assert (client.sent, client.failed) == (2, 1)
-    assert any("'odd' not sent: not JSON" in r.getMessage() for r in caplog.records)
+    assert script.batches[0][0]["metadata"] == {"step": 1}
+    assert (client.sent, client.failed) == (2, 0)
+    assert any("'odd' not sent: metadata: must be JSON" in r.getMessage() for r in caplog.records)
+
+
+def test_a_score_that_is_not_json_does_not_cost_its_batch() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    content, left_out = _wire.encode(
+        [{"name": "a"}, {"name": "odd", "metadata": object()}, {"name": "deep", "metadata": deep}]
+    )
+    assert left_out == 2 and json.loads(content) == [{"name": "a"}]
 
 
 def test_shutdown_gives_up_on_a_server_that_never_answers(mocked: Callable[..., MockedClient]) -> None:

@@ -130,6 +130,7 @@ def test_data_type_is_inferred_from_the_value(
         ({"value": "0.5", "data_type": "NUMERIC"}, "value", "a NUMERIC score takes a number, not a string"),
         ({"value": float("nan")}, "value", "a NUMERIC score takes a finite number"),
         ({"value": float("inf"), "data_type": "NUMERIC"}, "value", "a NUMERIC score takes a finite number"),
+        ({"value": 10**400}, "value", "a NUMERIC score takes a finite number"),  # beyond a float: not a 500
         ({"value": 0.5, "data_type": "BOOLEAN"}, "value", "a BOOLEAN score takes true/false or 0/1"),
         ({"value": 2, "data_type": "BOOLEAN"}, "value", "a BOOLEAN score takes true/false or 0/1"),
         ({"value": "true", "data_type": "BOOLEAN"}, "value", "a BOOLEAN score takes true/false or 0/1"),
@@ -180,6 +181,8 @@ def test_data_type_is_inferred_from_the_value(
         ({"timestamp": 1767225600}, "timestamp", "must be an RFC 3339 date and time with an offset"),
         ({"timestamp": datetime(2026, 3, 1)}, "timestamp", "needs a UTC offset (an aware datetime)"),
         ({"timestamp": "1969-12-31T23:59:59Z"}, "timestamp", "must be between 1970 and 2262"),
+        ({"timestamp": "0001-01-01T00:30:00+01:00"}, "timestamp", "must be between 1970 and 2262"),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, "timestamp", "must be between 1970 and 2262"),
         ({"traceId": TRACE}, "traceId", "unknown field"),
     ],
 )

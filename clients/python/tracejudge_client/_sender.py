@@ -133,8 +133,9 @@ class Sender:
 
     def _start(self) -> None:
         """Start the thread (lock held) and flush at interpreter exit."""
-        self._thread = threading.Thread(target=self._run, name="tracejudge-client", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="tracejudge-client", daemon=True)
+        thread.start()  # a RuntimeError (no more threads) leaves _thread unset: the next put tries again
+        self._thread = thread
         atexit.register(self.shutdown)
 
     # -- the thread's side ------------------------------------------------------------------------------------
@@ -171,6 +172,10 @@ class Sender:
                 self._in_flight = batch[0][0]
             try:
                 self._deliver(http, [body for _, body in batch])
+            except Exception:  # a bug, never the thread's end: the batch is counted and the next one goes
+                logger.exception("tracejudge: %d scores not delivered", len(batch))
+                with self._lock:
+                    self.failed += len(batch)
             finally:
                 with self._changed:
                     self._in_flight = None

@@ -83,13 +83,13 @@ def encode(batch: list[dict[str, Any]]) -> tuple[bytes, int]:
     one score's odd ``metadata`` must not cost the other scores of its batch."""
     try:
         return json.dumps(batch, allow_nan=False).encode(), 0
-    except (TypeError, ValueError):
+    except Exception:  # TypeError, ValueError, RecursionError...: find the scores at fault
         pass
     kept: list[str] = []
     for body in batch:
         try:
             kept.append(json.dumps(body, allow_nan=False))
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:
             logger.warning("tracejudge: score %r not sent: not JSON: %s", body.get("name"), exc)
     return ("[" + ",".join(kept) + "]").encode(), len(batch) - len(kept)
 

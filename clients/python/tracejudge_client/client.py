@@ -9,10 +9,12 @@ wait, and only as long as they are told.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import ssl
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -108,9 +110,12 @@ class TraceJudge:
         try:
             body = score_body(
                 name=name, value=value, session_id=session_id, dataset_run_id=dataset_run_id,
-                trace_id=trace_id, observation_id=observation_id, score_id=score_id, data_type=data_type,
-                comment=comment, config_id=config_id, metadata=metadata, timestamp=timestamp,
-                project=self.project,
+                trace_id=trace_id, observation_id=observation_id,
+                # Made here, not by the server: a retried batch the server had stored replaces itself instead
+                # of adding a second row, and a score made while the service is down keeps its own time.
+                score_id=score_id or uuid.uuid4().hex, data_type=data_type, comment=comment,
+                config_id=config_id, metadata=_snapshot(metadata),
+                timestamp=timestamp or datetime.now(UTC), project=self.project,
             )  # fmt: skip
             validate_score(body)
         except ScoreInvalid as exc:
@@ -119,7 +124,14 @@ class TraceJudge:
         except Exception:
             logger.warning("tracejudge: score %r not sent", name, exc_info=True)
             return
-        if not self._sender.put(body):
+        try:
+            queued = self._sender.put(body)
+        except (
+            Exception
+        ):  # the sender thread could not start (e.g. no threads left): never the caller's problem
+            logger.warning("tracejudge: score %r not sent", name, exc_info=True)
+            return
+        if not queued:
             self._warn_once("closed", "tracejudge: scores after shutdown() are dropped")
 
     def score_current_span(
@@ -190,3 +202,15 @@ class TraceJudge:
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message)
+
+
+def _snapshot(metadata: Any) -> Any:
+    """``metadata`` as JSON values, copied now: the application may change its dict after the call, and
+    what is not JSON is refused here, naming the field, instead of in the sender thread."""
+    if metadata is None:
+        return None
+    try:
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    except Exception as exc:  # TypeError, ValueError, RecursionError
+        field, problem = "metadata", f"must be JSON ({type(exc).__name__}: {exc})"
+        raise ScoreInvalid(field, problem) from exc

@@ -148,7 +148,10 @@ def _typed_value(doc: Mapping[str, Any]) -> tuple[str, float | None, str, bool |
     if data_type == "NUMERIC":
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             _refuse("value", f"a NUMERIC score takes a number, not {_kind(raw)}")
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an int beyond a float's range
+            number = math.inf
         if not math.isfinite(number):
             _refuse("value", "a NUMERIC score takes a finite number")
         return data_type, number, "", None
@@ -238,7 +241,10 @@ def _timestamp(raw: Any) -> datetime | None:
         _refuse("timestamp", "must be an RFC 3339 date and time with an offset")
     if ts.tzinfo is None or ts.utcoffset() is None:
         _refuse("timestamp", "needs a UTC offset (an aware datetime)")
-    ts = ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved past the calendar's end by its offset
+        _refuse("timestamp", f"must be between {_MIN_YEAR} and {_MAX_YEAR}")
     if not _MIN_YEAR <= ts.year < _MAX_YEAR:
         _refuse("timestamp", f"must be between {_MIN_YEAR} and {_MAX_YEAR}")
     return ts
