@@ -111,6 +111,10 @@ class Service:
         lc.start(Step("clickhouse-readonly", on_stop=self.readonly.close))
         self.scores_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-scores", on_stop=self.scores_ch.close))
+        # The scores API's own connection: a client is serialised, and a large score write must not hold up the
+        # scoring step's span look-ups on the reader.
+        self.scores_api_ch = ClickHouse(s.resolved_dsn)
+        lc.start(Step("clickhouse-scores-api", on_stop=self.scores_api_ch.close))
         logger.info("ClickHouse ready at %s", self.writer_ch.safe_dsn)
 
     def _apply_files(self) -> None:
@@ -183,7 +187,7 @@ class Service:
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
-            ScoreStore(self.reader_ch), ScoreConfigStore(self.reader_ch), s.compat,
+            ScoreStore(self.scores_api_ch), ScoreConfigStore(self.reader_ch), s.compat,
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")

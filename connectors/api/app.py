@@ -232,9 +232,11 @@ def build_api_app(state: ApiState) -> FastAPI:
         started = time.perf_counter()
         try:
             columns, types, rows, truncated = await anyio.to_thread.run_sync(state.readonly.query, body.query)
-        except QueryError as exc:
+        except (
+            QueryError
+        ) as exc:  # the caller's query: a 400 (elsewhere a failed query is the store's, a 503)
             metrics.API_SQL_QUERIES.labels("refused" if "readonly" in str(exc).lower() else "error").inc()
-            raise
+            raise ApiError(400, str(exc), code="query_error") from exc
         metrics.API_SQL_QUERIES.labels("ok").inc()
         return json_response(
             {

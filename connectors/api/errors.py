@@ -4,7 +4,8 @@
     HTTPException (Starlette's)  404 of an unknown path, 405 ...: code from the status
     RequestValidationError       422 `validation_error`: the first few problems, never the input
     invalid(ValidationError)     400 `validation_error`: our own parsing of a body (a route raises it)
-    QueryError                   400 `query_error`
+    QueryError, SinkError        503 `unavailable` with Retry-After: ClickHouse failed a query or write of ours
+                                 (`POST /api/v1/sql` answers the caller's own failed query 400 `query_error`)
     anything else                500 `internal_error` (the server logs the traceback)
 
 `code` is a stable snake_case string; `field` the dotted path of the offending field where one is known.
@@ -23,9 +24,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dataflow.errors import QueryError
+from dataflow.errors import QueryError, SinkError
 
 MAX_MESSAGE = 1_000
+STORE_RETRY_AFTER_S = "1"  # seconds, for a 503 after a failed ClickHouse query or write
 _MAX_PROBLEMS = 5
 _MAX_PROBLEM = 200
 _CODES = {
@@ -133,8 +135,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return _validation(422, exc.errors())
 
     @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return error_response(400, "query_error", str(exc))
+    @app.exception_handler(SinkError)
+    async def store_failed(_: Request, exc: QueryError | SinkError) -> JSONResponse:
+        message = f"the store failed, retry: {exc}"
+        return error_response(503, "unavailable", message, None, {"Retry-After": STORE_RETRY_AFTER_S})
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
