@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from connectors.api.app import build_api_app
 from connectors.api.errors import ErrorBody, install_error_handlers
+from dataflow.errors import QueryError
 from dataflow.judging.connections import ConnectionSpec
 from tests import builders
 from tests.integration.service import ServiceProcess, http
@@ -280,9 +281,20 @@ def test_an_unexpected_error_is_a_bare_500() -> None:
     ):  # a stored row that no longer validates is the server's fault, not the caller's
         ConnectionSpec.model_validate({"name": "x", "provider": "nope"})
 
+    @app.get("/store-down")
+    async def store_down() -> None:  # a query of ours that ClickHouse fails: the caller may retry
+        msg = "Connection refused"
+        raise QueryError(msg)
+
     with TestClient(app, raise_server_exceptions=False) as client:
         answer = client.get("/boom")
         invalid_row = client.get("/stored")
+        down = client.get("/store-down")
+    assert (down.status_code, down.headers["Retry-After"], down.json()["error"]["code"]) == (
+        503,
+        "1",
+        "unavailable",
+    )
     assert answer.status_code == 500
     assert answer.json() == {"error": {"code": "internal_error", "message": "internal error (RuntimeError)"}}
     assert (invalid_row.status_code, invalid_row.json()["error"]["code"]) == (500, "internal_error")
