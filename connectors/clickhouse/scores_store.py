@@ -12,8 +12,9 @@ WHERE ScoreId IN ...`) before the one insert of the request's rows; otherwise th
 id within one request: the last one counts. This process's writes are serialized by a lock, so two posts of
 one id never interleave their look-up and insert; the requests that wait for the lock are written together
 (group commit: one look-up and one insert for all, in arrival order, so a later request's repeat of an id
-counts), which is what lets concurrent posts share the per-insert cost (`bench/scores.py`); two processes sharing a ClickHouse server could still race
-on one id (each would see no earlier row): post a given id from one place.
+counts), which is what lets concurrent posts share the per-insert cost (`bench/scores.py`). Two processes
+sharing a ClickHouse server could still race on one id (each would see no earlier row): post a given id from
+one place.
 
 TraceStart of an API score: the first span time of its trace when the trace is stored at write time, else
 the earlier row's (a re-post keeps the partition), else the score's own timestamp (no trace yet, or a
