@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-flow clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow clean-data venv system-deps
 
 # Validators the tests of docker/ need, from Debian's packages: docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests). Installed when missing and we are root.
@@ -75,6 +75,9 @@ bench-sdk-cost: $(STAMP)
 
 bench-client-cost: $(STAMP)
 	$(BIN)/python -m bench.client_cost $(ARGS)
+
+bench-scores: $(STAMP)
+	$(BIN)/python -m bench.scores $(ARGS)
 
 bench-flow: $(STAMP)
 	$(BIN)/python -m bench.flow $(ARGS)

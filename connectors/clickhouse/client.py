@@ -83,11 +83,14 @@ class ClickHouse:
                 self._recover()
                 raise SinkError(str(exc)) from exc
 
-    def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
-        """A small insert of Python rows (status rows, API scores): clickhouse-connect's native insert."""
+    def insert_rows(
+        self, table: str, rows: list[list[Any]], columns: list[str], types: Sequence[str] | None = None
+    ) -> None:
+        """A small insert of Python rows (status rows, API scores): clickhouse-connect's native insert. With the
+        columns' ClickHouse `types` it skips the `DESCRIBE TABLE` clickhouse-connect otherwise makes first."""
         with self._lock:
             try:
-                self.client.insert(table, rows, column_names=columns)
+                self.client.insert(table, rows, column_names=columns, column_type_names=types)
             except ClickHouseError as exc:
                 self._recover()
                 raise SinkError(str(exc)) from exc

@@ -10,8 +10,11 @@ bloom-filter index on ScoreId, migration 0008) and, where an earlier row would n
 WHERE ScoreId IN ...`) before the one insert of the request's rows; otherwise the insert alone replaces it
 (with equal versions the last inserted row wins). Fresh ids (generated here) need no look-up. Repeats of an
 id within one request: the last one counts. This process's writes are serialized by a lock, so two posts of
-one id never interleave their look-up and insert; two processes sharing a ClickHouse server could still race
-on one id (each would see no earlier row): post a given id from one place.
+one id never interleave their look-up and insert; the requests that wait for the lock are written together
+(group commit: one look-up and one insert for all, in arrival order, so a later request's repeat of an id
+counts), which is what lets concurrent posts share the per-insert cost (`bench/scores.py`). Two processes
+sharing a ClickHouse server could still race on one id (each would see no earlier row): post a given id from
+one place.
 
 TraceStart of an API score: the first span time of its trace when the trace is stored at write time, else
 the earlier row's (a re-post keeps the partition), else the score's own timestamp (no trace yet, or a
@@ -44,10 +47,15 @@ from tracejudge_client.validation import ValidScore
 SCORES_TABLE = "scores"
 DEFAULT_PROJECT = "default"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_COLUMNS = [
-    "ScoreId", "Project", "TraceId", "SpanId", "SessionId", "DatasetRunId", "Name", "Value", "StringValue",
-    "DataType", "Comment", "Source", "ConfigId", "Passed", "Metadata", "TraceStart", "Timestamp",
-]  # fmt: skip
+# The columns an API score sets, with their types (migrations 0003 and 0008): the insert needs no DESCRIBE.
+_COLUMN_TYPES = {
+    "ScoreId": "String", "Project": "LowCardinality(String)", "TraceId": "String", "SpanId": "String",
+    "SessionId": "String", "DatasetRunId": "String", "Name": "LowCardinality(String)", "Value": "Nullable(Float64)",
+    "StringValue": "String", "DataType": "LowCardinality(String)", "Comment": "String",
+    "Source": "LowCardinality(String)", "ConfigId": "String", "Passed": "Nullable(Bool)",
+    "Metadata": "Map(LowCardinality(String), String)", "TraceStart": "DateTime64(9)", "Timestamp": "DateTime64(6)",
+}  # fmt: skip
+_COLUMNS = list(_COLUMN_TYPES)
 # The columns of scores_list.sql, as the API's snake_case names.
 _FIELDS = (
     "score_id", "project", "trace_id", "observation_id", "session_id", "dataset_run_id", "name", "value",
@@ -117,10 +125,23 @@ def metadata_map(value: Any) -> dict[str, str]:
     return {"value": value if isinstance(value, str) else orjson.dumps(value).decode()}
 
 
+@dataclass
+class _Waiting:
+    """One request's scores, waiting for a group write (`ScoreStore.write`); then `done`, or its `error`."""
+
+    ids: list[str]
+    scores: Sequence[ValidScore]
+    now_us: int
+    done: bool = False
+    error: Exception | None = None
+
+
 class ScoreStore:
     def __init__(self, ch: ClickHouse) -> None:
         self._ch = ch
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one write (look-up, deletes, insert) or delete at a time
+        self._waiting: list[_Waiting] = []  # the requests the next write takes
+        self._waiting_lock = threading.Lock()
 
     def traces(self, trace_ids: Iterable[str]) -> dict[str, TraceInfo]:
         """The stored traces among `trace_ids`: project and start."""
@@ -131,27 +152,50 @@ class ScoreStore:
         return {tid: TraceInfo(project, int(start)) for tid, project, start in rows}
 
     def write(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]:
-        """Store validated scores in one insert; their ids in order (generated where none was given)."""
+        """Store validated scores; their ids in order (generated where none was given).
+
+        Group commit: the requests that arrive while a write is under way wait for it, and whichever of them
+        takes the lock next writes them all (in arrival order: a later request's repeat of an id counts), in
+        one look-up and one insert; each caller returns when its scores are stored, or raises the group's
+        error."""
         if not scores:
             return []
-        now_us = _micros(now or datetime.now(UTC))
         ids = [s.score_id or str(uuid.uuid4()) for s in scores]
-        latest = dict(zip(ids, scores, strict=True))  # a repeated id: the last one counts
+        request = _Waiting(ids, scores, _micros(now or datetime.now(UTC)))
+        with self._waiting_lock:
+            self._waiting.append(request)
         with self._lock:
-            traces = self.traces(s.trace_id for s in latest.values())
-            earlier = self._stored([s.score_id for s in latest.values() if s.score_id])
-            rows, stale = [], []
-            for score_id, score in latest.items():
-                row = _row(score_id, score, now_us, traces.get(score.trace_id), earlier.get(score_id, []))
-                rows.append(row)
-                if any(not _replaces(row, old) for old in earlier.get(score_id, [])):
-                    stale.append(score_id)
-            if stale:
-                self._ch.command(
-                    f"DELETE FROM {SCORES_TABLE} WHERE ScoreId IN {{ids:Array(String)}}", {"ids": stale}
-                )
-            self._ch.insert_rows(SCORES_TABLE, rows, _COLUMNS)
+            if not request.done:
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                try:
+                    self._write_group(group)
+                except Exception as exc:
+                    for waiting in group:
+                        waiting.error = exc
+                finally:
+                    for waiting in group:
+                        waiting.done = True
+        if request.error is not None:
+            raise request.error
         return ids
+
+    def _write_group(self, group: list[_Waiting]) -> None:
+        """One look-up, the deletes it calls for, and one insert of the rows of ``group`` (under the lock)."""
+        latest = {i: (s, w.now_us) for w in group for i, s in zip(w.ids, w.scores, strict=True)}
+        traces = self.traces(s.trace_id for s, _ in latest.values())
+        earlier = self._stored([s.score_id for s, _ in latest.values() if s.score_id])
+        rows, stale = [], []
+        for score_id, (score, now_us) in latest.items():
+            row = _row(score_id, score, now_us, traces.get(score.trace_id), earlier.get(score_id, []))
+            rows.append(row)
+            if any(not _replaces(row, old) for old in earlier.get(score_id, [])):
+                stale.append(score_id)
+        if stale:
+            self._ch.command(
+                f"DELETE FROM {SCORES_TABLE} WHERE ScoreId IN {{ids:Array(String)}}", {"ids": stale}
+            )
+        self._ch.insert_rows(SCORES_TABLE, rows, _COLUMNS, list(_COLUMN_TYPES.values()))
 
     def _stored(self, score_ids: list[str]) -> dict[str, list[_Stored]]:
         if not score_ids:
