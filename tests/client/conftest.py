@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
@@ -78,7 +79,10 @@ def mocked(clients: list[TraceJudge]) -> Callable[..., MockedClient]:
 
 @pytest.fixture
 def tracer() -> Iterator[Tracer]:
-    provider = TracerProvider()
+    # The resource names the project, as an instrumented app's would: scores made in its spans carry it.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "checkout", "tracejudge.project": "shop"})
+    )
     yield provider.get_tracer("tests.client")
     provider.shutdown()
 

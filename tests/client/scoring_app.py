@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import tracejudge_client
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instrumentation", choices=INSTRUMENTATIONS, required=True)
     parser.add_argument("--base-url", required=True, help="the OpenAI base URL (…/v1)")
     args = parser.parse_args(argv)
-    provider = TracerProvider()
+    provider = TracerProvider(resource=Resource.create({"service.name": "llm-app"}))
     recorder = Recorder()
     provider.add_span_processor(recorder)
     instrument(args.instrumentation, provider)

@@ -53,6 +53,7 @@ def test_scores_attach_to_the_instrumentations_spans(
             "value": 0.5,
             "trace_id": llm_span["trace_id"],
             "observation_id": llm_span["span_id"],
+            "project": "llm-app",  # the span's resource: the project its trace will have
         },
-        {"name": "request", "value": True, "trace_id": request["trace_id"]},
+        {"name": "request", "value": True, "trace_id": request["trace_id"], "project": "llm-app"},
     ]

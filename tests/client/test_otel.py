@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 from tests.client.conftest import as_given
 from tests.fakes.scores_server import FakeScores
 from tracejudge_client import TraceJudge
+from tracejudge_client.client import _resource_project
 
 
 def hex_ids(span: object) -> tuple[str, str]:
@@ -33,11 +35,29 @@ def test_scores_attach_to_the_active_span_and_its_trace(
     assert hex_ids(root)[0] == trace_id
     assert as_given(fake.received) == [
         {"name": "relevance", "value": 0.85, "trace_id": trace_id, "observation_id": child_id,
-         "comment": "mostly relevant"},
-        {"name": "root-span", "value": True, "trace_id": trace_id, "observation_id": hex_ids(root)[1]},
-        {"name": "overall", "value": "good", "trace_id": trace_id, "score_id": "s-1", "data_type": "CATEGORICAL"},
+         "comment": "mostly relevant", "project": "shop"},
+        {"name": "root-span", "value": True, "trace_id": trace_id, "observation_id": hex_ids(root)[1],
+         "project": "shop"},
+        {"name": "overall", "value": "good", "trace_id": trace_id, "score_id": "s-1", "data_type": "CATEGORICAL",
+         "project": "shop"},
     ]  # fmt: skip
     assert (client.sent, client.dropped, client.failed) == (3, 0, 0)
+
+
+def test_the_clients_own_project_wins_over_the_spans_resource(
+    fake: FakeScores, clients: list[TraceJudge], tracer: Tracer
+) -> None:
+    client = TraceJudge(api_url=fake.url, flush_interval_s=60, project="billing")
+    clients.append(client)
+    with tracer.start_as_current_span("request"):
+        client.score_current_trace(name="overall", value=1)
+    assert client.flush(timeout_s=30)
+    assert [s.get("project") for s in fake.received] == ["billing"]
+
+
+def test_a_span_without_a_resource_names_no_project() -> None:
+    span = trace.NonRecordingSpan(trace.SpanContext(1, 2, is_remote=True))  # the OTel API's own span
+    assert _resource_project(span) == ""
 
 
 def test_ids_are_lowercase_hex_of_full_width(

@@ -107,32 +107,11 @@ class TraceJudge:
     ) -> None:
         """Score a trace (``trace_id``), one of its spans (``observation_id`` too), a session or a dataset run.
         Returns at once; the score is posted in the background."""
-        try:
-            body = score_body(
-                name=name, value=value, session_id=session_id, dataset_run_id=dataset_run_id,
-                trace_id=trace_id, observation_id=observation_id,
-                # Made here, not by the server: a retried batch the server had stored replaces itself instead
-                # of adding a second row, and a score made while the service is down keeps its own time.
-                score_id=score_id or uuid.uuid4().hex, data_type=data_type, comment=comment,
-                config_id=config_id, metadata=_snapshot(metadata),
-                timestamp=timestamp or datetime.now(UTC), project=self.project,
-            )  # fmt: skip
-            validate_score(body)
-        except ScoreInvalid as exc:
-            logger.warning("tracejudge: score %r not sent: %s", name, exc)
-            return
-        except Exception:
-            logger.warning("tracejudge: score %r not sent", name, exc_info=True)
-            return
-        try:
-            queued = self._sender.put(body)
-        except (
-            Exception
-        ):  # the sender thread could not start (e.g. no threads left): never the caller's problem
-            logger.warning("tracejudge: score %r not sent", name, exc_info=True)
-            return
-        if not queued:
-            self._warn_once("closed", "tracejudge: scores after shutdown() are dropped")
+        self._score(
+            self.project, name=name, value=value, session_id=session_id, dataset_run_id=dataset_run_id,
+            trace_id=trace_id, observation_id=observation_id, score_id=score_id, data_type=data_type,
+            comment=comment, config_id=config_id, metadata=metadata, timestamp=timestamp,
+        )  # fmt: skip
 
     def score_current_span(
         self,
@@ -148,9 +127,9 @@ class TraceJudge:
         per client) and nothing sent."""
         ids = self._current_ids("score_current_span")
         if ids is not None:
-            self.create_score(
-                name=name, value=value, trace_id=ids[0], observation_id=ids[1], score_id=score_id,
-                data_type=data_type, comment=comment, config_id=config_id,
+            self._score(
+                self.project or ids[2] or None, name=name, value=value, trace_id=ids[0], observation_id=ids[1],
+                score_id=score_id, data_type=data_type, comment=comment, config_id=config_id,
             )  # fmt: skip
 
     def score_current_trace(
@@ -167,9 +146,9 @@ class TraceJudge:
         nothing sent."""
         ids = self._current_ids("score_current_trace")
         if ids is not None:
-            self.create_score(
-                name=name, value=value, trace_id=ids[0], score_id=score_id, data_type=data_type,
-                comment=comment, config_id=config_id,
+            self._score(
+                self.project or ids[2] or None, name=name, value=value, trace_id=ids[0], score_id=score_id,
+                data_type=data_type, comment=comment, config_id=config_id,
             )  # fmt: skip
 
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -182,6 +161,49 @@ class TraceJudge:
         created afterwards are dropped. Also done at interpreter exit."""
         self._sender.shutdown()
 
+    def _score(
+        self,
+        project: str | None,
+        *,
+        name: str,
+        value: float | str,
+        session_id: str | None = None,
+        dataset_run_id: str | None = None,
+        trace_id: str | None = None,
+        observation_id: str | None = None,
+        score_id: str | None = None,
+        data_type: DataType | None = None,
+        comment: str | None = None,
+        config_id: str | None = None,
+        metadata: Any | None = None,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """create_score with the score's project given (None: the server's default)."""
+        try:
+            body = score_body(
+                name=name, value=value, session_id=session_id, dataset_run_id=dataset_run_id,
+                trace_id=trace_id, observation_id=observation_id,
+                # Made here, not by the server: a retried batch the server had stored replaces itself instead
+                # of adding a second row, and a score made while the service is down keeps its own time.
+                score_id=score_id or uuid.uuid4().hex, data_type=data_type, comment=comment,
+                config_id=config_id, metadata=_snapshot(metadata),
+                timestamp=timestamp or datetime.now(UTC), project=project,
+            )  # fmt: skip
+            validate_score(body)
+        except ScoreInvalid as exc:
+            logger.warning("tracejudge: score %r not sent: %s", name, exc)
+            return
+        except Exception:
+            logger.warning("tracejudge: score %r not sent", name, exc_info=True)
+            return
+        try:
+            queued = self._sender.put(body)
+        except Exception:  # the sender thread could not start (no threads left): never the caller's problem
+            logger.warning("tracejudge: score %r not sent", name, exc_info=True)
+            return
+        if not queued:
+            self._warn_once("closed", "tracejudge: scores after shutdown() are dropped")
+
     def _make_http(self) -> httpx.Client:
         """The HTTP client of the background thread (one for the client's life)."""
         headers = {"user-agent": "tracejudge-client"}
@@ -190,13 +212,15 @@ class TraceJudge:
         verify: ssl.SSLContext | bool = self._tls if self._tls is not None else False
         return httpx.Client(headers=headers, timeout=self.timeout_s, verify=verify, follow_redirects=False)
 
-    def _current_ids(self, caller: str) -> tuple[str, str] | None:
-        """The active span's (trace id, span id) as lowercase hex; None (warned once) outside a valid span."""
-        context = trace.get_current_span().get_span_context()
+    def _current_ids(self, caller: str) -> tuple[str, str, str] | None:
+        """The active span's (trace id, span id) as lowercase hex, and the project its resource names ('' when
+        none, or an API-only span); None (warned once) outside a valid span."""
+        span = trace.get_current_span()
+        context = span.get_span_context()
         if not context.is_valid:
             self._warn_once("no-span", f"tracejudge: {caller} outside any active span: nothing is scored")
             return None
-        return format(context.trace_id, "032x"), format(context.span_id, "016x")
+        return format(context.trace_id, "032x"), format(context.span_id, "016x"), _resource_project(span)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -214,3 +238,20 @@ def _snapshot(metadata: Any) -> Any:
     except Exception as exc:  # TypeError, ValueError, RecursionError
         field, problem = "metadata", f"must be JSON ({type(exc).__name__}: {exc})"
         raise ScoreInvalid(field, problem) from exc
+
+
+# The resource attributes the service reads a trace's project from, in its default order (ingest.project_keys):
+# a score made inside a span before its trace is stored gets the project its trace will have.
+PROJECT_KEYS = (
+    "tracejudge.project", "dokimos.project", "dokimos.project.name", "openinference.project.name", "service.name",
+)  # fmt: skip
+
+
+def _resource_project(span: object) -> str:
+    """The project the span's resource names (an SDK span has a ``resource``; the API's own spans do not)."""
+    attributes = getattr(getattr(span, "resource", None), "attributes", None) or {}
+    for key in PROJECT_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
