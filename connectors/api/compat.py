@@ -143,6 +143,9 @@ async def store_renamed(
     return ids, [e.model_copy(update={"field": sent_as.get(e.field, e.field)}) for e in errors]
 
 
+LANGFUSE_MAX_SCORES = 10 * MAX_BATCH  # one Langfuse post, stored in chunks of MAX_BATCH
+
+
 def build_compat_router(
     ingestor: Ingestor, store: ScoreStore, check_configs: ConfigCheck, config: CompatConfig
 ) -> APIRouter:
@@ -183,12 +186,24 @@ def build_compat_router(
         if not isinstance(body, dict | list):
             raise ApiError(400, "the body must be a score (a JSON object) or a list of scores", "body")
         items = body if isinstance(body, list) else [body]
-        if len(items) > MAX_BATCH:
-            raise ApiError(400, f"at most {MAX_BATCH} scores per request, not {len(items)}", "body")
+        if len(items) > LANGFUSE_MAX_SCORES:
+            raise ApiError(400, f"at most {LANGFUSE_MAX_SCORES} scores per request, not {len(items)}", "body")
         single = isinstance(body, dict)
-        ids, errors = await store_renamed(
-            items, LANGFUSE_FIELDS, project_of(creds), store, check_configs, single
-        )
+        ids: list[str] = []
+        errors: list[ItemError] = []
+        # The SDK flushes up to `flush_at` scores (512 by default, settable higher) in one post and does not
+        # retry a 400: a large list is stored in chunks of MAX_BATCH, not refused.
+        for start in range(0, len(items), MAX_BATCH):
+            chunk_ids, chunk_errors = await store_renamed(
+                items[start : start + MAX_BATCH],
+                LANGFUSE_FIELDS,
+                project_of(creds),
+                store,
+                check_configs,
+                single,
+            )
+            ids += chunk_ids
+            errors += [e.model_copy(update={"index": e.index + start}) for e in chunk_errors]
         if single:
             return JSONResponse(ScoreId(id=ids[0]).model_dump(), status_code=200)
         if errors:

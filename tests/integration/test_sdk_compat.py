@@ -85,6 +85,19 @@ def test_an_unlisted_key_sends_to_the_default_project(service: ServiceProcess) -
     service.wait_for("SELECT Project FROM scores FINAL WHERE ScoreId = 'compat-unlisted'", "default")
 
 
+def test_a_langfuse_post_over_a_thousand_scores_is_stored_in_chunks(service: ServiceProcess) -> None:
+    """The SDK flushes up to `flush_at` scores at once and never retries a 400: none may be refused for
+    the list's size alone; errors keep their index in the whole list."""
+    trace_id = "c1" * 16
+    scores = [{"id": f"compat-big-{i}", "traceId": trace_id, "name": "n", "value": 1} for i in range(1_500)]
+    scores[1_200]["traceId"] = "not-hex"
+    status, _, raw = http("POST", service.api + "/api/public/scores", json.dumps(scores).encode(), JS)
+    answer = json.loads(raw)
+    assert (status, answer["accepted"], answer["rejected"]) == (207, 1_499, 1), answer
+    assert [(e["index"], e["field"]) for e in answer["errors"]] == [(1_200, "traceId")]
+    service.wait_for(f"SELECT count() FROM scores FINAL WHERE TraceId = '{trace_id}'", 1_499)
+
+
 def test_other_sdk_routes_say_what_is_supported(service: ServiceProcess) -> None:
     for path in ("/api/public/v2/prompts/greeting", "/api/platform/v1/projects/p/prompts"):
         status, _, raw = http("GET", service.api + path)
