@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -181,7 +182,7 @@ def persisted_metrics(poller: CountPoller, t0: float, duration: float, acked: in
     }
 
 
-class Periodic(threading.Thread):
+class Periodic(threading.Thread, ABC):
     """Calls ``sample()`` every ``interval`` s from ``start_at`` (default: now) until ``stop()``; a sample's
     failure goes to ``note`` (the first 10 are kept in ``errors``)."""
 
@@ -192,8 +193,9 @@ class Periodic(threading.Thread):
         self.errors: list[str] = []
         self._stop_evt = threading.Event()
 
+    @abstractmethod
     def sample(self) -> None:
-        raise NotImplementedError
+        """Take one sample (a subclass's work)."""
 
     def note(self, e: Exception) -> None:
         if len(self.errors) < 10:

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import anyio.to_thread
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from connectors.api.blocking import run
 from connectors.api.compat import build_compat_router
 from connectors.api.connections import build_connections_router
 from connectors.api.errors import ApiError, error_responses, install_error_handlers
@@ -167,15 +167,13 @@ def build_api_app(state: ApiState) -> FastAPI:
         tid = trace_id.lower()
         if len(tid) != 32 or not _HEX.issuperset(tid):
             raise ApiError(400, "trace_id must be 32 hex characters", "trace_id")
-        table = await anyio.to_thread.run_sync(
-            lambda: state.reader.query_arrow(_query("trace_by_id"), {"trace_id": tid})
-        )
+        table = await run(lambda: state.reader.query_arrow(_query("trace_by_id"), {"trace_id": tid}))
         rows = table.to_pylist()
         if not rows:
             raise ApiError(404, f"trace {tid} not found")
         spans = [_span_doc(r) for r in rows]
         roots = [s for s in spans if not s["parent_span_id"]]
-        scores, _ = await anyio.to_thread.run_sync(state.scores.page, ScoreFilter(trace_id=tid), MAX_BATCH)
+        scores, _ = await run(state.scores.page, ScoreFilter(trace_id=tid), MAX_BATCH)
         return json_response(
             {
                 "trace_id": tid,
@@ -203,9 +201,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     ) -> Response:
         lim = min(limit or state.config.traces_default_limit, state.config.traces_max_limit)
         params = {"project": project, "since_ns": parse_time(since), "limit": lim}
-        table = await anyio.to_thread.run_sync(
-            lambda: state.reader.query_arrow(_query("traces_list"), params)
-        )
+        table = await run(lambda: state.reader.query_arrow(_query("traces_list"), params))
         traces = [
             {
                 "trace_id": r["trace_id"],
@@ -231,7 +227,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     async def sql(body: SqlRequest) -> Response:
         started = time.perf_counter()
         try:
-            columns, types, rows, truncated = await anyio.to_thread.run_sync(state.readonly.query, body.query)
+            columns, types, rows, truncated = await run(state.readonly.query, body.query)
         except (
             QueryError
         ) as exc:  # the caller's query: a 400 (elsewhere a failed query is the store's, a 503)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Body, Response
 from pydantic import ValidationError
 
+from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses, invalid
 from connectors.api.models import ConnectionList, ConnectionView, Deleted
 from connectors.clickhouse.connections_store import ConnectionStore
@@ -48,9 +48,6 @@ def build_connections_router(
     store: ConnectionStore, rules: RuleStore, on_change: Callable[[], object]
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/connections", tags=["connections"], responses=error_responses(422))
-
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
 
     async def saved(spec: ConnectionSpec) -> ConnectionView:
         stored = await run(store.save, spec)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Body, Query, Response
 
+from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import Deleted, ProcessStatus, RuleList, RulePreview, RuleStatus, StatusCounts
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
@@ -68,9 +68,6 @@ def build_rules_router(
             if conn is not None and conn.key_problem():
                 out.append(conn.key_problem())
         return out
-
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
 
     async def saved(spec: RuleSpec) -> RuleSpec:
         await run(check_connections, spec)

@@ -12,10 +12,10 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-import anyio.to_thread
 from fastapi import APIRouter, Body
 from pydantic import ValidationError
 
+from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses, invalid
 from connectors.api.models import Deleted
 from connectors.api.score_models import ScoreConfigList
@@ -86,9 +86,6 @@ def config_checker(
 
 def build_score_configs_router(store: ScoreConfigStore) -> APIRouter:
     router = APIRouter(prefix="/api/v1/score-configs", tags=["score configs"], responses=error_responses(422))
-
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
 
     async def get_or_404(config_id: str) -> ScoreConfig:
         config: ScoreConfig | None = await run(store.get, config_id)

@@ -15,10 +15,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
+from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import Deleted
 from connectors.api.params import parse_time
@@ -67,9 +67,6 @@ def _hex_param(value: str, field: str) -> str:
 
 def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecked_configs) -> APIRouter:
     router = APIRouter(prefix="/api/v1/scores", tags=["scores"], responses=error_responses(422))
-
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
 
     @router.post(
         "",
@@ -155,9 +152,6 @@ async def store_scores(
     """Validate score objects (snake_case, as `POST /api/v1/scores` takes them), store the valid ones in one
     insert, count them; the stored ids and the errors of the others. `single`: an invalid item is a 400. A
     failed write is a 503 with Retry-After. Every route that takes scores stores them through here."""
-
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
 
     checked, errors = await _validated(items, run, check_configs)
     if single and errors:

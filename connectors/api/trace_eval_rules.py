@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import MatchType, TraceEvalRuleView
 from connectors.api.rules import validated
@@ -237,9 +237,6 @@ def build_trace_eval_rules_router(
         tags=["trace eval rules"],
         responses=error_responses(422),
     )
-
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
 
     def resolve(ref: str) -> ConnectionSpec:
         conn = connections.get(ref) or connections.by_name(ref)

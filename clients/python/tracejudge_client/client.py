@@ -161,34 +161,19 @@ class TraceJudge:
         created afterwards are dropped. Also done at interpreter exit."""
         self._sender.shutdown()
 
-    def _score(
-        self,
-        project: str | None,
-        *,
-        name: str,
-        value: float | str,
-        session_id: str | None = None,
-        dataset_run_id: str | None = None,
-        trace_id: str | None = None,
-        observation_id: str | None = None,
-        score_id: str | None = None,
-        data_type: DataType | None = None,
-        comment: str | None = None,
-        config_id: str | None = None,
-        metadata: Any | None = None,
-        timestamp: datetime | None = None,
-    ) -> None:
-        """create_score with the score's project given (None: the server's default)."""
+    def _score(self, project: str | None, *, name: str, **fields: Any) -> None:
+        """create_score's work with the score's project given (None: the server's default); `fields` are
+        create_score's other keyword arguments."""
         try:
-            body = score_body(
-                name=name, value=value, session_id=session_id, dataset_run_id=dataset_run_id,
-                trace_id=trace_id, observation_id=observation_id,
-                # Made here, not by the server: a retried batch the server had stored replaces itself instead
-                # of adding a second row, and a score made while the service is down keeps its own time.
-                score_id=score_id or uuid.uuid4().hex, data_type=data_type, comment=comment,
-                config_id=config_id, metadata=_snapshot(metadata),
-                timestamp=timestamp or datetime.now(UTC), project=project,
-            )  # fmt: skip
+            # score_id and timestamp are made here, not by the server: a retried batch the server had stored
+            # replaces itself instead of adding a second row, and a score made while the service is down keeps
+            # its own time.
+            made = {
+                "score_id": fields.get("score_id") or uuid.uuid4().hex,
+                "timestamp": fields.get("timestamp") or datetime.now(UTC),
+                "metadata": _snapshot(fields.get("metadata")),
+            }
+            body = score_body(**{**fields, **made}, name=name, project=project)
             validate_score(body)
         except ScoreInvalid as exc:
             logger.warning("tracejudge: score %r not sent: %s", name, exc)
