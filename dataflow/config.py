@@ -279,6 +279,41 @@ class CompatConfig(_Section):
     )
 
 
+class JobsConfig(_Section):
+    """Re-scoring jobs: rewind, backfill, score selected traces (YAML key `jobs`)."""
+
+    max_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Part of each connection's concurrency and rates a job's judge calls may use.",
+    )
+    page_traces: int = Field(500, ge=1, le=100_000, description="Traces a job scores between checkpoints.")
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A running job whose process has not renewed its lease this long is taken over.",
+    )
+    settle_s: float = Field(
+        1.0, ge=0, description="How long a claim waits before it reads who won (longer than an insert takes)."
+    )
+    poll_s: float = Field(1.0, gt=0, description="How often each process looks for jobs to run.")
+    trace_lookback_s: float = Field(
+        3600.0, gt=0, description="A trace's start is its earliest span at most this long before the window."
+    )
+    pause_pending_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A job waits while live judge calls pending exceed this part of max_pending.",
+    )
+    pause_unstored_segments: int = Field(
+        4,
+        ge=1,
+        description="A job waits while this many sealed log segments wait to be stored (ingest lags).",
+    )
+
+
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "tracejudge_config_file", default=None
 )
@@ -323,6 +358,7 @@ class Settings(BaseSettings):
     sink: SinkConfig = Field(default_factory=SinkConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

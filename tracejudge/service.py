@@ -18,14 +18,18 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 from bytewax.recovery import init_db_dir
 
 from connectors.api.app import ApiState, build_api_app
+from connectors.api.jobs import JobsDeps
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
+from connectors.clickhouse.job_traces import JobTraces
+from connectors.clickhouse.jobs_store import JobStore
 from connectors.clickhouse.migrate import apply_retention, migrate
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
@@ -37,22 +41,26 @@ from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
-from connectors.otlp.judge_spans import JudgeSpanSink
+from connectors.otlp.judge_spans import JudgeSpanSink, append_judge_spans
 from connectors.wal.log import Wal
 from connectors.wal.reclaim import Reclaimer
 from connectors.wal.source import WalRecordSource
 from dataflow.config import Settings
 from dataflow.errors import ConfigError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
+from dataflow.jobs.manual import ManualRules
+from dataflow.jobs.runner import JobRunner, JobServices, JobSettings
 from dataflow.judging.connections import ConnectionRegistry
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.rules.checks import scorer_connection_problems
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
+from dataflow.rules.model import CompiledRule, compile_rule
 from dataflow.rules.registry import RuleRegistry
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
+from tracejudge.jobs import JobRunnerThread, live_busy
 from tracejudge.lifecycle import Lifecycle, Step
 
 logger = logging.getLogger("tracejudge")
@@ -115,6 +123,9 @@ class Service:
         # scoring step's span look-ups on the reader.
         self.scores_api_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-scores-api", on_stop=self.scores_api_ch.close))
+        # Re-scoring jobs' plans, span reads and score writes: their own connection, off the live path's.
+        self.jobs_ch = ClickHouse(s.resolved_dsn)
+        lc.start(Step("clickhouse-jobs", on_stop=self.jobs_ch.close))
         logger.info("ClickHouse ready at %s", self.writer_ch.safe_dsn)
 
     def _apply_files(self) -> None:
@@ -176,6 +187,37 @@ class Service:
             FlowThread(flow, s.flow, recovery_dir, self.flow_stop, self.wal.close, self.stop_requested.set)
         )
         lc.start(Step("write-ahead-log", self.wal.start, self._seal_wal))
+        self._start_jobs()
+
+    def _start_jobs(self) -> None:
+        """The job runner: stopped before the log closes, so a page's judge spans still reach it."""
+        s, lc = self.settings, self._lifecycle
+        self.job_store = JobStore(self.jobs_ch)
+        self.job_traces = JobTraces(self.jobs_ch, s.jobs.trace_lookback_s)
+        jobs_stop = threading.Event()
+        normalizer = normalizer_from(s.ingest)
+        services = JobServices(
+            store=self.job_store,
+            traces=self.job_traces,
+            rule=self._current_rule,
+            manual_rule=ManualRules(self.rule_store.get),
+            write_scores=ScoreWriter(self.jobs_ch, s.sink, jobs_stop).write,
+            write_judge_spans=lambda spans: append_judge_spans(self.wal, spans, normalizer, 60.0),
+            judges=replace(self.judges, pending=Pending(s.judging.max_pending, gauges=False), share=s.jobs.max_share),
+            live_busy=live_busy(
+                self.span_store.pending, s.jobs.pause_unstored_segments, lambda: self.judges.pending.taken,
+                s.judging.max_pending * s.jobs.pause_pending_share,
+            ),
+            process=self.process_id,
+        )  # fmt: skip
+        settings = JobSettings(s.jobs.page_traces, s.jobs.lease_s, s.jobs.settle_s, s.jobs.poll_s)
+        self.job_runner = lc.start(
+            JobRunnerThread(JobRunner(services, settings, jobs_stop), jobs_stop, s.jobs.poll_s)
+        )
+
+    def _current_rule(self, rule_id: str) -> CompiledRule | None:
+        spec = self.rule_store.get(rule_id)
+        return compile_rule(spec) if spec is not None else None
 
     def _start_receivers(self, listeners: Listeners) -> None:
         s, lc = self.settings, self._lifecycle
@@ -188,6 +230,8 @@ class Service:
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
             ScoreStore(self.scores_api_ch), ScoreConfigStore(self.reader_ch), s.compat,
+            JobsDeps(self.job_store, JobTraces(self.reader_ch, s.jobs.trace_lookback_s), self.rule_store,
+                     self.connection_store.by_name, self.job_runner.wake),
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")
@@ -211,7 +255,7 @@ class Service:
         self.executor = JudgeExecutor(
             make_client, ExecutorConfig(s.judging.breaker_failures, s.judging.breaker_cooldown_s)
         )
-        judges = JudgeContext(
+        self.judges = JudgeContext(
             self.executor,
             self.connections.get,
             RuleBudgets(),
@@ -228,7 +272,7 @@ class Service:
             scores_sink=ScoreSink(
                 ScoreWriter(self.scores_ch, s.sink, self.flow_stop, on_written=self.stats.record_rows)
             ),
-            judges=judges,
+            judges=self.judges,
             judge_spans_sink=JudgeSpanSink(self.wal, normalizer_from(s.ingest)),
             judge_shards=s.judging.shards,
         )

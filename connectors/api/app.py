@@ -25,6 +25,7 @@ from connectors.api.blocking import run
 from connectors.api.compat import build_compat_router
 from connectors.api.connections import build_connections_router
 from connectors.api.errors import ApiError, error_responses, install_error_handlers
+from connectors.api.jobs import JobsDeps, build_jobs_router
 from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
 from connectors.api.params import iso_ns, parse_time
 from connectors.api.rules import build_rules_router
@@ -91,6 +92,7 @@ class ApiState:
     scores: ScoreStore
     score_configs: ScoreConfigStore
     compat: CompatConfig = field(default_factory=CompatConfig)
+    jobs: JobsDeps | None = None
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -285,6 +287,8 @@ def build_api_app(state: ApiState) -> FastAPI:
     check_configs = config_checker(state.score_configs)
     app.include_router(build_scores_router(state.scores, check_configs))
     app.include_router(build_score_configs_router(state.score_configs))
+    if state.jobs is not None:
+        app.include_router(build_jobs_router(state.jobs))
     # Last: its catch-all routes answer whatever /api/public/... and /api/platform/... nothing else serves.
     app.include_router(build_compat_router(state.ingestor, state.scores, check_configs, state.compat))
 

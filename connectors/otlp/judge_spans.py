@@ -97,6 +97,19 @@ class _Partition(StatefulSinkPartition[dict[str, Any], None]):
         self._sync()
 
 
+def append_judge_spans(wal: Wal, spans: list[dict[str, Any]], normalizer: Normalizer, wait_s: float) -> None:
+    """Append judge spans made outside the flow (re-scoring jobs) and wait until they are durable; a refusal
+    is counted and logged as the sink's are, never raised."""
+    if not spans:
+        return
+    try:
+        wal.append(judge_spans_batch(spans, normalizer)).result(timeout=wait_s)
+    except TimeoutError:
+        _dropped(len(spans), f"the write-ahead log did not confirm them within {wait_s:g}s")
+    except Exception as exc:  # WalFull, WalError: counted, never raised (the score rows are the record)
+        _dropped(len(spans), exc)
+
+
 def _dropped(n: int, why: object) -> None:
     metrics.JUDGE_SPANS_DROPPED.inc(n)
     logger.warning("dropped %d judge spans: %s", n, why)

@@ -7,6 +7,9 @@ back off with jitter up to the connection's ceiling, and a circuit breaker that 
 keeps failing (dataflow/judging/breaker.py). A malformed answer is retried once. Every call ends in a
 `CallResult`: an answer, or the last error with its class. A call's timeout (the client's deadline) starts when
 it has its concurrency slot: waiting for a slot, rate-limit tokens or a retry's backoff never counts against it.
+Calls submitted with a `share` (re-scoring jobs, `jobs.max_share`) first pass a sub-limit of their own, that
+share of the connection's concurrency and rates, then the connection's own: together they never exceed the
+connection's limits, and the jobs' calls never exceed their share, so live calls always have the rest.
 `stop` cancels the calls still running after a grace and never raises.
 """
 
@@ -89,6 +92,23 @@ class _Lane:
     breaker: CircuitBreaker
 
 
+@dataclass
+class _Share:
+    """A share of a connection's limits (a re-scoring job's calls pass it before the connection's own)."""
+
+    semaphore: asyncio.Semaphore
+    requests: TokenBucket
+    tokens: TokenBucket
+
+    @classmethod
+    def of(cls, spec: ConnectionSpec, share: float) -> _Share:
+        return cls(
+            asyncio.Semaphore(max(1, int(spec.max_concurrency * share))),
+            TokenBucket(spec.requests_per_minute * share),
+            TokenBucket(spec.tokens_per_minute * share),
+        )
+
+
 class JudgeExecutor:
     def __init__(
         self,
@@ -100,6 +120,7 @@ class JudgeExecutor:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="judge-loop", daemon=True)
         self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._shares: dict[tuple[str, int, float], _Share] = {}
         self._unfinished = 0  # calls of the batches begun on the loop and not ended (what a stop cancels)
         self._started = False
 
@@ -160,22 +181,39 @@ class JudgeExecutor:
             logger.debug("closing a judge client failed", exc_info=True)
 
     # --- submitting ------------------------------------------------------------------------------------------
-    def submit(self, calls: list[tuple[ConnectionSpec, JudgeRequest]]) -> Future[list[CallResult]]:
-        """Run a batch of calls; one future for the whole batch (one cross-thread hop)."""
-        return asyncio.run_coroutine_threadsafe(self._batch(calls), self._loop)
+    def submit(
+        self, calls: list[tuple[ConnectionSpec, JudgeRequest]], share: float | None = None
+    ) -> Future[list[CallResult]]:
+        """Run a batch of calls; one future for the whole batch (one cross-thread hop). With `share`, the calls
+        use at most that part of each connection's concurrency and rates."""
+        return asyncio.run_coroutine_threadsafe(self._batch(calls, share), self._loop)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def _batch(self, calls: list[tuple[ConnectionSpec, JudgeRequest]]) -> list[CallResult]:
+    async def _batch(
+        self, calls: list[tuple[ConnectionSpec, JudgeRequest]], share: float | None = None
+    ) -> list[CallResult]:
         self._unfinished += len(calls)
-        return list(await asyncio.gather(*(self._counted(spec, req) for spec, req in calls)))
+        return list(await asyncio.gather(*(self._counted(spec, req, share) for spec, req in calls)))
 
-    async def _counted(self, spec: ConnectionSpec, request: JudgeRequest) -> CallResult:
+    async def _counted(self, spec: ConnectionSpec, request: JudgeRequest, share: float | None) -> CallResult:
         try:
-            return await self.call(spec, request)
+            if share is None:
+                return await self.call(spec, request)
+            return await self._shared_call(spec, request, share)
         finally:
             self._unfinished -= 1
+
+    async def _shared_call(self, spec: ConnectionSpec, request: JudgeRequest, share: float) -> CallResult:
+        key = (spec.name, spec.version, share)
+        part = self._shares.get(key)
+        if part is None:
+            part = self._shares[key] = _Share.of(spec, share)
+        estimate = (len(request.system) + len(request.prompt)) / 4 + 300
+        await asyncio.sleep(part.requests.delay_for(1) + part.tokens.delay_for(estimate))
+        async with part.semaphore:
+            return await self.call(spec, request)
 
     def _lane(self, spec: ConnectionSpec) -> _Lane:
         key = (spec.name, spec.version)

@@ -123,24 +123,32 @@ class Pending:
     """Process-wide count of jobs handed to the executor and not yet collected (the overload bound), shown in
     `tracejudge_judge_pending_jobs` against `tracejudge_judge_pending_limit_jobs`."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, gauges: bool = True) -> None:
         self.limit = limit
         self._n = 0
         self._lock = threading.Lock()
-        metrics.JUDGE_PENDING_LIMIT.set(limit)
-        metrics.JUDGE_PENDING.set(0)
+        self._gauges = gauges  # the live flow's bound shows in the gauges; a job's has its own
+        if gauges:
+            metrics.JUDGE_PENDING_LIMIT.set(limit)
+            metrics.JUDGE_PENDING.set(0)
+
+    @property
+    def taken(self) -> int:
+        return self._n
 
     def take(self, n: int) -> int:
         with self._lock:
             granted = max(0, min(n, self.limit - self._n))
             self._n += granted
-            metrics.JUDGE_PENDING.set(self._n)
+            if self._gauges:
+                metrics.JUDGE_PENDING.set(self._n)
             return granted
 
     def release(self, n: int) -> None:
         with self._lock:
             self._n -= n
-            metrics.JUDGE_PENDING.set(self._n)
+            if self._gauges:
+                metrics.JUDGE_PENDING.set(self._n)
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class JudgeContext:
     eof_wait_s: float = (
         60.0  # without recovery: how long the end of input waits for calls (judging.eof_wait_s)
     )
+    share: float | None = None  # re-scoring jobs: the part of each connection's limits their calls may use
 
 
 Output = tuple[str, Any]  # ("scores", ScoreRow) or ("judge_spans", dict)
@@ -279,7 +288,7 @@ class JudgeLogic(StatefulBatchLogic[JudgeJob, Output, list[JudgeJob]]):
             out.append(("scores", shed_row(job, "overload", "too many judge calls pending")))
         calls = calls[:granted]
         if calls:
-            fut = self._ctx.executor.submit([(conn, job.request) for job, conn in calls])
+            fut = self._ctx.executor.submit([(conn, job.request) for job, conn in calls], self._ctx.share)
             self._pending.append((calls, fut, time.time_ns()))
         return out
 
@@ -308,6 +317,13 @@ class JudgeLogic(StatefulBatchLogic[JudgeJob, Output, list[JudgeJob]]):
                 out.extend(outputs)
         self._pending = still
         return out
+
+    def abandon(self) -> None:
+        """Cancel the calls still running and forget their jobs (a re-scoring job cut short redoes its page)."""
+        for calls, fut, _ in self._pending:
+            fut.cancel()
+            self._ctx.pending.release(len(calls))
+        self._pending = []
 
     def on_batch(self, values: list[JudgeJob]) -> tuple[Iterable[Output], bool]:
         out, self._early = self._early, []

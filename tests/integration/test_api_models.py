@@ -137,6 +137,18 @@ def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None
     check("PATCH", "/api/v1/rules/{rule_id}", f"/api/v1/rules/{rid}", {"enabled": False})
     check("POST", "/api/v1/rules/test", body={"rule": rule, "window": {"trace_ids": [trace_id]}})
     check("GET", "/api/v1/rules/{rule_id}/status", f"/api/v1/rules/{rid}/status")
+    window = {"since": "2000-01-01T00:00:00Z"}
+    rewind, backfill = "/api/v1/rules/{rule_id}/rewind", "/api/v1/rules/{rule_id}/backfill"
+    check("POST", rewind, f"/api/v1/rules/{rid}/rewind", {**window, "dry_run": True})
+    job = check("POST", rewind, f"/api/v1/rules/{rid}/rewind", window, expect=202)["job_id"]
+    check("POST", rewind, f"/api/v1/rules/{rid}/rewind", {"since": "yesterday"}, expect=400)
+    check("POST", backfill, f"/api/v1/rules/{rid}/backfill", {"last": 3}, expect=202)
+    check("POST", "/api/v1/score-traces", body={"trace_ids": [trace_id], "rule_id": rid, "dry_run": True})
+    check("POST", "/api/v1/score-traces", body={"trace_ids": [trace_id], "scorers": [CODE]}, expect=202)
+    check("GET", "/api/v1/jobs", f"/api/v1/jobs?rule_id={rid}")
+    check("GET", "/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job}")
+    check("GET", "/api/v1/jobs/{job_id}", "/api/v1/jobs/nope", expect=404)
+    check("POST", "/api/v1/jobs/{job_id}/cancel", f"/api/v1/jobs/{job}/cancel")
     check("POST", "/api/v1/rules", body={**rule, "filter": "output = = 1"}, expect=400)
 
     seed = {

@@ -294,7 +294,7 @@ class RecordingExecutor:
     def __init__(self) -> None:
         self.submitted: list[tuple[list[Any], Future[list[CallResult]]]] = []
 
-    def submit(self, calls: list[Any]) -> Future[list[CallResult]]:
+    def submit(self, calls: list[Any], share: float | None = None) -> Future[list[CallResult]]:
         self.submitted.append((calls, Future()))
         return self.submitted[-1][1]
 

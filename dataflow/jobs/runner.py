@@ -1,0 +1,236 @@
+"""The job runner: claims a job, walks its traces page by page through the scoring path, checkpoints (issue 11).
+
+One runner thread per process runs one job at a time. It takes a job that is queued, or running under a lease
+nobody renewed (its process died), or running under this very process (it restarted). A job's traces come from
+its plan (`TracePlanner.plan`: the stored traces it covers, in (start, trace id) order, with what the rule's
+SQL filter matches there); traces outside the rule's sample or matching nothing are counted without being
+fetched; the rest are fetched, decided again by the Python filter and scored (`dataflow.jobs.scoring`). After
+each page the scores are written, then the progress and cursor: after a crash at most that page is scored
+again, and its deterministic score ids replace themselves. Live traffic keeps priority: the job waits while
+`live_busy()` names a reason, and its judge calls go through a share of each connection's limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dataflow.errors import TracejudgeError
+from dataflow.jobs.model import Candidate, Cursor, Job, JobKind, JobState
+from dataflow.jobs.scoring import chosen_tasks, replayed, rule_tasks, score_tasks
+from dataflow.model import ScoreRow, Span
+from dataflow.rules.model import CompiledRule
+from dataflow.scoring.judge_step import JudgeContext
+
+logger = logging.getLogger(__name__)
+
+
+class JobStorePort(Protocol):
+    def save(self, job: Job) -> None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def claimable(self, lease_s: float) -> list[Job]: ...
+    def claim(self, job_id: str, epoch: int, process: str) -> None: ...
+    def claim_winner(self, job_id: str, epoch: int) -> str: ...
+    def latest_epoch(self, job_id: str) -> int: ...
+    def cancel_requested(self, job_id: str) -> bool: ...
+    def running_on(self, process: str) -> list[Job]: ...
+
+
+class TracePlanner(Protocol):
+    def plan(self, job: Job, rule: CompiledRule | None) -> list[Candidate]: ...
+    def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]: ...
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    page_traces: int = 500
+    lease_s: float = 30.0
+    settle_s: float = 1.0
+    poll_s: float = 1.0
+    retries: int = 5  # a page whose reads keep failing this many times fails the job
+
+
+@dataclass(frozen=True)
+class JobServices:
+    store: JobStorePort
+    traces: TracePlanner
+    rule: Callable[[str], CompiledRule | None]  # a saved rule's current version
+    manual_rule: Callable[[Job, str], CompiledRule]  # score_traces: its scorers as a rule of a project
+    write_scores: Callable[[list[ScoreRow]], None]
+    write_judge_spans: Callable[[list[dict[str, Any]]], None]
+    judges: JudgeContext | None
+    live_busy: Callable[[], str]
+    process: str
+
+
+class JobLost(Exception):
+    """Another process holds the job's lease now, or the job was cancelled: stop without writing progress."""
+
+
+class JobRunner:
+    def __init__(self, services: JobServices, settings: JobSettings, stop: threading.Event) -> None:
+        self._s = services
+        self._cfg = settings
+        self._stop = stop
+        self.current: str = ""
+
+    # --- claiming ------------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Run every job this process can claim now, one after another."""
+        while not self._stop.is_set():
+            job = self._next_claimed()
+            if job is None:
+                return
+            self.run(job)
+
+    def _next_claimed(self) -> Job | None:
+        for job in self._s.store.claimable(self._cfg.lease_s) + self._own_running():
+            if self._s.store.cancel_requested(job.job_id):
+                self._finish(job, JobState.CANCELLED)
+                continue
+            epoch = self._s.store.latest_epoch(job.job_id) + 1
+            self._s.store.claim(job.job_id, epoch, self._s.process)
+            if self._stop.wait(self._cfg.settle_s):
+                return None
+            if self._s.store.claim_winner(job.job_id, epoch) == self._s.process:
+                return job.with_(lease_epoch=epoch)
+        return None
+
+    def _own_running(self) -> list[Job]:
+        """Jobs this process ran before it restarted: resumed at once, not after the lease runs out."""
+        return self._s.store.running_on(self._s.process)
+
+    # --- running -------------------------------------------------------------------------------------------
+    def run(self, job: Job) -> Job:
+        """Run (or resume) a claimed job to its end; never raises."""
+        self.current = job.job_id
+        now = time.time_ns()
+        job = job.with_(
+            state=JobState.RUNNING, process=self._s.process, started_ns=job.started_ns or now,
+            heartbeat_ns=now, paused="",
+        )  # fmt: skip
+        try:
+            self._s.store.save(job)
+            return self._walk(job)
+        except JobLost as lost:
+            logger.info("job %s: %s", job.job_id, lost)
+            return job
+        except Exception as exc:  # a job's failure is its state, never the runner's end
+            logger.exception("job %s failed", job.job_id)
+            return self._finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.current = ""
+
+    def _walk(self, job: Job) -> Job:
+        rule: CompiledRule | None = None
+        if job.kind != JobKind.SCORE_TRACES:
+            rule = self._s.rule(job.rule_id)
+            if rule is None:
+                return self._finish(job, JobState.FAILED, f"rule {job.rule_id} no longer exists")
+        plan = self._retrying(lambda: self._s.traces.plan(job, rule))
+        progress = job.progress.copy()
+        progress.total = len(plan)
+        todo = [c for c in plan if job.cursor.before(c.start_ns, c.trace_id)]
+        size = self._cfg.page_traces
+        for i in range(0, len(todo), size):
+            page = todo[i : i + size]
+            job = self._checkpoint_ready(job.with_(progress=progress))
+            if self._stop.is_set():
+                return self._requeue(job)
+            if not self._score_page(job, rule, page):  # interrupted: the page is redone on resume
+                return self._requeue(job) if self._stop.is_set() else self._cancelled(job)
+            progress.processed += len(page)
+            job = self._save(
+                job.with_(progress=progress, cursor=Cursor(page[-1].start_ns, page[-1].trace_id))
+            )
+        return self._finish(job.with_(progress=progress), JobState.SUCCEEDED)
+
+    def _score_page(self, job: Job, rule: CompiledRule | None, page: list[Candidate]) -> bool:
+        """Score one page and write its rows; False when a stop or cancel cut its judge calls short."""
+        progress = job.progress
+        if rule is not None:
+            wanted = []
+            for c in page:
+                if not rule.sampled(c.trace_id):
+                    progress.sampled_out += 1
+                elif c.tasks == 0:
+                    progress.filtered_out += 1
+                else:
+                    wanted.append(c.trace_id)
+        else:
+            wanted = [c.trace_id for c in page]
+        spans = self._retrying(lambda: self._s.traces.fetch(wanted)) if wanted else {}
+        traces = [replayed(tid, spans[tid]) for tid in wanted if spans.get(tid)]
+        progress.filtered_out += len(wanted) - len(traces)  # gone from ClickHouse since the plan
+        if rule is not None:
+            tasks = rule_tasks(traces, rule, progress)
+        else:
+            ids = frozenset(job.params.get("span_ids") or ())
+            tasks = chosen_tasks(traces, lambda p: self._s.manual_rule(job, p), job.params["scope"], ids)
+        progress.matched += len(tasks)
+        result = score_tasks(tasks, self._s.judges, progress, self._stop, lambda: self._interrupted(job))
+        self._s.write_scores(result.rows)
+        if result.judge_spans:
+            self._s.write_judge_spans(result.judge_spans)
+        return result.complete
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def _interrupted(self, job: Job) -> bool:
+        return self._stop.is_set() or self._s.store.cancel_requested(job.job_id)
+
+    def _checkpoint_ready(self, job: Job) -> Job:
+        """Before a page: stop if cancelled or the lease was lost; wait while live traffic needs the room."""
+        while True:
+            if self._s.store.cancel_requested(job.job_id):
+                self._cancelled(job)
+                msg = "cancelled"
+                raise JobLost(msg)
+            if self._s.store.latest_epoch(job.job_id) > job.lease_epoch:
+                msg = "another process took over its lease"
+                raise JobLost(msg)
+            reason = self._s.live_busy()
+            if reason != job.paused:
+                job = self._save(job.with_(paused=reason))
+            if not reason or self._stop.is_set():
+                return job
+            if self._stop.wait(self._cfg.poll_s):
+                return job
+            job = self._save(job)  # the heartbeat: a paused job keeps its lease
+
+    def _save(self, job: Job) -> Job:
+        job = job.with_(heartbeat_ns=time.time_ns())
+        self._retrying(lambda: self._s.store.save(job))
+        return job
+
+    def _requeue(self, job: Job) -> Job:
+        """The service stops: give the job back (any process, this one after its restart, resumes it)."""
+        return self._save(job.with_(state=JobState.QUEUED, process="", paused=""))
+
+    def _cancelled(self, job: Job) -> Job:
+        logger.info("job %s: cancelled after %d traces", job.job_id, job.progress.processed)
+        return self._finish(job, JobState.CANCELLED)
+
+    def _finish(self, job: Job, state: JobState, error: str = "") -> Job:
+        done = job.with_(
+            state=state, finished_ns=time.time_ns(), paused="", last_error=error or job.last_error
+        )
+        try:
+            return self._save(done)
+        except TracejudgeError:
+            logger.exception("job %s: could not record its end (%s)", job.job_id, state.value)
+            return done
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        delay = 0.5
+        for attempt in range(self._cfg.retries + 1):
+            try:
+                return call()
+            except TracejudgeError:
+                if attempt == self._cfg.retries or self._stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 10.0)
+        return None
