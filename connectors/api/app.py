@@ -25,10 +25,10 @@ from connectors.api.blocking import run
 from connectors.api.compat import build_compat_router
 from connectors.api.connections import build_connections_router
 from connectors.api.errors import ApiError, error_responses, install_error_handlers
-from connectors.api.jobs import JobsDeps, build_jobs_router
+from connectors.api.jobs import JobsDeps, build_jobs_router, job_view
 from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
 from connectors.api.params import iso_ns, parse_time
-from connectors.api.rules import build_rules_router
+from connectors.api.rules import StatusExtras, build_rules_router
 from connectors.api.score_configs import build_score_configs_router, config_checker
 from connectors.api.score_models import score_view
 from connectors.api.scores import build_scores_router
@@ -279,8 +279,16 @@ def build_api_app(state: ApiState) -> FastAPI:
         ]
         return preview(compile_rule(spec), traces)
 
+    def status_extras(rule_id: str) -> StatusExtras:
+        found = state.reader.query_rows(_query("rule_last_error"), {"rule_id": rule_id})
+        error, at_us = (str(found[0][0]), int(found[0][1])) if found else ("", 0)
+        jobs = [job_view(j) for j in state.jobs.store.jobs(rule_id, "", 20)] if state.jobs is not None else []
+        return StatusExtras(error, at_us, jobs)
+
     app.include_router(
-        build_rules_router(state.rules, state.on_rules_change, test_rule, state.connections.by_name)
+        build_rules_router(
+            state.rules, state.on_rules_change, test_rule, state.connections.by_name, status_extras
+        )
     )
     app.include_router(build_connections_router(state.connections, state.rules, state.on_connections_change))
     app.include_router(build_trace_eval_rules_router(state.rules, state.connections, state.on_rules_change))

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from connectors.api.job_models import JobView
 from connectors.api.score_models import ScoreView
 from dataflow.judging.connections import ConnectionSpec
 from dataflow.rules.engine import Outcome
@@ -162,6 +163,13 @@ class ProcessStatus(BaseModel):
     last_trace_at_ns: int = Field(description="Start of the newest trace it decided on, Unix nanoseconds.")
 
 
+class LiveCursor(BaseModel):
+    """How far live scoring has got: the start of the newest trace a process decided on."""
+
+    last_trace_at: str | None = Field(description="RFC 3339; null when no trace was evaluated yet.")
+    lag_s: float | None = Field(description="Seconds from that trace's start to now.")
+
+
 class RuleStatus(BaseModel):
     id: str
     name: str
@@ -171,6 +179,10 @@ class RuleStatus(BaseModel):
     last_evaluated_at_us: int = Field(description="Latest of the processes', Unix microseconds; 0: never.")
     connection_problems: list[str] = Field(description="Connections of its judges whose key is not set.")
     processes: list[ProcessStatus]
+    live_cursor: LiveCursor
+    last_error: str = Field("", description="The latest error a score row of this rule carries.")
+    last_error_at: str | None = Field(None, description="RFC 3339: when that score was written.")
+    jobs: list[JobView] = Field(default_factory=list, description="The rule's re-scoring jobs, newest first.")
 
 
 class ConnectionView(ConnectionSpec):

@@ -8,14 +8,26 @@ stored; a bad one is answered 400 with the field (and, for filters, the position
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Response
 
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
-from connectors.api.models import Deleted, ProcessStatus, RuleList, RulePreview, RuleStatus, StatusCounts
+from connectors.api.job_models import JobView
+from connectors.api.models import (
+    Deleted,
+    LiveCursor,
+    ProcessStatus,
+    RuleList,
+    RulePreview,
+    RuleStatus,
+    StatusCounts,
+)
+from connectors.api.params import iso_ns, iso_us
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from dataflow.errors import RuleCompileError
 from dataflow.rules.checks import scorer_connection_problems
@@ -23,6 +35,15 @@ from dataflow.rules.model import RuleSpec, compile_rule, parse_rule
 from dataflow.rules.status import COUNTERS
 
 _SERVER_FIELDS = ("id", "version")
+
+
+@dataclass(frozen=True)
+class StatusExtras:
+    """What a rule's status shows beyond its counts: its latest error and its re-scoring jobs."""
+
+    last_error: str = ""
+    last_error_at_us: int = 0
+    jobs: list[JobView] = field(default_factory=list)
 
 
 def _error(exc: RuleCompileError) -> ApiError:
@@ -52,6 +73,7 @@ def build_rules_router(
     on_change: Callable[[], object],
     tester: Callable[[RuleSpec, dict[str, Any]], dict[str, Any]],
     connection: Callable[[str], Any],
+    status_extras: Callable[[str], StatusExtras] | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=error_responses(422))
 
@@ -179,6 +201,8 @@ def build_rules_router(
     async def status(rule_id: str) -> RuleStatus:
         spec = await get_or_404(rule_id)
         rows: list[StatusRow] = await run(store.status, rule_id)
+        extras = await run(status_extras, rule_id) if status_extras is not None else StatusExtras()
+        cursor_ns = max((r.counts.last_trace_ns for r in rows), default=0)
         return RuleStatus(
             id=rule_id,
             name=spec.name,
@@ -188,6 +212,13 @@ def build_rules_router(
             last_evaluated_at_us=max((r.counts.last_evaluated_ns // 1000 for r in rows), default=0),
             connection_problems=key_problems(spec),
             processes=[_process_status(r) for r in rows],
+            live_cursor=LiveCursor(
+                last_trace_at=iso_ns(cursor_ns) if cursor_ns else None,
+                lag_s=round(max(0.0, (time.time_ns() - cursor_ns) / 1e9), 3) if cursor_ns else None,
+            ),
+            last_error=extras.last_error,
+            last_error_at=iso_us(extras.last_error_at_us) if extras.last_error_at_us else None,
+            jobs=extras.jobs,
         )
 
     return router

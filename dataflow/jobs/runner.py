@@ -71,6 +71,30 @@ class JobLost(Exception):
     """Another process holds the job's lease now, or the job was cancelled: stop without writing progress."""
 
 
+class _Watch:
+    """While a page's judge calls run: a stop at once, a cancel (looked up once a second), and the lease
+    renewed (the page-start checkpoint re-saved with a new heartbeat) every third of the lease."""
+
+    def __init__(self, runner: JobRunner, checkpoint: Job) -> None:
+        self._runner = runner
+        self._checkpoint = checkpoint
+        self._looked = self._renewed = time.monotonic()
+        self._cancelled = False
+
+    def interrupted(self) -> bool:
+        runner = self._runner
+        if runner._stop.is_set() or self._cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._looked >= 1.0:
+            self._looked = now
+            self._cancelled = runner._s.store.cancel_requested(self._checkpoint.job_id)
+        if now - self._renewed >= runner._cfg.lease_s / 3:
+            self._renewed = now
+            runner._save(self._checkpoint)
+        return self._cancelled
+
+
 class JobRunner:
     def __init__(self, services: JobServices, settings: JobSettings, stop: threading.Event) -> None:
         self._s = services
@@ -92,11 +116,18 @@ class JobRunner:
             if self._s.store.cancel_requested(job.job_id):
                 self._finish(job, JobState.CANCELLED)
                 continue
-            epoch = self._s.store.latest_epoch(job.job_id) + 1
+            # The epoch after the one the row names: every process that read this row claims the same epoch, so
+            # the earliest claim wins; a process that read an older row claims an epoch already decided.
+            epoch = job.lease_epoch + 1
             self._s.store.claim(job.job_id, epoch, self._s.process)
             if self._stop.wait(self._cfg.settle_s):
                 return None
-            if self._s.store.claim_winner(job.job_id, epoch) == self._s.process:
+            if self._s.store.claim_winner(job.job_id, epoch) != self._s.process:
+                continue
+            now = self._s.store.get(job.job_id)  # unchanged since read: nobody ran it meanwhile
+            if now is not None and (now.state, now.lease_epoch, now.heartbeat_ns) == (
+                job.state, job.lease_epoch, job.heartbeat_ns
+            ):
                 return job.with_(lease_epoch=epoch)
         return None
 
@@ -112,6 +143,10 @@ class JobRunner:
         job = job.with_(
             state=JobState.RUNNING, process=self._s.process, started_ns=job.started_ns or now,
             heartbeat_ns=now, paused="",
+        )  # fmt: skip
+        logger.info(
+            "job %s (%s of rule %s): running, lease epoch %d, from %s",
+            job.job_id, job.kind.value, job.rule_id, job.lease_epoch, job.cursor.encode() or "the start",
         )  # fmt: skip
         try:
             self._s.store.save(job)
@@ -172,16 +207,14 @@ class JobRunner:
             ids = frozenset(job.params.get("span_ids") or ())
             tasks = chosen_tasks(traces, lambda p: self._s.manual_rule(job, p), job.params["scope"], ids)
         progress.matched += len(tasks)
-        result = score_tasks(tasks, self._s.judges, progress, self._stop, lambda: self._interrupted(job))
+        watch = _Watch(self, job.with_(progress=job.progress.copy()))
+        result = score_tasks(tasks, self._s.judges, progress, self._stop, watch.interrupted)
         self._s.write_scores(result.rows)
         if result.judge_spans:
             self._s.write_judge_spans(result.judge_spans)
         return result.complete
 
     # --- checkpoints ---------------------------------------------------------------------------------------
-    def _interrupted(self, job: Job) -> bool:
-        return self._stop.is_set() or self._s.store.cancel_requested(job.job_id)
-
     def _checkpoint_ready(self, job: Job) -> Job:
         """Before a page: stop if cancelled or the lease was lost; wait while live traffic needs the room."""
         while True:

@@ -827,6 +827,7 @@ class FakeLLMServer:
             "body": body if self.record_bodies else None,
             "fault": None,
             "status": None,
+            "t_end": None,
         }
         with self._lock:
             self._log.append(entry)
@@ -835,6 +836,7 @@ class FakeLLMServer:
 
         async def answer(status: int, obj: Any, extra: Mapping[str, str] | None = None) -> None:
             entry["status"] = status
+            entry["t_end"] = time.monotonic()
             await _send_json(send, status, obj, extra)
 
         async def error(status: int, message: str, extra: Mapping[str, str] | None = None) -> None:

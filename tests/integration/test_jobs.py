@@ -199,3 +199,20 @@ def test_score_traces_errors_name_the_field(svc: ServiceProcess) -> None:
     assert status == 400 and err["error"]["field"] == "scorers", err
     status, err = call(svc, "POST", "/api/v1/rules/nope/rewind", {"since": "2000-01-01T00:00:00Z"})
     assert status == 404, err
+
+
+def test_rule_status_lists_its_jobs_and_last_error(svc: ServiceProcess) -> None:
+    boom = "tests.testdata.scorers.user_scorers:boom"  # raises: every score row carries its error
+    rule = make_rule(svc, scorers=[{"type": "code", "name": "boom", "function": boom}])
+    status, started = call(
+        svc, "POST", f"/api/v1/rules/{rule['id']}/rewind", {"since": "2000-01-01T00:00:00Z"}
+    )
+    assert status == 202, started
+    job = finished(svc, started["job_id"])
+    status, doc = call(svc, "GET", f"/api/v1/rules/{rule['id']}/status")
+    assert status == 200, doc
+    assert [j["job_id"] for j in doc["jobs"]] == [started["job_id"]]
+    assert doc["jobs"][0]["counts"] == job["counts"] and doc["jobs"][0]["state"] == "succeeded"
+    assert set(doc["live_cursor"]) == {"last_trace_at", "lag_s"}
+    assert job["counts"]["errors"] == job["counts"]["matched"] > 0 and job["counts"]["scored"] == 0, job
+    assert "scorer exploded" in doc["last_error"] and doc["last_error_at"], doc
