@@ -126,7 +126,9 @@ class JobRunner:
                 continue
             now = self._s.store.get(job.job_id)  # unchanged since read: nobody ran it meanwhile
             if now is not None and (now.state, now.lease_epoch, now.heartbeat_ns) == (
-                job.state, job.lease_epoch, job.heartbeat_ns
+                job.state,
+                job.lease_epoch,
+                job.heartbeat_ns,
             ):
                 return job.with_(lease_epoch=epoch)
         return None
