@@ -308,3 +308,21 @@ API_SCORES = Counter(
     ["source", "data_type", "outcome"],
     registry=REGISTRY,
 )
+JOB_TRACES = Counter(
+    "tracejudge_job_traces_total",
+    "Stored traces looked at by this process's re-scoring jobs (rewind, backfill, score_traces), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+JOBS_FINISHED = Counter(
+    "tracejudge_jobs_finished_total",
+    "Re-scoring jobs that ended on this process, by kind and state (succeeded, failed, cancelled).",
+    ["kind", "state"],
+    registry=REGISTRY,
+)
+JOB_RUNNING = Gauge(
+    "tracejudge_job_running",
+    "1 while this process runs a re-scoring job (0 when idle); paused: 1 while it waits for live traffic.",
+    ["paused"],
+    registry=REGISTRY,
+)

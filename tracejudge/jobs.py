@@ -10,9 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
+from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.job_traces import JobTraces
+from connectors.clickhouse.jobs_store import JobStore
+from connectors.clickhouse.rules_store import RuleStore
+from connectors.clickhouse.score_sink import ScoreWriter
+from connectors.clickhouse.sink import SpanStore
+from connectors.otlp.ingest import normalizer_from
+from connectors.otlp.judge_spans import append_judge_spans
+from connectors.wal.log import Wal
+from dataflow.config import Settings
 from dataflow.errors import TracejudgeError
-from dataflow.jobs.runner import JobRunner
+from dataflow.jobs.manual import ManualRules
+from dataflow.jobs.runner import JobRunner, JobServices, JobSettings
+from dataflow.rules.model import CompiledRule, compile_rule
+from dataflow.scoring.judge_step import JudgeContext, Pending
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +78,42 @@ def live_busy(
         return ""
 
     return busy
+
+
+@dataclass(frozen=True)
+class JobParts:
+    """What the job runner uses of the running service."""
+
+    ch: ClickHouse  # the jobs' own connection: plans, span reads, score writes
+    wal: Wal  # judge spans go where the flow's go
+    rules: RuleStore
+    judges: JudgeContext  # the live flow's: its executor, connections and the rules' budgets
+    span_store: SpanStore
+    process: str
+
+
+def job_runner(s: Settings, store: JobStore, parts: JobParts) -> JobRunnerThread:
+    stop = threading.Event()
+    normalizer = normalizer_from(s.ingest)
+
+    def rule(rule_id: str) -> CompiledRule | None:
+        spec = parts.rules.get(rule_id)
+        return compile_rule(spec) if spec is not None else None
+
+    live = parts.judges
+    services = JobServices(
+        store=store,
+        traces=JobTraces(parts.ch, s.jobs.trace_lookback_s),
+        rule=rule,
+        manual_rule=ManualRules(parts.rules.get),
+        write_scores=ScoreWriter(parts.ch, s.sink, stop).write,
+        write_judge_spans=lambda spans: append_judge_spans(parts.wal, spans, normalizer, 60.0),
+        judges=replace(live, pending=Pending(s.judging.max_pending, gauges=False), share=s.jobs.max_share),
+        live_busy=live_busy(
+            parts.span_store.pending, s.jobs.pause_unstored_segments, lambda: live.pending.taken,
+            s.judging.max_pending * s.jobs.pause_pending_share,
+        ),
+        process=parts.process,
+    )  # fmt: skip
+    settings = JobSettings(s.jobs.page_traces, s.jobs.lease_s, s.jobs.settle_s, s.jobs.poll_s)
+    return JobRunnerThread(JobRunner(services, settings, stop), stop, s.jobs.poll_s)

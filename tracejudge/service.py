@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -41,26 +40,23 @@ from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
-from connectors.otlp.judge_spans import JudgeSpanSink, append_judge_spans
+from connectors.otlp.judge_spans import JudgeSpanSink
 from connectors.wal.log import Wal
 from connectors.wal.reclaim import Reclaimer
 from connectors.wal.source import WalRecordSource
 from dataflow.config import Settings
 from dataflow.errors import ConfigError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
-from dataflow.jobs.manual import ManualRules
-from dataflow.jobs.runner import JobRunner, JobServices, JobSettings
 from dataflow.judging.connections import ConnectionRegistry
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.rules.checks import scorer_connection_problems
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
-from dataflow.rules.model import CompiledRule, compile_rule
 from dataflow.rules.registry import RuleRegistry
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
-from tracejudge.jobs import JobRunnerThread, live_busy
+from tracejudge.jobs import JobParts, job_runner
 from tracejudge.lifecycle import Lifecycle, Step
 
 logger = logging.getLogger("tracejudge")
@@ -191,33 +187,12 @@ class Service:
 
     def _start_jobs(self) -> None:
         """The job runner: stopped before the log closes, so a page's judge spans still reach it."""
-        s, lc = self.settings, self._lifecycle
+        s = self.settings
         self.job_store = JobStore(self.jobs_ch)
-        self.job_traces = JobTraces(self.jobs_ch, s.jobs.trace_lookback_s)
-        jobs_stop = threading.Event()
-        normalizer = normalizer_from(s.ingest)
-        services = JobServices(
-            store=self.job_store,
-            traces=self.job_traces,
-            rule=self._current_rule,
-            manual_rule=ManualRules(self.rule_store.get),
-            write_scores=ScoreWriter(self.jobs_ch, s.sink, jobs_stop).write,
-            write_judge_spans=lambda spans: append_judge_spans(self.wal, spans, normalizer, 60.0),
-            judges=replace(self.judges, pending=Pending(s.judging.max_pending, gauges=False), share=s.jobs.max_share),
-            live_busy=live_busy(
-                self.span_store.pending, s.jobs.pause_unstored_segments, lambda: self.judges.pending.taken,
-                s.judging.max_pending * s.jobs.pause_pending_share,
-            ),
-            process=self.process_id,
-        )  # fmt: skip
-        settings = JobSettings(s.jobs.page_traces, s.jobs.lease_s, s.jobs.settle_s, s.jobs.poll_s)
-        self.job_runner = lc.start(
-            JobRunnerThread(JobRunner(services, settings, jobs_stop), jobs_stop, s.jobs.poll_s)
+        parts = JobParts(
+            self.jobs_ch, self.wal, self.rule_store, self.judges, self.span_store, self.process_id
         )
-
-    def _current_rule(self, rule_id: str) -> CompiledRule | None:
-        spec = self.rule_store.get(rule_id)
-        return compile_rule(spec) if spec is not None else None
+        self.job_runner = self._lifecycle.start(job_runner(s, self.job_store, parts))
 
     def _start_receivers(self, listeners: Listeners) -> None:
         s, lc = self.settings, self._lifecycle

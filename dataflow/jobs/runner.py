@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataflow import metrics
 from dataflow.errors import TracejudgeError
 from dataflow.jobs.model import Candidate, Cursor, Job, JobKind, JobState
 from dataflow.jobs.scoring import chosen_tasks, replayed, rule_tasks, score_tasks
@@ -150,6 +151,7 @@ class JobRunner:
             "job %s (%s of rule %s): running, lease epoch %d, from %s",
             job.job_id, job.kind.value, job.rule_id, job.lease_epoch, job.cursor.encode() or "the start",
         )  # fmt: skip
+        metrics.JOB_RUNNING.labels("false").set(1)
         try:
             self._s.store.save(job)
             return self._walk(job)
@@ -161,6 +163,8 @@ class JobRunner:
             return self._finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}")
         finally:
             self.current = ""
+            metrics.JOB_RUNNING.labels("false").set(0)
+            metrics.JOB_RUNNING.labels("true").set(0)
 
     def _walk(self, job: Job) -> Job:
         rule: CompiledRule | None = None
@@ -181,6 +185,7 @@ class JobRunner:
             if not self._score_page(job, rule, page):  # interrupted: the page is redone on resume
                 return self._requeue(job) if self._stop.is_set() else self._cancelled(job)
             progress.processed += len(page)
+            metrics.JOB_TRACES.labels(job.kind.value).inc(len(page))
             job = self._save(
                 job.with_(progress=progress, cursor=Cursor(page[-1].start_ns, page[-1].trace_id))
             )
@@ -228,6 +233,8 @@ class JobRunner:
                 msg = "another process took over its lease"
                 raise JobLost(msg)
             reason = self._s.live_busy()
+            metrics.JOB_RUNNING.labels("true").set(1 if reason else 0)
+            metrics.JOB_RUNNING.labels("false").set(0 if reason else 1)
             if reason != job.paused:
                 job = self._save(job.with_(paused=reason))
             if not reason or self._stop.is_set():

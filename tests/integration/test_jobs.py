@@ -19,7 +19,7 @@ from tests.integration.service import ServiceProcess, http
 from tests.waiting import eventually
 
 PROJECT = "jobs"
-N_TRACES = 60
+N_TRACES = 90
 JS = {"Content-Type": "application/json"}
 
 
@@ -103,7 +103,7 @@ def expected_traces(rule_id: str, rate: float) -> set[str]:
 def test_rewind_trace_scope_dry_run_equals_run_and_twice_is_once(svc: ServiceProcess) -> None:
     rule = make_rule(svc, sampling_rate=0.5)
     want = expected_traces(rule["id"], 0.5)
-    assert 0 < len(want) < 40
+    assert 0 < len(want) < 60
     since = "2000-01-01T00:00:00Z"
     status, dry = call(svc, "POST", f"/api/v1/rules/{rule['id']}/rewind", {"since": since, "dry_run": True})
     assert status == 200, dry
@@ -216,3 +216,14 @@ def test_rule_status_lists_its_jobs_and_last_error(svc: ServiceProcess) -> None:
     assert set(doc["live_cursor"]) == {"last_trace_at", "lag_s"}
     assert job["counts"]["errors"] == job["counts"]["matched"] > 0 and job["counts"]["scored"] == 0, job
     assert "scorer exploded" in doc["last_error"] and doc["last_error_at"], doc
+
+
+def test_backfill_defaults_to_the_50_most_recent_matching_traces(svc: ServiceProcess) -> None:
+    rule = make_rule(svc)
+    ordered = [t for i, t in enumerate(trace_ids()) if capital(i)]
+    assert len(ordered) > 50
+    status, started = call(svc, "POST", f"/api/v1/rules/{rule['id']}/backfill", {})
+    assert status == 202, started
+    job = finished(svc, started["job_id"])
+    assert job["params"]["last"] == 50 and job["counts"]["total"] == 50, job
+    assert {r[0] for r in rule_scores(svc, rule["id"])} == set(ordered[-50:])
