@@ -9,10 +9,11 @@ ARGS   ?=
 
 .PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow clean-data venv system-deps
 
-# Validators the tests of docker/ need, from Debian's packages: docker-compose (compose file) and promtool
-# (Prometheus config, alert rules and their unit tests). Installed when missing and we are root.
-SYSTEM_TOOLS = docker-compose promtool
-SYSTEM_PACKAGES = docker-compose prometheus
+# From Debian's packages: the validators the tests of docker/ need, docker-compose (compose file) and promtool
+# (Prometheus config, alert rules and their unit tests), and the headless browser of the UI's tests (tests/ui/):
+# chromium and its driver. Installed when missing and we are root.
+SYSTEM_TOOLS = docker-compose promtool chromium chromedriver
+SYSTEM_PACKAGES = docker-compose prometheus chromium chromium-driver
 
 venv: $(STAMP)
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
@@ -42,6 +43,7 @@ from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
+from connectors.ui.pages import STATIC_DIR, build_ui_router
 from dataflow import metrics
 from dataflow.config import ApiConfig, CompatConfig
 from dataflow.errors import QueryError
@@ -300,5 +302,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     # Last: its catch-all routes answer whatever /api/public/... and /api/platform/... nothing else serves.
     app.include_router(build_compat_router(state.ingestor, state.scores, check_configs, state.compat))
 
+    app.include_router(build_ui_router(state.reader))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     return app

@@ -26,8 +26,12 @@ from tests import builders
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_rules_e2e import JS, call
 
-# Routes that answer plain text or Prometheus' format, not JSON.
+# Routes that answer plain text or Prometheus' format, not JSON; and the web UI's pages (HTML, tests/ui/).
 NOT_JSON = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def answers_json(path: str) -> bool:
+    return path not in NOT_JSON and path.startswith("/api/")
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
@@ -72,7 +76,7 @@ class Checker:
 
 def test_every_api_route_declares_its_answer() -> None:
     missing = [
-        key for key, route in ROUTES.items() if route.path not in NOT_JSON and route.response_model is None
+        key for key, route in ROUTES.items() if answers_json(route.path) and route.response_model is None
     ]
     assert missing == []
     assert any(path.startswith("/api/v1/rules") for _, path in ROUTES)  # the routers are included
@@ -196,7 +200,7 @@ def test_every_route_answers_its_declared_model(service: ServiceProcess) -> None
 
     check_compat(check, trace_id)
 
-    declared = {key for key, route in ROUTES.items() if route.path not in NOT_JSON}
+    declared = {key for key, route in ROUTES.items() if answers_json(route.path)}
     assert declared - check.seen == set()
 
 
