@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from tracejudge.cli_http import api_call, error_message
 
@@ -59,11 +62,14 @@ def _eta(seconds: float | None) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
-def status_text(job: dict[str, Any]) -> str:
-    """Rate, ETA, scores, errors, judge calls and why the job waits: what the bar shows beside its count."""
+def speed(job: dict[str, Any]) -> str:
+    return f"{job['rate_per_s']:.1f}/s, ETA {_eta(job['eta_s'])}"
+
+
+def tallies(job: dict[str, Any]) -> str:
+    """Scores, errors, judge calls and why the job waits (what the bar shows on its second line)."""
     c = job["counts"]
-    parts = [f"{job['rate_per_s']:.1f} traces/s", f"ETA {_eta(job['eta_s'])}", f"scored {c['scored']}",
-             f"errors {c['errors']}"]  # fmt: skip
+    parts = [f"scored {c['scored']}", f"errors {c['errors']}"]
     if c["judge_calls"]:
         parts.append(f"judge calls {c['judge_calls']} (${c['cost_usd']:.4f})")
     if job["paused"]:
@@ -74,7 +80,7 @@ def status_text(job: dict[str, Any]) -> str:
 def progress_line(job: dict[str, Any]) -> str:
     c = job["counts"]
     done = f"{c['processed']}/{c['total'] or '?'} traces"
-    return f"job {job['job_id']} {job['state']}: {done}, {status_text(job)}"
+    return f"job {job['job_id']} {job['state']}: {done}, {speed(job)}, {tallies(job)}"
 
 
 def summary(job: dict[str, Any]) -> str:
@@ -104,14 +110,25 @@ def _watch_lines(args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any
     return job
 
 
+class _JobProgress(Progress):
+    """A bar line (count, rate, ETA) and a line of tallies under it, which would not fit beside it."""
+
+    tallies = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield Text("  " + self.tallies, overflow="ellipsis", no_wrap=True)
+
+
 def _watch_bar(args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("traces"),
-               TimeElapsedColumn(), TextColumn("{task.fields[status]}"))  # fmt: skip
-    with Progress(*columns) as progress:
-        task = progress.add_task(f"job {job['job_id'][:8]}", total=None, status="")
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+               TextColumn("traces, {task.fields[speed]}"))  # fmt: skip
+    with _JobProgress(*columns) as progress:
+        task = progress.add_task(f"job {job['job_id'][:8]}", total=None, speed="")
         while True:
             c = job["counts"]
-            progress.update(task, completed=c["processed"], total=c["total"] or None, status=status_text(job))
+            progress.tallies = tallies(job)
+            progress.update(task, completed=c["processed"], total=c["total"] or None, speed=speed(job))
             if job["state"] in FINISHED:
                 return job
             time.sleep(POLL_S)
