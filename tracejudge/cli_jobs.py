@@ -11,7 +11,8 @@ RULE is a rule id or name (`--project` when the name exists in several projects)
 or an age (`30m`, `2h`, `7d`: that long before now). A run first asks the API for its dry run and prints it; one
 that costs money (judge calls, or an estimated cost) asks "Start? [y/N]" unless `--yes`; then the job is
 followed (tracejudge/cli_follow.py). Exit 0: the job succeeded or the dry run was shown; 1: it failed, was
-cancelled or refused, or the API answered an error; 2: a usage error; 130: interrupted and left running.
+cancelled or refused, or the API answered an error; 2: a usage error; 130: interrupted (a job it started is
+left running).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracejudge.cli_follow import Exit, api, ask, follow, progress_line, summary
+from tracejudge.cli_follow import DETACHED, Exit, api, ask, follow, progress_line, summary
 from tracejudge.cli_http import DEFAULT_API_URL, csv_text, format_table
 
 _AGE = re.compile(r"(\d+)([smhdw])")
@@ -37,12 +38,12 @@ _COLUMNS = ["job_id", "kind", "rule_id", "project", "state", "processed", "total
             "judge_calls", "cost_usd", "created_at", "finished_at"]  # fmt: skip
 
 
-def when(text: str) -> str:
+def when(text: str, now: dt.datetime | None = None) -> str:
     """An age such as `2h` as the RFC 3339 time that long ago; anything else as given (the API checks it)."""
     age = _AGE.fullmatch(text.strip())
     if age is None:
         return text
-    then = dt.datetime.now(dt.UTC) - dt.timedelta(**{_UNITS[age[2]]: int(age[1])})
+    then = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(**{_UNITS[age[2]]: int(age[1])})
     return then.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -196,6 +197,9 @@ def _exits(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
             if stop.message:
                 print(stop.message, file=sys.stderr)
             return stop.code
+        except KeyboardInterrupt:  # before a job was started, or while asking about one
+            print("\ninterrupted", file=sys.stderr)
+            return DETACHED
 
     return run
 

@@ -171,14 +171,14 @@ def test_a_run_that_costs_money_is_refused_without_yes_and_a_terminal(svc: Servi
 
 
 def running_job(svc: ServiceProcess, rule_id: str) -> dict[str, Any]:
-    def job() -> dict[str, Any] | None:
-        jobs = jobs_of(svc, rule_id)
-        return (
-            jobs[0] if jobs and jobs[0]["state"] == "running" and jobs[0]["counts"]["judge_calls"] else None
-        )
+    """The rule's job once it runs and has made a judge call (so it is slow to end: judges wait on the fake)."""
 
-    found: dict[str, Any] = eventually(job, timeout=60, message=lambda: svc.output)
-    return found
+    def job() -> dict[str, Any]:
+        jobs = jobs_of(svc, rule_id)
+        assert jobs and jobs[0]["state"] == "running" and jobs[0]["counts"]["judge_calls"], jobs
+        return jobs[0]
+
+    return eventually(job, timeout=60, message=lambda: svc.output)
 
 
 def test_ctrl_c_in_a_terminal_answered_yes_cancels_the_job(svc: ServiceProcess, llm: FakeLLMServer) -> None:
