@@ -19,7 +19,7 @@ from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-from tracejudge.cli_http import api_call, error_message
+from tracejudge.cli_http import ApiError, api_call, error_message
 
 POLL_S = 0.5
 LINE_EVERY_S = 5.0
@@ -136,8 +136,14 @@ def _watch_bar(args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _watch(args: argparse.Namespace, job_id: str) -> dict[str, Any]:
-    job = _get(args, job_id)
-    return _watch_bar(args, job) if sys.stdout.isatty() else _watch_lines(args, job)
+    """The job once it ended; losing the API on the way ends the command, saying how to follow it again."""
+    try:
+        job = _get(args, job_id)
+        return _watch_bar(args, job) if sys.stdout.isatty() else _watch_lines(args, job)
+    except (Exit, ApiError) as exc:
+        message = exc.message if isinstance(exc, Exit) else f"error: {exc}"
+        again = f"(the job may still run: tracejudge jobs show {job_id} --follow)"
+        raise Exit(1, f"{message}\n{again}") from exc
 
 
 def _interrupted(args: argparse.Namespace, job_id: str, cancelling: bool) -> bool:

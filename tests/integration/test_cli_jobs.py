@@ -116,6 +116,14 @@ def test_score_traces_with_a_rule_or_a_scorers_file(svc: ServiceProcess, tmp_pat
     job_id = out.stdout.split("started job ")[1].split()[0]
     rows = rule_scores(svc, f"manual:{job_id}")
     assert sorted(r[0] for r in rows) == sorted(chosen) and {r[2] for r in rows} == {"cli_paris"}
+    llm_span = f"{2 * 3 + 2:016x}"  # trace 3's `llm` child
+    out = tj(svc, "score-traces", "--scorers-file", str(scorers), "--span-id", llm_span, trace_ids()[3])
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = out.stdout.split("started job ")[1].split()[0]
+    assert [r[:2] for r in rule_scores(svc, f"manual:{job_id}")] == [[trace_ids()[3], llm_span]]
+    wrong = tj(svc, "score-traces", "--scorers-file", str(scorers), "--scope", "trace", "--span-id", llm_span,
+               trace_ids()[3])  # fmt: skip
+    assert wrong.returncode == 2 and "--span-id needs --scope span" in wrong.stderr
 
 
 def test_jobs_list_show_and_cancel_of_an_ended_job(svc: ServiceProcess) -> None:

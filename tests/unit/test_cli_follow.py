@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tracejudge import cli_follow
+from tracejudge.cli_http import ApiError
 from tracejudge.cli_jobs import when
 
 NOW = dt.datetime(2026, 1, 5, 12, 0, 0, tzinfo=dt.UTC)
@@ -111,3 +112,16 @@ def test_ctrl_c_again_while_cancelling_stops_following(
     assert follow() == 1
     assert [c for c in s.calls if c[0] == "POST"] == [("POST", "/api/v1/jobs/j1/cancel")]
     assert "was asked to cancel; check it with: tracejudge jobs show j1" in capsys.readouterr().out
+
+
+def test_losing_the_api_says_how_to_follow_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*_: Any, **__: Any) -> Any:
+        raise ApiError("cannot reach the tracejudge API at http://x")
+
+    monkeypatch.setattr(cli_follow, "api", down)
+    with pytest.raises(cli_follow.Exit) as stop:
+        follow()
+    assert stop.value.code == 1 and stop.value.message == (
+        "error: cannot reach the tracejudge API at http://x\n"
+        "(the job may still run: tracejudge jobs show j1 --follow)"
+    )
