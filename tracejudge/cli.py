@@ -9,6 +9,10 @@
     tracejudge rules list|show ID|apply -f FILE|test -f FILE [--api-url URL]
     tracejudge scores list [--trace-id T] [--name N] [--since T] [--format table|csv|json] [--api-url URL]
     tracejudge score --trace-id T [--span-id S] --name N --value V [--data-type D] [--comment C]
+    tracejudge rewind RULE --since T [--until T] [--dry-run] [--yes]
+    tracejudge backfill RULE [--last N | --since T [--until T]] [--dry-run] [--yes]
+    tracejudge score-traces (--rule RULE | --scorers-file F) TRACE_ID... [--dry-run] [--yes]
+    tracejudge jobs list [--rule RULE] [--state S] | jobs show ID [--follow] | jobs cancel ID
 
 chDB allows one process per data directory, so commands that read a running service's data (`sql`) go
 through its HTTP API.
@@ -29,7 +33,7 @@ from typing import Any
 
 from dataflow.config import Settings, load_settings
 from dataflow.errors import TracejudgeError
-from tracejudge import cli_scores
+from tracejudge import cli_jobs, cli_scores
 from tracejudge.cli_http import (
     DEFAULT_API_URL,
     ApiError,
@@ -320,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--format", choices=["table", "json"], default="table")
 
     cli_scores.add_parsers(sub)
+    cli_jobs.add_parsers(sub)
 
     mig = sub.add_parser("migrate", help="apply ClickHouse migrations (run also does this at start)")
     _add_common(mig, server=False)
