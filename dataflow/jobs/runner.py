@@ -182,8 +182,12 @@ class JobRunner:
             job = self._checkpoint_ready(job.with_(progress=progress))
             if self._stop.is_set():
                 return self._requeue(job)
-            if not self._score_page(job, rule, page):  # interrupted: the page is redone on resume
-                return self._requeue(job) if self._stop.is_set() else self._cancelled(job)
+            before = progress.copy()
+            if not self._score_page(job, rule, page):
+                if self._stop.is_set():  # the page is redone on resume: its counts are not kept
+                    return self._requeue(job.with_(progress=before))
+                progress.processed += len(page)  # cancelled: what the page scored stays, and is counted
+                return self._cancelled(job.with_(progress=progress))
             progress.processed += len(page)
             metrics.JOB_TRACES.labels(job.kind.value).inc(len(page))
             job = self._save(
