@@ -89,7 +89,7 @@ def _order(spans: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
     parent is not in the trace is shown as a root."""
     ids = {s["span_id"] for s in spans}
     children: dict[str, list[dict[str, Any]]] = {}
-    for s in spans:
+    for s in sorted(spans, key=lambda s: int(s["start_time_unix_nano"])):
         parent = s["parent_span_id"] if s["parent_span_id"] in ids else ""
         children.setdefault(parent, []).append(s)
     out: list[tuple[dict[str, Any], int]] = []

@@ -98,6 +98,18 @@ def test_waterfall_shows_every_span_and_their_details(svc: ServiceProcess, brows
     assert json.loads(parsed) == {"city": "Paris", "n": [1, 2]} and "\n" in parsed  # pretty-printed
 
 
+def test_the_trace_view_fits_a_narrow_window(svc: ServiceProcess, browser: webdriver.Chrome) -> None:
+    browser.set_window_size(600, 900)
+    try:
+        browser.get(f"{svc.api}/traces/{RICH}")
+        assert all(r.is_displayed() for r in rows(browser))
+        wide = browser.execute_script("return document.documentElement.scrollWidth > window.innerWidth;")
+        browser.save_screenshot("/tmp/uitrace-narrow.png")
+        assert wide is False
+    finally:
+        browser.set_window_size(1280, 800)
+
+
 def test_judge_span_sits_under_the_judged_span_with_rationale_and_model(
     svc: ServiceProcess, browser: webdriver.Chrome
 ) -> None:
