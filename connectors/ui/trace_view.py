@@ -30,6 +30,7 @@ from connectors.ui.trace_render import trace_sql, waterfall
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
 MAX_FORM_BYTES = 64 * 1024
+MAX_SPANS = 2000  # spans shown (with their details) of a trace; the rest are a SQL query away
 
 
 def annotation_value(text: str) -> float | bool | str:
@@ -83,8 +84,10 @@ def build_trace_ui_router(
             missing = {"active": "/traces", "trace_id": trace_id}
             return TEMPLATES.TemplateResponse(request, "trace_missing.html", missing, status_code=404)
         rows, total_ms = waterfall(doc)
+        shown = rows[:MAX_SPANS]
         context: dict[str, Any] = {
-            "active": "/traces", "doc": doc, "rows": rows, "total_ms": total_ms, "form": form, "error": error,
+            "active": "/traces", "doc": doc, "rows": shown, "hidden_spans": len(rows) - len(shown),
+            "total_ms": total_ms, "form": form, "error": error,
             "trace_scores": [s for s in doc["scores"] if not s["observation_id"]],
             "sql_url": "/sql?" + urlencode({"query": trace_sql(tid)}),
             "added": request.query_params.get("added", ""),

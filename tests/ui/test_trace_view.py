@@ -93,7 +93,9 @@ def test_waterfall_shows_every_span_and_their_details(svc: ServiceProcess, brows
     assert tool.is_displayed() and not root.is_displayed()
     assert button.get_attribute("aria-expanded") == "true"
     assert "index down" in tool.text and "retry" in tool.text and "ui-test" in tool.text
-    found[2].click()
+    button.send_keys(Keys.ARROW_DOWN)  # to the next span
+    assert browser.switch_to.active_element == found[2].find_element(By.TAG_NAME, "button")
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
     parsed = panel(browser, "c" * 16).find_element(By.CSS_SELECTOR, "pre.json").text
     assert json.loads(parsed) == {"city": "Paris", "n": [1, 2]} and "\n" in parsed  # pretty-printed
 

@@ -19,6 +19,14 @@
       var row = e.target.closest(".wf-row");
       if (row) show(row.getAttribute("data-span-id"), true);
     });
+    rows.addEventListener("keydown", function (e) {
+      if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
+      var row = e.target.closest(".wf-row");
+      var next = row && (e.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling);
+      if (!next) return;
+      e.preventDefault();
+      next.querySelector(".wf-button").focus();
+    });
     var wanted = (location.hash.match(/^#span-([0-9a-f]{16})$/) || [])[1];
     var first = document.querySelector(".wf-row");
     if (wanted || first) show(wanted || first.getAttribute("data-span-id"), Boolean(wanted));
