@@ -148,6 +148,8 @@ def test_add_annotation_stores_an_annotation_score(svc: ServiceProcess, browser:
     eventually(lambda: browser.find_elements(By.CSS_SELECTOR, "#scores tr.added"))
     added = browser.find_element(By.CSS_SELECTOR, "#scores tr.added")
     assert "human-helpful" in added.text and "clear and short" in added.text and "ANNOTATION" in added.text
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot("/tmp/uitrace-annotated.png")
     stored = svc.sql(
         f"SELECT Name, Value, Comment, SpanId FROM scores FINAL WHERE TraceId = '{RICH}' AND Source = 'ANNOTATION'"
     )
