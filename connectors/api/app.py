@@ -31,8 +31,8 @@ from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, Trace
 from connectors.api.params import iso_ns, parse_time
 from connectors.api.rules import StatusExtras, build_rules_router
 from connectors.api.score_configs import build_score_configs_router, config_checker
-from connectors.api.score_models import score_view
 from connectors.api.scores import build_scores_router
+from connectors.api.trace_doc import load_trace
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.connections_store import ConnectionStore
@@ -40,18 +40,17 @@ from connectors.clickhouse.migrate import SQL_DIR
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
 from connectors.clickhouse.score_configs_store import ScoreConfigStore
-from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
+from connectors.clickhouse.scores_store import ScoreStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from connectors.ui.pages import STATIC_DIR, build_ui_router
+from connectors.ui.trace_view import build_trace_ui_router
 from dataflow import metrics
 from dataflow.config import ApiConfig, CompatConfig
 from dataflow.errors import QueryError
 from dataflow.model import CloseReason, Trace
 from dataflow.rules.model import RuleSpec, compile_rule
 from dataflow.scoring.preview import preview
-from dataflow.windowing.step import JUDGE_SCOPE
-from tracejudge_client.validation import MAX_BATCH
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -108,35 +107,6 @@ def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
     return json_response(doc)
 
 
-def _span_doc(row: dict[str, Any]) -> dict[str, Any]:
-    events = [
-        {"time_unix_nano": str(t), "name": n, "attributes": dict(a)}
-        for t, n, a in zip(row["EventTimesNs"], row["EventNames"], row["EventAttributes"], strict=False)
-    ]
-    start = int(row["StartNs"])
-    return {
-        "trace_id": row["TraceId"],
-        "span_id": row["SpanId"],
-        "parent_span_id": row["ParentSpanId"],
-        "name": row["SpanName"],
-        "kind": row["SpanKind"],
-        "service_name": row["ServiceName"],
-        "project": row["Project"],
-        "session_id": row["SessionId"],
-        "start_time": iso_ns(start),
-        "start_time_unix_nano": str(start),
-        "duration_ms": int(row["Duration"]) / 1e6,
-        "status_code": row["StatusCode"],
-        "status_message": row["StatusMessage"],
-        "input": row["Input"],
-        "output": row["Output"],
-        "attributes": dict(row["SpanAttributes"]),
-        "resource": dict(row["ResourceAttributes"]),
-        "scope": {"name": row["ScopeName"], "version": row["ScopeVersion"]},
-        "events": events,
-    }
-
-
 def build_api_app(state: ApiState) -> FastAPI:
     app = FastAPI(
         title="tracejudge API",
@@ -171,24 +141,10 @@ def build_api_app(state: ApiState) -> FastAPI:
         tid = trace_id.lower()
         if len(tid) != 32 or not _HEX.issuperset(tid):
             raise ApiError(400, "trace_id must be 32 hex characters", "trace_id")
-        table = await run(lambda: state.reader.query_arrow(_query("trace_by_id"), {"trace_id": tid}))
-        rows = table.to_pylist()
-        if not rows:
+        doc = await run(load_trace, state.reader, state.scores, tid)
+        if doc is None:
             raise ApiError(404, f"trace {tid} not found")
-        spans = [_span_doc(r) for r in rows]
-        roots = [s for s in spans if not s["parent_span_id"]]
-        scores, _ = await run(state.scores.page, ScoreFilter(trace_id=tid), MAX_BATCH)
-        return json_response(
-            {
-                "trace_id": tid,
-                "project": spans[0]["project"],
-                "root_span_id": roots[0]["span_id"] if roots else None,
-                "span_count": len(spans),
-                "spans": spans,
-                "scores": [score_view(r).model_dump(mode="json") for r in scores],
-                "judge_spans": [s for s in spans if s["scope"]["name"] == JUDGE_SCOPE],
-            }
-        )
+        return json_response(doc)
 
     @app.get(
         "/api/v1/traces",
@@ -303,6 +259,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     app.include_router(build_compat_router(state.ingestor, state.scores, check_configs, state.compat))
 
     app.include_router(build_ui_router(state.reader))
+    app.include_router(build_trace_ui_router(state.reader, state.readonly, state.scores, check_configs))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     return app
