@@ -65,7 +65,9 @@ def test_connection_form_key_status_and_test_never_show_the_key(
     no_secret(browser)
     judge.find_element(By.XPATH, ".//button[text()='Test']").click()
     answer = element(browser, ".test-answer")
-    assert "judge answered: score 0.0, “The output is empty.” (judge-model" in answer.text  # the fake's answer
+    assert (
+        "judge answered: score 0.0, “The output is empty.” (judge-model" in answer.text
+    )  # the fake's answer
     no_secret(browser)
     browser.save_screenshot("/tmp/uirules-connections.png")
 

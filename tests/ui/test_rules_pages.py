@@ -4,6 +4,7 @@ enable/disable and delete with a confirmation."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -13,11 +14,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
 from connectors.ui.rules_pages import duration
-from tests.integration.service import ServiceProcess
-from tests.integration.test_jobs import N_TRACES, PROJECT, call, capital, make_rule, send
+from tests.builders import otlp_request, otlp_span
+from tests.integration.service import ServiceProcess, http
+from tests.integration.test_jobs import JS, N_TRACES, PROJECT, call, capital, make_rule, send
+from tests.integration.test_rules_e2e import FAST_WINDOWS
 from tests.waiting import eventually
 
-ENV = {"TRACEJUDGE_JOBS__SETTLE_S": "0.2", "TRACEJUDGE_JOBS__POLL_S": "0.2"}
+ENV = {**FAST_WINDOWS, "TRACEJUDGE_JOBS__SETTLE_S": "0.2", "TRACEJUDGE_JOBS__POLL_S": "0.2"}
+LIVE = 6  # traces sent after the rules exist, scored live
 CAPITAL_TRACES = sum(capital(i) for i in range(N_TRACES))
 
 
@@ -66,13 +70,13 @@ def test_rule_form_validates_as_you_type_tests_and_saves(
 
     browser.find_element(By.ID, "test-rule").click()
     summary = element(browser, "#test-summary")
+    browser.find_element(By.ID, "test-result").screenshot("/tmp/uirules-test.png")
     latest = range(N_TRACES - 20, N_TRACES)  # Test rule looks at the project's 20 latest traces
     assert f"{sum(capital(i) for i in latest)} would be scored" in summary.text
     matched = browser.find_elements(By.CSS_SELECTOR, "#test-traces tr.matched")
     assert len(matched) == sum(capital(i) for i in latest)
     assert all("paris 1" in row.text for row in matched)
     assert rule_named(svc, "capitals") == []  # testing saves nothing
-    browser.save_screenshot("/tmp/uirules-test.png")
 
     browser.find_element(By.ID, "save-rule").click()
     eventually(lambda: browser.title.startswith("Rule capitals"))
@@ -114,7 +118,7 @@ def test_score_past_traces_then_rewind_with_dry_run_follows_the_job(
     assert [r.get_attribute("data-scorer") for r in rows] == ["paris", "short"]
     assert f"{CAPITAL_TRACES} scores" in rows[0].text
     assert len(browser.find_elements(By.CSS_SELECTOR, ".chart-row canvas")) == 6  # mean, pass rate, histogram
-    browser.save_screenshot("/tmp/uirules-rule.png")
+    browser.find_element(By.ID, "charts").screenshot("/tmp/uirules-charts.png")
 
 
 def test_enable_disable_and_delete_with_confirmation(svc: ServiceProcess, browser: webdriver.Chrome) -> None:
@@ -132,6 +136,35 @@ def test_enable_disable_and_delete_with_confirmation(svc: ServiceProcess, browse
     browser.find_element(By.ID, "confirm-delete").click()
     eventually(lambda: browser.current_url.endswith("/rules"))
     assert call(svc, "GET", f"/api/v1/rules/{rule['id']}")[0] == 404
+
+
+def send_live(svc: ServiceProcess) -> list[str]:
+    ids = [f"{0xA11CE000 + i:032x}" for i in range(LIVE)]
+    spans = [otlp_span(trace_id=tid, span_id=f"{0xA11CE000 + i:016x}", name="agent",
+                       attributes={"input.value": f"capital of live country {i}?", "output.value": "Paris"})
+             for i, tid in enumerate(ids)]  # fmt: skip
+    body = otlp_request(*spans, resource={"service.name": "ui-live", "tracejudge.project": PROJECT})
+    status, _, raw = http("POST", svc.otlp_http + "/v1/traces", json.dumps(body).encode(), JS)
+    assert status == 200, raw
+    return ids
+
+
+def test_traces_sent_after_saving_are_scored_live(svc: ServiceProcess, browser: webdriver.Chrome) -> None:
+    (rule,) = rule_named(svc, "capitals")  # saved through the form by the first test
+    ids = send_live(svc)
+
+    def scored() -> str:
+        browser.get(svc.api + f"/rules/{rule['id']}")
+        return browser.find_element(By.ID, "st-scored").text
+
+    eventually(scored, until=lambda n: n == str(LIVE), timeout=60, message=lambda: svc.output)
+    assert browser.find_element(By.ID, "st-seen").text == str(LIVE)
+    assert "no trace yet" not in browser.find_element(By.ID, "processing-status").text
+    browser.save_screenshot("/tmp/uirules-rule.png")
+    browser.get(svc.api + "/traces?text=live+country")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#traces tbody tr[data-trace-id]")
+    assert sorted(r.get_attribute("data-trace-id") or "" for r in rows) == ids
+    assert all("paris 1" in r.find_element(By.CSS_SELECTOR, ".chip.pass").text for r in rows)
 
 
 def test_durations_read_well() -> None:
