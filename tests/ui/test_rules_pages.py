@@ -87,6 +87,36 @@ def test_rule_form_validates_as_you_type_tests_and_saves(
     assert browser.current_url.endswith(f"/rules/{rule['id']}")
 
 
+def test_edit_add_a_scorer_and_a_taken_name_is_refused(
+    svc: ServiceProcess, browser: webdriver.Chrome
+) -> None:
+    (rule,) = rule_named(svc, "capitals")  # saved through the form by the first test
+    browser.get(svc.api + f"/rules/{rule['id']}/edit")
+    assert browser.find_element(By.NAME, "filter").get_attribute("value") == rule["filter"]
+    browser.find_element(By.XPATH, "//button[text()='Add another scorer']").click()
+    assert (
+        len(browser.find_elements(By.CSS_SELECTOR, "fieldset.scorer")) == 3
+    )  # paris, the spare row, the added one
+    fill(browser, "scorer-1-name", "json")
+    fill(browser, "scorer-1-function", "json_valid")
+    fill(browser, "sampling_rate", "0.5")
+    browser.find_element(By.ID, "save-rule").click()
+    element(browser, "#processing-status")
+    (edited,) = rule_named(svc, "capitals")
+    assert edited["id"] == rule["id"] and edited["version"] == rule["version"] + 1
+    assert edited["sampling_rate"] == 0.5 and [s["name"] for s in edited["scorers"]] == ["paris", "json"]
+    call(svc, "PATCH", f"/api/v1/rules/{rule['id']}", {"sampling_rate": 1.0, "scorers": rule["scorers"]})
+
+    browser.get(svc.api + "/rules/new")
+    fill(browser, "name", "capitals")
+    fill(browser, "project", PROJECT)
+    fill(browser, "scorer-0-name", "x")
+    fill(browser, "scorer-0-function", "json_valid")
+    browser.find_element(By.ID, "save-rule").click()
+    assert "a rule named 'capitals' exists in 'jobs'" in element(browser, "#save-error").text
+    assert browser.find_element(By.NAME, "scorer-0-function").get_attribute("value") == "json_valid"  # kept
+
+
 def test_score_past_traces_then_rewind_with_dry_run_follows_the_job(
     svc: ServiceProcess, browser: webdriver.Chrome
 ) -> None:
