@@ -4,17 +4,20 @@ the connection in the rule form."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess
-from tests.integration.test_jobs import call
+from tests.integration.test_jobs import call, make_rule, send
 from tests.ui.test_rules_pages import element, fill
+from tests.waiting import eventually
 
 SECRET = "sk-uirules-0123456789-very-secret"
 KEY_ENV = "UIRULES_JUDGE_KEY"
@@ -28,7 +31,10 @@ def llm() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(tmp_path_factory.mktemp("uiconn") / "data", env={KEY_ENV: SECRET}).start()
+    env = {KEY_ENV: SECRET, "TRACEJUDGE_JOBS__SETTLE_S": "0.2", "TRACEJUDGE_JOBS__POLL_S": "0.2",
+           "TRACEJUDGE_JOBS__PAGE_TRACES": "4"}  # fmt: skip
+    service = ServiceProcess(tmp_path_factory.mktemp("uiconn") / "data", env=env).start()
+    send(service, time.time_ns() - 600 * 10**9)
     yield service
     assert service.stop() == 0, service.output
 
@@ -123,3 +129,28 @@ def test_judge_scorer_picks_a_connection_in_the_rule_form(
         "threshold": 0.5,
     }  # fmt: skip
     no_secret(browser)
+
+
+def test_a_running_job_is_cancelled_from_the_rule_page(
+    svc: ServiceProcess, llm: FakeLLMServer, browser: webdriver.Chrome
+) -> None:
+    llm.set_latency(1.0)  # each page of 4 traces waits on its judge calls: the job runs for many seconds
+    judge = {"type": "llm_judge", "name": "helpful", "connection": "judge", "criteria": "Is it helpful?"}
+    rule = make_rule(svc, scorers=[judge])
+    browser.get(svc.api + f"/rules/{rule['id']}")
+    browser.find_element(By.ID, "backfill").click()
+
+    def cancel() -> bool:  # the list is swapped every second while the job runs: find the button afresh
+        try:
+            running = browser.find_element(By.CSS_SELECTOR, "#jobs .job[data-state=running]")
+            assert "/s" in running.text and "traces" in running.text  # rate, progress
+            running.find_element(By.CSS_SELECTOR, "button.cancel-job").click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return True
+
+    eventually(cancel, timeout=30)
+    cancelled = element(browser, "#jobs .job[data-state=cancelled]", timeout=60)
+    assert "Cancel" not in cancelled.text
+    assert browser.find_element(By.ID, "jobs").get_attribute("hx-trigger") is None
+    llm.set_latency(0.0)
