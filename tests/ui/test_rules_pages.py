@@ -62,9 +62,15 @@ def test_rule_form_validates_as_you_type_tests_and_saves(
     fill(browser, "filter", bad)
     mark = element(browser, "#filter-error-at")
     assert mark.text == "nosuch"
+    assert browser.find_element(By.NAME, "filter").get_attribute("aria-invalid") == "true"
     problem = browser.find_element(By.ID, "check-problem").text
     assert f"position {bad.index('nosuch')}" in problem and problem.startswith("filter:")
+    fill(browser, "scorer-0-function", "no_such_scorer")
     fill(browser, "filter", "input ILIKE '%capital%'")
+    assert "scorers[0]" in element(browser, "#check-problem[data-field^=scorers]").text
+    assert browser.find_element(By.NAME, "scorer-0-function").get_attribute("aria-invalid") == "true"
+    assert browser.find_element(By.NAME, "filter").get_attribute("aria-invalid") is None
+    fill(browser, "scorer-0-function", "contains")
     element(browser, "#check-ok")
     browser.save_screenshot("/tmp/uirules-form.png")
 

@@ -23,6 +23,9 @@
     el.className = isError ? "error-box" : "muted";
   }
 
+  var SCORER_FIELDS = ["name", "function", "args", "connection", "criteria", "evaluator", "min_score", "max_score",
+    "threshold"];
+
   // --- the rule form: show the fields of each scorer's type, and span-scope fields for span scope
   function formSetup() {
     var form = document.getElementById("rule-form");
@@ -35,6 +38,21 @@
     }
     form.addEventListener("change", sync);
     sync();
+    // the field the check names ("filter", "scorers[0].args", "scorers.1.criteria") is marked invalid
+    document.addEventListener("htmx:afterSwap", function (e) {
+      if (e.target.id !== "rule-check") return;
+      form.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
+      var problem = document.getElementById("check-problem");
+      var field = problem ? problem.getAttribute("data-field") : "";
+      var parts = (field || "").split(/[.[\]]+/).filter(Boolean);
+      var name = parts[0];
+      if (name === "scorers" && /^\d+$/.test(parts[1] || "")) {
+        var key = parts.slice(2).filter(function (p) { return SCORER_FIELDS.indexOf(p) >= 0; })[0];
+        name = key ? "scorer-" + parts[1] + "-" + key : "";
+      }
+      var input = name && form.querySelector("[name='" + name + "']");
+      if (input) input.setAttribute("aria-invalid", "true");
+    });
   }
 
   // --- Rewind...: the dry run's estimate, then Confirm
