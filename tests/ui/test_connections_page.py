@@ -154,3 +154,19 @@ def test_a_running_job_is_cancelled_from_the_rule_page(
     assert "Cancel" not in cancelled.text
     assert browser.find_element(By.ID, "jobs").get_attribute("hx-trigger") is None
     llm.set_latency(0.0)
+
+
+def test_delete_asks_first_and_refuses_a_connection_rules_use(
+    svc: ServiceProcess, browser: webdriver.Chrome
+) -> None:
+    conns = {c["name"]: c["id"] for c in call(svc, "GET", "/api/v1/connections")[1]["connections"]}
+    browser.get(svc.api + "/connections")
+    row(browser, "judge").find_element(By.LINK_TEXT, "Delete…").click()
+    blocked = element(browser, "[role=alert]").text
+    assert blocked.startswith("Rules use it: ") and "judged" in blocked  # the judge scorer saved above
+    assert not browser.find_elements(By.ID, "confirm-delete")
+    browser.get(svc.api + f"/connections/{conns['nokey']}/delete")
+    browser.find_element(By.ID, "confirm-delete").click()
+    eventually(lambda: browser.current_url.endswith("/connections"))
+    names = [c["name"] for c in call(svc, "GET", "/api/v1/connections")[1]["connections"]]
+    assert "nokey" not in names and "judge" in names
