@@ -172,6 +172,8 @@ def test_enable_disable_and_delete_with_confirmation(svc: ServiceProcess, browse
     browser.find_element(By.ID, "confirm-delete").click()
     eventually(lambda: browser.current_url.endswith("/rules"))
     assert call(svc, "GET", f"/api/v1/rules/{rule['id']}")[0] == 404
+    browser.get(svc.api + f"/rules/{rule['id']}")
+    assert browser.title.startswith("Not found") and f"rule {rule['id']} not found" in browser.page_source
 
 
 def send_live(svc: ServiceProcess) -> list[str]:
