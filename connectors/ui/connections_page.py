@@ -23,6 +23,7 @@ from connectors.api.errors import ApiError
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.rules_store import RuleStore
 from connectors.llm.factory import make_client
+from connectors.ui.lookup import found
 from connectors.ui.pages import TEMPLATES
 from connectors.ui.rule_form import posted_form
 from dataflow.judging.client import JudgeRequest
@@ -96,11 +97,6 @@ def build_connections_ui_router(
             raise ApiError(404, f"connection {conn_id} not found")
         return spec
 
-    def missing(request: Request, exc: ApiError) -> HTMLResponse:
-        return page(
-            request, "missing.html", {"message": exc.message, "back": "/connections"}, exc.status_code
-        )
-
     def form_page(request: Request, values: dict[str, str], spec: ConnectionSpec | None, error: str = "",
                   status: int = 200) -> HTMLResponse:  # fmt: skip
         context = {"values": values, "spec": spec, "error": error, "protocols": PROTOCOLS}
@@ -138,10 +134,9 @@ def build_connections_ui_router(
 
     @router.get("/connections/{conn_id}/edit", response_class=HTMLResponse)
     async def edit(request: Request, conn_id: str) -> HTMLResponse:
-        try:
-            spec = await get_or_404(conn_id)
-        except ApiError as exc:
-            return missing(request, exc)
+        spec = await found(request, store.get, conn_id, "connection", "/connections")
+        if isinstance(spec, HTMLResponse):
+            return spec
         return form_page(request, connection_values(spec), spec)
 
     @router.post("/connections/{conn_id}/edit", response_class=HTMLResponse)
@@ -155,10 +150,9 @@ def build_connections_ui_router(
 
     @router.get("/connections/{conn_id}/delete", response_class=HTMLResponse)
     async def confirm_delete(request: Request, conn_id: str) -> HTMLResponse:
-        try:
-            spec = await get_or_404(conn_id)
-        except ApiError as exc:
-            return missing(request, exc)
+        spec = await found(request, store.get, conn_id, "connection", "/connections")
+        if isinstance(spec, HTMLResponse):
+            return spec
         users = [r.name for r in await run(rules.load, None) if spec.name in _connections_of(r)]
         context = {"title": f"Delete connection {spec.name}?", "action": f"/connections/{conn_id}/delete",
                    "cancel": "/connections", "what": f"connection {spec.name!r}",

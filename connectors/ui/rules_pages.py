@@ -26,6 +26,7 @@ from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from connectors.ui.connections_page import build_connections_ui_router
+from connectors.ui.lookup import found
 from connectors.ui.pages import TEMPLATES
 from connectors.ui.rule_charts import PERIODS, rule_charts
 from connectors.ui.rule_form import (
@@ -124,9 +125,6 @@ def build_rules_ui_router(deps: RulesUi) -> APIRouter:
             raise ApiError(404, f"rule {rule_id} not found")
         return spec
 
-    def missing(request: Request, exc: ApiError) -> HTMLResponse:
-        return page(request, "missing.html", {"message": exc.message, "back": "/rules"}, exc.status_code)
-
     def form_page(request: Request, values: dict[str, Any], spec: RuleSpec | None, error: str = "",
                   status: int = 200) -> HTMLResponse:  # fmt: skip
         conns = [c.name for c in deps.connections.load()]
@@ -187,10 +185,9 @@ def build_rules_ui_router(deps: RulesUi) -> APIRouter:
 
     @router.get("/rules/{rule_id}", response_class=HTMLResponse)
     async def rule_page(request: Request, rule_id: str) -> HTMLResponse:
-        try:
-            spec = await get_or_404(rule_id)
-        except ApiError as exc:
-            return missing(request, exc)
+        spec = await found(request, deps.rules.get, rule_id, "rule", "/rules")
+        if isinstance(spec, HTMLResponse):
+            return spec
         period = request.query_params.get("period", "24h")
         rows = await run(deps.rules.status, rule_id)
         extras = await run(deps.status_extras, rule_id)
@@ -206,10 +203,9 @@ def build_rules_ui_router(deps: RulesUi) -> APIRouter:
 
     @router.get("/rules/{rule_id}/edit", response_class=HTMLResponse)
     async def edit_rule(request: Request, rule_id: str) -> HTMLResponse:
-        try:
-            spec = await get_or_404(rule_id)
-        except ApiError as exc:
-            return missing(request, exc)
+        spec = await found(request, deps.rules.get, rule_id, "rule", "/rules")
+        if isinstance(spec, HTMLResponse):
+            return spec
         values = spec_values(spec)
         values["scorers"].append(blank_scorer())
         shown: HTMLResponse = await run(form_page, request, values, spec)
@@ -232,10 +228,9 @@ def build_rules_ui_router(deps: RulesUi) -> APIRouter:
 
     @router.get("/rules/{rule_id}/delete", response_class=HTMLResponse)
     async def confirm_delete(request: Request, rule_id: str) -> HTMLResponse:
-        try:
-            spec = await get_or_404(rule_id)
-        except ApiError as exc:
-            return missing(request, exc)
+        spec = await found(request, deps.rules.get, rule_id, "rule", "/rules")
+        if isinstance(spec, HTMLResponse):
+            return spec
         context = {"title": f"Delete rule {spec.name}?", "action": f"/rules/{rule_id}/delete",
                    "cancel": f"/rules/{rule_id}", "what": f"rule {spec.name!r} of project {spec.project!r}",
                    "note": "Its scores stay in the scores table."}  # fmt: skip

@@ -9,16 +9,7 @@ import pytest
 
 from connectors.api.errors import ApiError
 from connectors.api.rules import validated
-from connectors.ui.rule_form import (
-    FormProblem,
-    blank_scorer,
-    blank_values,
-    filter_mark,
-    form_values,
-    marked,
-    rule_body,
-    spec_values,
-)
+from connectors.ui import rule_form as rf
 from connectors.ui.rules_pages import checked
 from dataflow.rules.model import RuleSpec
 
@@ -49,17 +40,17 @@ def as_posted(values: dict[str, Any]) -> dict[str, str]:
 
 def test_a_rule_shown_and_posted_back_is_the_same_rule() -> None:
     spec = RuleSpec.model_validate(RULE)
-    values = spec_values(spec)
-    values["scorers"].append(blank_scorer())  # the form's spare scorer row, left empty
-    again = validated(rule_body(form_values(as_posted(values))), keep=spec)
+    values = rf.spec_values(spec)
+    values["scorers"].append(rf.blank_scorer())  # the form's spare scorer row, left empty
+    again = validated(rf.rule_body(rf.form_values(as_posted(values))), keep=spec)
     assert again == spec
 
 
 def test_a_new_rule_from_the_blank_form() -> None:
-    values = blank_values("proj")
+    values = rf.blank_values("proj")
     values.update(name="n")
     values["scorers"][0].update(name="len", function="length_between", args='{"max": 10}')
-    body = rule_body(form_values(as_posted(values)))
+    body = rf.rule_body(rf.form_values(as_posted(values)))
     assert body["scorers"] == [
         {"type": "code", "name": "len", "function": "length_between", "args": {"max": 10}}
     ]
@@ -67,21 +58,21 @@ def test_a_new_rule_from_the_blank_form() -> None:
 
 
 def test_problems_name_their_field() -> None:
-    values = blank_values("p")
+    values = rf.blank_values("p")
     values.update(name="n", sampling_rate="lots")
     values["scorers"][0].update(name="x", function="contains", args="{not json")
-    with pytest.raises(FormProblem) as problem:
-        rule_body(values)
+    with pytest.raises(rf.FormProblem) as problem:
+        rf.rule_body(values)
     assert problem.value.field == "scorers[0].args"
     values["scorers"][0]["args"] = '{"value": "a"}'
     with pytest.raises(ApiError) as refused:
-        validated(rule_body(values))
+        validated(rf.rule_body(values))
     assert refused.value.message.startswith("sampling_rate:")
 
 
 def test_a_filter_error_is_marked_at_its_position() -> None:
     text = "name = 'a' AND nosuch > 1"
-    values = blank_values("p")
+    values = rf.blank_values("p")
     values.update(name="n", filter=text)
     values["scorers"][0].update(name="x", function="contains", args='{"value": "a"}')
     check = checked(values)
@@ -90,7 +81,7 @@ def test_a_filter_error_is_marked_at_its_position() -> None:
         str(check["mark"])
         == 'name = &#39;a&#39; AND <mark class="filter-error" id="filter-error-at">nosuch</mark> &gt; 1'
     )
-    end = filter_mark("filter: filter error at position 9 near '': unexpected end", "name = 'a")
+    end = rf.filter_mark("filter: filter error at position 9 near '': unexpected end", "name = 'a")
     assert end is not None and (end.before, end.at, end.after) == ("name = 'a", " ", "")
-    assert filter_mark("scorers[0]: unknown function", "x") is None
-    assert "<mark" in str(marked(end))
+    assert rf.filter_mark("scorers[0]: unknown function", "x") is None
+    assert "<mark" in str(rf.marked(end))
