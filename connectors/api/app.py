@@ -45,6 +45,7 @@ from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from connectors.ui.pages import STATIC_DIR, build_ui_router
 from connectors.ui.trace_view import build_trace_ui_router
+from connectors.ui.rules_pages import RulesUi, build_rules_ui_router
 from dataflow import metrics
 from dataflow.config import ApiConfig, CompatConfig
 from dataflow.errors import QueryError
@@ -260,6 +261,7 @@ def build_api_app(state: ApiState) -> FastAPI:
 
     app.include_router(build_ui_router(state.reader))
     app.include_router(build_trace_ui_router(state.reader, state.readonly, state.scores, check_configs))
+    app.include_router(build_rules_ui_router(RulesUi(state.reader, state.rules, state.connections, state.on_rules_change, state.on_connections_change, test_rule, status_extras, state.jobs is not None)))  # fmt: skip
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     return app

@@ -68,6 +68,13 @@ def validated(data: Any, keep: RuleSpec | None = None) -> RuleSpec:
     return spec
 
 
+def check_connections(spec: RuleSpec, connection: Callable[[str], Any]) -> None:
+    """Refuse (400) a rule whose judge names a connection that does not exist or cannot run it."""
+    if problems := scorer_connection_problems(spec, connection):
+        field, problem = problems[0]
+        raise ApiError(400, problem, field)
+
+
 def build_rules_router(
     store: RuleStore,
     on_change: Callable[[], object],
@@ -77,22 +84,8 @@ def build_rules_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=error_responses(422))
 
-    def check_connections(spec: RuleSpec) -> None:
-        if problems := scorer_connection_problems(spec, connection):
-            field, problem = problems[0]
-            raise ApiError(400, problem, field)
-
-    def key_problems(spec: RuleSpec) -> list[str]:
-        out = []
-        for scorer in spec.scorers:
-            name = getattr(scorer, "connection", None)
-            conn = connection(name) if name else None
-            if conn is not None and conn.key_problem():
-                out.append(conn.key_problem())
-        return out
-
     async def saved(spec: RuleSpec) -> RuleSpec:
-        await run(check_connections, spec)
+        await run(check_connections, spec, connection)
         stored: RuleSpec = await run(store.save, spec)
         await run(on_change)
         return stored
@@ -202,26 +195,44 @@ def build_rules_router(
         spec = await get_or_404(rule_id)
         rows: list[StatusRow] = await run(store.status, rule_id)
         extras = await run(status_extras, rule_id) if status_extras is not None else StatusExtras()
-        cursor_ns = max((r.counts.last_trace_ns for r in rows), default=0)
-        return RuleStatus(
-            id=rule_id,
-            name=spec.name,
-            version=spec.version,
-            enabled=spec.enabled,
-            counts=StatusCounts(**{n: sum(getattr(r.counts, n) for r in rows) for n in COUNTERS}),
-            last_evaluated_at_us=max((r.counts.last_evaluated_ns // 1000 for r in rows), default=0),
-            connection_problems=key_problems(spec),
-            processes=[_process_status(r) for r in rows],
-            live_cursor=LiveCursor(
-                last_trace_at=iso_ns(cursor_ns) if cursor_ns else None,
-                lag_s=round(max(0.0, (time.time_ns() - cursor_ns) / 1e9), 3) if cursor_ns else None,
-            ),
-            last_error=extras.last_error,
-            last_error_at=iso_us(extras.last_error_at_us) if extras.last_error_at_us else None,
-            jobs=extras.jobs,
-        )
+        return rule_status(spec, rows, extras, connection)
 
     return router
+
+
+def key_problems(spec: RuleSpec, connection: Callable[[str], Any]) -> list[str]:
+    """The key problems of the connections the rule's judges use (their env var is not set)."""
+    out = []
+    for scorer in spec.scorers:
+        name = getattr(scorer, "connection", None)
+        conn = connection(name) if name else None
+        if conn is not None and conn.key_problem():
+            out.append(conn.key_problem())
+    return out
+
+
+def rule_status(
+    spec: RuleSpec, rows: list[StatusRow], extras: StatusExtras, connection: Callable[[str], Any]
+) -> RuleStatus:
+    """A rule's status: its processes' counts summed, its live cursor and lag, its last error and jobs."""
+    cursor_ns = max((r.counts.last_trace_ns for r in rows), default=0)
+    return RuleStatus(
+        id=spec.id,
+        name=spec.name,
+        version=spec.version,
+        enabled=spec.enabled,
+        counts=StatusCounts(**{n: sum(getattr(r.counts, n) for r in rows) for n in COUNTERS}),
+        last_evaluated_at_us=max((r.counts.last_evaluated_ns // 1000 for r in rows), default=0),
+        connection_problems=key_problems(spec, connection),
+        processes=[_process_status(r) for r in rows],
+        live_cursor=LiveCursor(
+            last_trace_at=iso_ns(cursor_ns) if cursor_ns else None,
+            lag_s=round(max(0.0, (time.time_ns() - cursor_ns) / 1e9), 3) if cursor_ns else None,
+        ),
+        last_error=extras.last_error,
+        last_error_at=iso_us(extras.last_error_at_us) if extras.last_error_at_us else None,
+        jobs=extras.jobs,
+    )
 
 
 def _process_status(row: StatusRow) -> ProcessStatus:

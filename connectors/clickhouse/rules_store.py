@@ -148,6 +148,10 @@ class RuleStore:
         """The rule's row of every process, by process."""
         return self._status_rows("RuleId = {id:String}", {"id": rule_id})
 
+    def all_status(self) -> list[StatusRow]:
+        """Every rule's row of every process (one query, for the rules list)."""
+        return self._status_rows("1 = 1", {})
+
     def process_status(self, process: str) -> list[StatusRow]:
         """This process's last stored rows, to continue from after a restart."""
         return self._status_rows("Process = {p:String}", {"p": process})
