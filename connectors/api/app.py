@@ -44,8 +44,8 @@ from connectors.clickhouse.scores_store import ScoreStore
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from connectors.ui.pages import STATIC_DIR, build_ui_router
-from connectors.ui.trace_view import build_trace_ui_router
 from connectors.ui.rules_pages import RulesUi, build_rules_ui_router
+from connectors.ui.trace_view import build_trace_ui_router
 from dataflow import metrics
 from dataflow.config import ApiConfig, CompatConfig
 from dataflow.errors import QueryError
