@@ -10,6 +10,8 @@ from urllib.parse import quote
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.service import ServiceProcess
 from tests.integration.test_jobs import N_TRACES, PROJECT, call, send
@@ -28,10 +30,13 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
 
 
 def run(browser: webdriver.Chrome, query: str) -> None:
+    """Submit the query and wait for the page it loads (the form is a plain GET)."""
     box = browser.find_element(By.ID, "query")
     box.clear()
     box.send_keys(query)
+    old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, "#sql-form button[type=submit]").click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
 
 
 def cells(browser: webdriver.Chrome) -> list[list[str]]:
@@ -86,7 +91,9 @@ def test_columns_beside_the_box_and_examples_fill_it(svc: ServiceProcess, browse
         example.click()  # fills the box; does not run it
         query = browser.find_element(By.ID, "query").get_attribute("value") or ""
         assert query == example.get_attribute("data-query") and browser.current_url == before
+        old = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.CSS_SELECTOR, "#sql-form button[type=submit]").click()
+        WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
         errors = browser.find_elements(By.ID, "sql-error")
         assert errors == [], errors[0].text
         assert browser.find_elements(By.ID, "sql-results")
