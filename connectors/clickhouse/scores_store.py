@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -125,6 +125,25 @@ def metadata_map(value: Any) -> dict[str, str]:
     return {"value": value if isinstance(value, str) else orjson.dumps(value).decode()}
 
 
+class ScoreAccess(Protocol):
+    """What the scores API needs: `ScoreStore` (writes stored at once) or `LoggedScores` (connectors/scores_log:
+    writes durable in a log first, reads that wait for them)."""
+
+    def write(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]: ...
+
+    def delete(self, score_id: str) -> bool: ...
+
+    def page(
+        self, where: ScoreFilter, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    def get(self, score_id: str) -> dict[str, Any] | None: ...
+
+    def caught_up(self) -> bool:
+        """Wait (bounded) until every score written so far can be read; whether it can."""
+        ...
+
+
 @dataclass
 class _Waiting:
     """One request's scores, waiting for a group write (`ScoreStore.write`); then `done`, or its `error`."""
@@ -206,6 +225,10 @@ class ScoreStore:
         ):
             found.setdefault(score_id, []).append(_Stored(project, name, int(start_ns), int(ts_us)))
         return found
+
+    def caught_up(self) -> bool:
+        """Always: a write returns once stored."""
+        return True
 
     def delete(self, score_id: str) -> bool:
         """Delete every row of `score_id`; False when there was none."""
