@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from connectors.clickhouse.scores_store import ScoreStore
+from connectors.clickhouse.sink import Backoff
 from connectors.scores_log.batch import SCORES_LOG_SCHEMA, from_table
 from connectors.wal.log import Wal, read_segment
 from dataflow import metrics
@@ -135,25 +136,11 @@ class ScoreLogWriter:
             os.close(fd)
 
     def _write(self, scores: list[ValidScore], seq: int) -> None:
-        delay = self._config.retry_initial_s
-        stop_seen_at: float | None = None
+        backoff = Backoff(self._config, self._stop, self._stop_grace_s)
         while True:
             try:
                 self._store.write(scores)
                 return
             except (SinkError, QueryError) as exc:
                 metrics.SCORES_LOG_INSERT_ERRORS.inc()
-                if self._stop.is_set():
-                    stop_seen_at = stop_seen_at or time.monotonic()
-                    if time.monotonic() - stop_seen_at > self._stop_grace_s:
-                        msg = f"gave up storing scores log segment {seq} while stopping: {exc}"
-                        raise SinkError(msg) from exc
-                logger.warning(
-                    "storing %d scores of log segment %d failed (retrying in %.1fs): %s",
-                    len(scores),
-                    seq,
-                    delay,
-                    exc,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, self._config.retry_max_s)
+                backoff.failed(f"storing scores log segment {seq} ({len(scores)} scores)", exc)
