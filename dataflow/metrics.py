@@ -116,55 +116,60 @@ WAL = LogMetrics(
 )  # fmt: skip
 
 # --- the scores API's log (connectors/scores_log) -----------------------------------------------------------
-SCORES_LOG = LogMetrics(
-    Counter(
-        "tracejudge_scores_log_appended_bytes_total",
-        "Bytes appended to the scores API's log.",
-        registry=REGISTRY,
-    ),
-    Counter(
-        "tracejudge_scores_log_appended_scores_total",
-        "Scores appended to the scores API's log (each acknowledged once durable).",
-        registry=REGISTRY,
-    ),
-    Gauge(
-        "tracejudge_scores_log_backlog_bytes",
-        "Bytes in the scores API's log not yet stored in ClickHouse and deleted.",
-        registry=REGISTRY,
-    ),
-    Gauge(
-        "tracejudge_scores_log_limit_bytes",
-        "The scores API's log bound; the API answers 503 with Retry-After above it.",
-        registry=REGISTRY,
-    ),
-    Gauge("tracejudge_scores_log_segments", "Segment files in the scores API's log.", registry=REGISTRY),
-    Histogram(
-        "tracejudge_scores_log_sync_duration_seconds",
-        "Time of one group commit (write and fsync) of the scores API's log.",
-        buckets=_LATENCY_BUCKETS,
-        registry=REGISTRY,
-    ),
-    Counter(
-        "tracejudge_scores_log_reclaimed_segments_total",
-        "Scores log segments deleted once stored in ClickHouse.",
-        registry=REGISTRY,
-    ),
-    Counter(
-        "tracejudge_scores_log_throttled_total",
-        "Score posts refused (503) because the scores API's log was over its bound.",
-        registry=REGISTRY,
-    ),
-    Counter(
-        "tracejudge_scores_log_write_errors_total",
-        "Group commits of the scores API's log that failed to write or fsync (answered 503).",
-        registry=REGISTRY,
-    ),
-    Counter(
-        "tracejudge_scores_log_torn_bytes_total",
-        "Bytes of unacknowledged, partly written scores log records cut from a segment tail at start-up.",
-        registry=REGISTRY,
-    ),
+SCORES_LOG_APPENDED_BYTES = Counter(
+    "tracejudge_scores_log_appended_bytes_total",
+    "Bytes appended to the scores API's log.",
+    registry=REGISTRY,
 )
+SCORES_LOG_APPENDED_SCORES = Counter(
+    "tracejudge_scores_log_appended_scores_total",
+    "Scores appended to the scores API's log (each acknowledged once durable).",
+    registry=REGISTRY,
+)
+SCORES_LOG_BACKLOG_BYTES = Gauge(
+    "tracejudge_scores_log_backlog_bytes",
+    "Bytes in the scores API's log not yet stored in ClickHouse and deleted.",
+    registry=REGISTRY,
+)
+SCORES_LOG_LIMIT_BYTES = Gauge(
+    "tracejudge_scores_log_limit_bytes",
+    "The scores API's log bound; the API answers 503 with Retry-After above it.",
+    registry=REGISTRY,
+)
+SCORES_LOG_SEGMENTS = Gauge(
+    "tracejudge_scores_log_segments", "Segment files in the scores API's log.", registry=REGISTRY
+)
+SCORES_LOG_SYNC_DURATION = Histogram(
+    "tracejudge_scores_log_sync_duration_seconds",
+    "Time of one group commit (write and fsync) of the scores API's log.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+SCORES_LOG_RECLAIMED_SEGMENTS = Counter(
+    "tracejudge_scores_log_reclaimed_segments_total",
+    "Scores log segments deleted once stored in ClickHouse.",
+    registry=REGISTRY,
+)
+SCORES_LOG_THROTTLED = Counter(
+    "tracejudge_scores_log_throttled_total",
+    "Score posts refused (503) because the scores API's log was over its bound.",
+    registry=REGISTRY,
+)
+SCORES_LOG_WRITE_ERRORS = Counter(
+    "tracejudge_scores_log_write_errors_total",
+    "Group commits of the scores API's log that failed to write or fsync (answered 503).",
+    registry=REGISTRY,
+)
+SCORES_LOG_TORN_BYTES = Counter(
+    "tracejudge_scores_log_torn_bytes_total",
+    "Bytes of unacknowledged, partly written scores log records cut from a segment tail at start-up.",
+    registry=REGISTRY,
+)
+SCORES_LOG = LogMetrics(
+    SCORES_LOG_APPENDED_BYTES, SCORES_LOG_APPENDED_SCORES, SCORES_LOG_BACKLOG_BYTES, SCORES_LOG_LIMIT_BYTES,
+    SCORES_LOG_SEGMENTS, SCORES_LOG_SYNC_DURATION, SCORES_LOG_RECLAIMED_SEGMENTS, SCORES_LOG_THROTTLED,
+    SCORES_LOG_WRITE_ERRORS, SCORES_LOG_TORN_BYTES,
+)  # fmt: skip
 SCORES_LOG_INSERT_ERRORS = Counter(
     "tracejudge_scores_log_insert_errors_total",
     "Inserts of a scores log segment into ClickHouse that failed (each retried with back-off until it lands).",

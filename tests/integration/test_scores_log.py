@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from http.client import HTTPException
 from pathlib import Path
 
 from connectors.clickhouse.client import ClickHouse
@@ -75,7 +76,7 @@ def _post(svc: ServiceProcess, acked: set[str], stop: threading.Event) -> None:
                 {"Content-Type": "application/json"},
                 timeout=10,
             )
-        except OSError:
+        except (OSError, HTTPException):
             time.sleep(0.05)  # the service is down (being killed): nothing was acknowledged
             continue
         if status == 200:
