@@ -12,7 +12,9 @@ WHERE ScoreId IN ...`) before the one insert of the request's rows; otherwise th
 id within one request: the last one counts. This process's writes are serialized by a lock, so two posts of
 one id never interleave their look-up and insert; the requests that wait for the lock are written together
 (group commit: one look-up and one insert for all, in arrival order, so a later request's repeat of an id
-counts), which is what lets concurrent posts share the per-insert cost (`bench/scores.py`). Two processes
+counts), which is what lets concurrent writes share the per-insert cost. The scores API does not write here
+directly: its posts go to the scores log, whose writer thread writes one log segment (thousands of scores) at a
+time (`connectors/scores_log/`); replaying a segment writes the same rows again, which this makes one. Two processes
 sharing a ClickHouse server could still race on one id (each would see no earlier row): post a given id from
 one place.
 
