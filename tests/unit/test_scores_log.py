@@ -94,6 +94,13 @@ def logged(tmp_path: Path, store: FakeStore) -> Iterator[Logged]:
     it.close()
 
 
+def _client(it: Logged) -> TestClient:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_scores_router(it.scores))
+    return TestClient(app)
+
+
 def score(**doc: Any) -> ValidScore:
     return validate_score({"name": "n", "value": 1, "session_id": "s", **doc})
 
@@ -132,6 +139,8 @@ def test_a_read_that_cannot_wait_serves_what_is_stored_and_a_delete_is_refused(
         with pytest.raises(WalFull) as refused:
             it.scores.delete("x")
         assert refused.value.retry_after_s == 3
+        answer = _client(it).delete("/api/v1/scores/x")
+        assert (answer.status_code, answer.headers["retry-after"]) == (503, "3")
         store.release.set()
         assert it.scores.delete("x")  # once stored, the delete runs after the insert
     finally:
@@ -148,10 +157,7 @@ def test_a_full_log_answers_503_with_retry_after(tmp_path: Path, store: FakeStor
         retry_after_s=2,
         segment_max_age_s=0.05,
     )
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_scores_router(it.scores))
-    client = TestClient(app)
+    client = _client(it)
     assert client.post("/api/v1/scores", json={"name": "n", "value": 1, "session_id": "s"}).status_code == 201
     answer = client.post("/api/v1/scores", json=[{"name": "n", "value": 2, "session_id": "s"}])
     assert answer.status_code == 503
