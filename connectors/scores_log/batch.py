@@ -39,6 +39,7 @@ SCORES_LOG_SCHEMA = pa.schema(
     ]
 )
 _PLAIN = [f.name for f in SCORES_LOG_SCHEMA if f.name not in ("metadata", "timestamp")]
+_FIELDS = [f.name for f in dataclasses.fields(ValidScore)]  # ValidScore's positional order
 
 
 def stamped(scores: Sequence[ValidScore], now: datetime) -> list[ValidScore]:
@@ -66,9 +67,7 @@ def to_batch(scores: Sequence[ValidScore]) -> pa.RecordBatch:
 
 def from_table(table: pa.Table) -> list[ValidScore]:
     """The scores of a log segment, in the order they were logged."""
-    out = []
-    for row in table.to_pylist():
-        meta = row.pop("metadata")
-        ts = _EPOCH + timedelta(microseconds=row.pop("timestamp"))
-        out.append(ValidScore(**row, metadata=None if meta is None else orjson.loads(meta), timestamp=ts))
-    return out
+    columns = table.to_pydict()
+    columns["metadata"] = [None if m is None else orjson.loads(m) for m in columns["metadata"]]
+    columns["timestamp"] = [_EPOCH + timedelta(microseconds=us) for us in columns["timestamp"]]
+    return [ValidScore(*values) for values in zip(*(columns[name] for name in _FIELDS), strict=True)]
