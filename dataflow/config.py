@@ -267,6 +267,55 @@ class ApiConfig(_Section):
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 
 
+class ScoresLogConfig(_Section):
+    """The scores API's write-ahead log, `<data_dir>/scores_wal/` (YAML key `scores_log`): a posted score is
+    acknowledged once durable there and reaches ClickHouse when its segment is sealed and stored."""
+
+    fsync: Literal["always", "never"] = Field(
+        "always",
+        description=(
+            "'always': group-committed fsync before a post is answered (survives power loss). "
+            "'never': written to the OS before the answer (survives a process crash only)."
+        ),
+    )
+    max_bytes: int = Field(
+        256 * MIB,
+        gt=0,
+        description="Bound on log bytes not yet stored in ClickHouse; above it posts answer 503 with Retry-After.",
+    )
+    segment_max_rows: int = Field(
+        20_000, gt=0, description="A segment is sealed at this many scores (one ClickHouse insert each)."
+    )
+    segment_max_age_s: float = Field(
+        0.2,
+        gt=0,
+        description="A segment is sealed this many seconds after its first post; scores reach ClickHouse "
+        "about this long after they are acknowledged.",
+    )
+    retry_after_s: float = Field(
+        1.0, gt=0, description="Retry-After (seconds) answered when the log is full or a read could not wait."
+    )
+    read_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Longest wait (seconds) of a read or delete of scores for the scores acknowledged before it to be "
+            "stored; past it a read serves what is stored and a delete answers 503 with Retry-After."
+        ),
+    )
+
+    def wal_config(self) -> WalConfig:
+        """The log's settings as the write-ahead log takes them (one partition)."""
+        return WalConfig(
+            fsync=self.fsync,
+            max_bytes=self.max_bytes,
+            segment_max_rows=self.segment_max_rows,
+            segment_max_age_s=self.segment_max_age_s,
+            partitions=1,
+            retry_after_s=self.retry_after_s,
+        )
+
+
 class CompatConfig(_Section):
     """The routes that take the Langfuse and InteractiveAI SDKs' spans and scores (YAML key `compat`)."""
 
@@ -359,6 +408,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    scores_log: ScoresLogConfig = Field(default_factory=ScoresLogConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -7,9 +7,28 @@ transport, outcome, reason, table, connection, rule name, scorer (score) name. N
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+@dataclass(frozen=True)
+class LogMetrics:
+    """The metrics of one write-ahead log (`connectors/wal/log.py`): the spans' (`WAL`) or the scores API's."""
+
+    appended_bytes: Counter
+    appended_rows: Counter
+    backlog_bytes: Gauge
+    limit_bytes: Gauge
+    segments: Gauge
+    sync_duration: Histogram
+    reclaimed_segments: Counter
+    throttled: Counter
+    write_errors: Counter
+    torn_bytes: Counter
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -88,6 +107,77 @@ WAL_WRITE_ERRORS = Counter(
 WAL_TORN_BYTES = Counter(
     "tracejudge_wal_torn_bytes_total",
     "Bytes of unacknowledged, partly written records cut from a segment tail at start-up.",
+    registry=REGISTRY,
+)
+
+WAL = LogMetrics(
+    WAL_APPENDED_BYTES, WAL_APPENDED_SPANS, WAL_BACKLOG_BYTES, WAL_LIMIT_BYTES, WAL_SEGMENTS, WAL_SYNC_DURATION,
+    WAL_RECLAIMED_SEGMENTS, WAL_THROTTLED, WAL_WRITE_ERRORS, WAL_TORN_BYTES,
+)  # fmt: skip
+
+# --- the scores API's log (connectors/scores_log) -----------------------------------------------------------
+SCORES_LOG_APPENDED_BYTES = Counter(
+    "tracejudge_scores_log_appended_bytes_total",
+    "Bytes appended to the scores API's log.",
+    registry=REGISTRY,
+)
+SCORES_LOG_APPENDED_SCORES = Counter(
+    "tracejudge_scores_log_appended_scores_total",
+    "Scores appended to the scores API's log (each acknowledged once durable).",
+    registry=REGISTRY,
+)
+SCORES_LOG_BACKLOG_BYTES = Gauge(
+    "tracejudge_scores_log_backlog_bytes",
+    "Bytes in the scores API's log not yet stored in ClickHouse and deleted.",
+    registry=REGISTRY,
+)
+SCORES_LOG_LIMIT_BYTES = Gauge(
+    "tracejudge_scores_log_limit_bytes",
+    "The scores API's log bound; the API answers 503 with Retry-After above it.",
+    registry=REGISTRY,
+)
+SCORES_LOG_SEGMENTS = Gauge(
+    "tracejudge_scores_log_segments", "Segment files in the scores API's log.", registry=REGISTRY
+)
+SCORES_LOG_SYNC_DURATION = Histogram(
+    "tracejudge_scores_log_sync_duration_seconds",
+    "Time of one group commit (write and fsync) of the scores API's log.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+SCORES_LOG_RECLAIMED_SEGMENTS = Counter(
+    "tracejudge_scores_log_reclaimed_segments_total",
+    "Scores log segments deleted once stored in ClickHouse.",
+    registry=REGISTRY,
+)
+SCORES_LOG_THROTTLED = Counter(
+    "tracejudge_scores_log_throttled_total",
+    "Score posts refused (503) because the scores API's log was over its bound.",
+    registry=REGISTRY,
+)
+SCORES_LOG_WRITE_ERRORS = Counter(
+    "tracejudge_scores_log_write_errors_total",
+    "Group commits of the scores API's log that failed to write or fsync (answered 503).",
+    registry=REGISTRY,
+)
+SCORES_LOG_TORN_BYTES = Counter(
+    "tracejudge_scores_log_torn_bytes_total",
+    "Bytes of unacknowledged, partly written scores log records cut from a segment tail at start-up.",
+    registry=REGISTRY,
+)
+SCORES_LOG = LogMetrics(
+    SCORES_LOG_APPENDED_BYTES, SCORES_LOG_APPENDED_SCORES, SCORES_LOG_BACKLOG_BYTES, SCORES_LOG_LIMIT_BYTES,
+    SCORES_LOG_SEGMENTS, SCORES_LOG_SYNC_DURATION, SCORES_LOG_RECLAIMED_SEGMENTS, SCORES_LOG_THROTTLED,
+    SCORES_LOG_WRITE_ERRORS, SCORES_LOG_TORN_BYTES,
+)  # fmt: skip
+SCORES_LOG_INSERT_ERRORS = Counter(
+    "tracejudge_scores_log_insert_errors_total",
+    "Inserts of a scores log segment into ClickHouse that failed (each retried with back-off until it lands).",
+    registry=REGISTRY,
+)
+SCORES_LOG_STORED_SEGMENTS = Counter(
+    "tracejudge_scores_log_stored_segments_total",
+    "Scores log segments stored in ClickHouse (one look-up and one insert each).",
     registry=REGISTRY,
 )
 

@@ -41,9 +41,13 @@ from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor, normalizer_from
 from connectors.otlp.judge_spans import JudgeSpanSink
+from connectors.scores_log.batch import SCORES_LOG_SCHEMA
+from connectors.scores_log.logged import LoggedScores
+from connectors.scores_log.writer import ScoreLogWriter
 from connectors.wal.log import Wal
 from connectors.wal.reclaim import Reclaimer
 from connectors.wal.source import WalRecordSource
+from dataflow import metrics
 from dataflow.config import Settings
 from dataflow.errors import ConfigError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
@@ -99,6 +103,7 @@ class Service:
             self._apply_files()
             self._start_registries(data_dir)
             self._start_pipeline(data_dir)
+            self._start_scores_log(data_dir)
             self._start_receivers(listeners)
         self._ready = True
         logger.info("ready")
@@ -194,6 +199,25 @@ class Service:
         )
         self.job_runner = self._lifecycle.start(job_runner(s, self.job_store, parts))
 
+    def _start_scores_log(self, data_dir: Path) -> None:
+        """The scores API's log and its writer (stopped after the API: the log closes, the writer drains it)."""
+        s, lc = self.settings, self._lifecycle
+        log = Wal(
+            data_dir / "scores_wal",
+            s.scores_log.wal_config(),
+            SCORES_LOG_SCHEMA,
+            metrics.SCORES_LOG,
+            "scores-log",
+        )
+        self.scores_stop = threading.Event()
+        store = ScoreStore(self.scores_api_ch)
+        self.scores_writer = ScoreLogWriter(log, store, s.sink, self.scores_stop)
+        lc.start(Step(ScoreLogWriter.name, self.scores_writer.start, lambda: self._drain_scores_log(log)))
+        lc.start(Step("scores-log", log.start, log.close))
+        self.scores = LoggedScores(
+            log, self.scores_writer, store, s.scores_log.read_wait_s, s.scores_log.retry_after_s
+        )
+
     def _start_receivers(self, listeners: Listeners) -> None:
         s, lc = self.settings, self._lifecycle
         self.decode_pool: DecodePool | None = None
@@ -204,7 +228,7 @@ class Service:
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
-            ScoreStore(self.scores_api_ch), ScoreConfigStore(self.reader_ch), s.compat,
+            self.scores, ScoreConfigStore(self.reader_ch), s.compat,
             JobsDeps(self.job_store, JobTraces(self.reader_ch, s.jobs.trace_lookback_s), self.rule_store,
                      self.connection_store.by_name, self.job_runner.wake),
         )  # fmt: skip
@@ -270,6 +294,12 @@ class Service:
         self.flow_stop.set()
         self.span_store.join()
 
+    def _drain_scores_log(self, log: Wal) -> None:
+        """Wait until every acknowledged score is stored (the log is closed: the API has stopped)."""
+        log.close()
+        self.scores_stop.set()
+        self.scores_writer.join()
+
     def _stop_reclaimer(self) -> None:
         self.reclaimer.stop()
         try:
@@ -295,6 +325,9 @@ class Service:
             if self.span_store.error is not None:
                 logger.error("storing spans failed; stopping")
                 self.stop_requested.set()
+            if self.scores_writer.error is not None:
+                logger.error("storing the scores API's scores failed; stopping")
+                self.stop_requested.set()
 
     def stop(self) -> int:
         """Stop gracefully: every component, in the reverse of the start order; return the exit code."""
@@ -303,8 +336,14 @@ class Service:
         logger.info("stopping: no longer accepting spans")
         self._lifecycle.stop()
         flow_error = self._flow.error if self._flow is not None else None
-        if flow_error is not None or self.span_store.error is not None:
-            logger.error("stopped after an error; acknowledged spans remain in the log for the next start")
+        if (
+            flow_error is not None
+            or self.span_store.error is not None
+            or self.scores_writer.error is not None
+        ):
+            logger.error(
+                "stopped after an error; acknowledged spans and scores remain in their logs for the next start"
+            )
             return 1
         logger.info("stopped cleanly")
         return 0

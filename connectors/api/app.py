@@ -40,7 +40,7 @@ from connectors.clickhouse.migrate import SQL_DIR
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
 from connectors.clickhouse.score_configs_store import ScoreConfigStore
-from connectors.clickhouse.scores_store import ScoreStore
+from connectors.clickhouse.scores_store import ScoreAccess
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from connectors.ui.pages import STATIC_DIR, build_ui_router
@@ -91,7 +91,7 @@ class ApiState:
     on_rules_change: Callable[[], object]
     connections: ConnectionStore
     on_connections_change: Callable[[], object]
-    scores: ScoreStore
+    scores: ScoreAccess
     score_configs: ScoreConfigStore
     compat: CompatConfig = field(default_factory=CompatConfig)
     jobs: JobsDeps | None = None
@@ -187,6 +187,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     )
     async def sql(body: SqlRequest) -> Response:
         started = time.perf_counter()
+        await run(state.scores.caught_up)  # a query of `scores` sees every score already acknowledged
         try:
             columns, types, rows, truncated = await run(state.readonly.query, body.query)
         except (

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from connectors.api.errors import ApiError, ErrorBody, error_responses
 from connectors.api.score_models import ItemError
 from connectors.api.scores import ConfigCheck, store_scores
-from connectors.clickhouse.scores_store import ScoreStore
+from connectors.clickhouse.scores_store import ScoreAccess
 from connectors.otlp.http import handle_export, otlp_success
 from connectors.otlp.ingest import Ingestor
 from dataflow.config import CompatConfig
@@ -126,7 +126,7 @@ async def store_renamed(
     items: list[Any],
     names: Mapping[str, str],
     project: str,
-    store: ScoreStore,
+    store: ScoreAccess,
     check: ConfigCheck,
     single: bool,
 ) -> tuple[list[str], list[ItemError]]:
@@ -147,7 +147,7 @@ LANGFUSE_MAX_SCORES = 10 * MAX_BATCH  # one Langfuse post, stored in chunks of M
 
 
 def build_compat_router(
-    ingestor: Ingestor, store: ScoreStore, check_configs: ConfigCheck, config: CompatConfig
+    ingestor: Ingestor, store: ScoreAccess, check_configs: ConfigCheck, config: CompatConfig
 ) -> APIRouter:
     router = APIRouter(tags=["compat"], responses=error_responses(401, 422))
 

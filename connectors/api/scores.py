@@ -4,9 +4,11 @@ A score comes from an application or a person: one object or a list of up to 1,0
 code as the Python client's (`tracejudge_client.validation`, seed 002's snake_case fields). One object: 201, or
 a 400 naming the field. A list: the valid items are stored and the answer is 200, or 207 when any item was
 refused, with `{"accepted", "score_ids", "errors": [{"index", "field", "message"}]}`. A score with `config_id`
-is checked against that score config. The valid scores of a request are stored in one insert
-(`connectors/clickhouse/scores_store.py`, where idempotency by `score_id` and deletes are explained); a failed
-write is a 503 with `Retry-After`, which the client retries.
+is checked against that score config. The valid scores of a request get their ids and timestamps and are
+appended to the scores log; the answer means they are durable on disk (`connectors/scores_log/logged.py`), and
+they are in ClickHouse ~0.2 s later, written many requests to one insert (`connectors/clickhouse/scores_store.py`
+explains idempotency by `score_id` and deletes). Reads and deletes first wait until every score answered before
+them is stored. A full log (or a failed write) is a 503 with `Retry-After`, which the client retries.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import Deleted
 from connectors.api.params import parse_time
 from connectors.api.score_models import ItemError, ScoreList, ScoresPosted, ScoreView, score_view
-from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
+from connectors.clickhouse.scores_store import ScoreAccess, ScoreFilter
 from dataflow import metrics
-from dataflow.errors import QueryError, SinkError
+from dataflow.errors import QueryError, SinkError, WalError, WalFull
 from tracejudge_client.validation import (
     DATA_TYPES,
     MAX_BATCH,
@@ -39,7 +41,7 @@ from tracejudge_client.validation import (
 # stored, or why it is refused (connectors/api/score_configs.py).
 ConfigCheck = Callable[[Sequence[tuple[Mapping[str, Any], ValidScore]]], list[ValidScore | ScoreInvalid]]
 DEFAULT_LIMIT = 100
-_RETRY_AFTER_S = "1"
+_RETRY_AFTER_S = 1.0
 _HEX_DIGITS = {"trace_id": 32, "observation_id": 16}
 
 
@@ -65,7 +67,7 @@ def _hex_param(value: str, field: str) -> str:
     return value.lower()
 
 
-def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecked_configs) -> APIRouter:
+def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = unchecked_configs) -> APIRouter:
     router = APIRouter(prefix="/api/v1/scores", tags=["scores"], responses=error_responses(422))
 
     @router.post(
@@ -135,11 +137,15 @@ def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecke
     @router.delete(
         "/{score_id}",
         response_model=Deleted,
-        responses=error_responses(404),
+        responses=error_responses(404, 503),
         summary="Delete a score (all rows)",
     )
     async def delete_score(score_id: str) -> Deleted:
-        if not await run(store.delete, score_id):
+        try:
+            deleted = await run(store.delete, score_id)
+        except WalFull as exc:  # scores posted before it are not stored yet
+            raise _unavailable(str(exc), exc.retry_after_s) from exc
+        if not deleted:
             raise ApiError(404, f"score {score_id} not found")
         return Deleted(deleted=score_id)
 
@@ -147,26 +153,32 @@ def build_scores_router(store: ScoreStore, check_configs: ConfigCheck = unchecke
 
 
 async def store_scores(
-    items: list[Any], store: ScoreStore, check_configs: ConfigCheck, *, single: bool = False
+    items: list[Any], store: ScoreAccess, check_configs: ConfigCheck, *, single: bool = False
 ) -> tuple[list[str], list[ItemError]]:
-    """Validate score objects (snake_case, as `POST /api/v1/scores` takes them), store the valid ones in one
-    insert, count them; the stored ids and the errors of the others. `single`: an invalid item is a 400. A
-    failed write is a 503 with Retry-After. Every route that takes scores stores them through here."""
+    """Validate score objects (snake_case, as `POST /api/v1/scores` takes them), write the valid ones (durable
+    when this returns), count them; their ids and the errors of the others. `single`: an invalid item is a 400.
+    A full log or a failed write is a 503 with Retry-After. Every route that takes scores writes through here."""
 
     checked, errors = await _validated(items, run, check_configs)
     if single and errors:
         raise ApiError(400, f"{errors[0].field}: {errors[0].message}", errors[0].field)
     try:
         ids: list[str] = await run(store.write, [s for _, s in checked])
-    except (SinkError, QueryError) as exc:  # the write, or a look-up it makes first
+    except (SinkError, QueryError, WalError) as exc:  # the log's append, or a direct write and its look-ups
         for doc, score in ((items[i], s) for i, s in checked):
             metrics.API_SCORES.labels(*_labels(doc, score), "failed").inc()
-        unavailable = ApiError(503, f"storing the scores failed, retry: {exc}")
-        unavailable.headers = {"Retry-After": _RETRY_AFTER_S}
-        raise unavailable from exc
+        retry_after = exc.retry_after_s if isinstance(exc, WalFull) else _RETRY_AFTER_S
+        msg = f"storing the scores failed, retry: {exc}"
+        raise _unavailable(msg, retry_after) from exc
     for _, score in checked:
         metrics.API_SCORES.labels(score.source, score.data_type, "accepted").inc()
     return ids, errors
+
+
+def _unavailable(message: str, retry_after_s: float) -> ApiError:
+    unavailable = ApiError(503, message)
+    unavailable.headers = {"Retry-After": str(max(1, round(retry_after_s)))}
+    return unavailable
 
 
 async def _validated(

@@ -9,7 +9,7 @@ from connectors.api.params import iso_ns
 from connectors.api.score_models import score_view
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.migrate import SQL_DIR
-from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
+from connectors.clickhouse.scores_store import ScoreAccess, ScoreFilter
 from dataflow.windowing.step import JUDGE_SCOPE
 from tracejudge_client.validation import MAX_BATCH
 
@@ -46,7 +46,7 @@ def span_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_trace(reader: ClickHouse, scores: ScoreStore, trace_id: str) -> dict[str, Any] | None:
+def load_trace(reader: ClickHouse, scores: ScoreAccess, trace_id: str) -> dict[str, Any] | None:
     """The trace (32 lower-case hex digits) with its spans in start order and its scores; None: no such trace.
     Blocking: two queries."""
     rows = reader.query_arrow(_QUERY.read_text(encoding="utf-8"), {"trace_id": trace_id}).to_pylist()

@@ -12,7 +12,9 @@ WHERE ScoreId IN ...`) before the one insert of the request's rows; otherwise th
 id within one request: the last one counts. This process's writes are serialized by a lock, so two posts of
 one id never interleave their look-up and insert; the requests that wait for the lock are written together
 (group commit: one look-up and one insert for all, in arrival order, so a later request's repeat of an id
-counts), which is what lets concurrent posts share the per-insert cost (`bench/scores.py`). Two processes
+counts), which is what lets concurrent writes share the per-insert cost. The scores API does not write here
+directly: its posts go to the scores log, whose writer thread writes one log segment (thousands of scores) at a
+time (`connectors/scores_log/`); replaying a segment writes the same rows again, which this makes one. Two processes
 sharing a ClickHouse server could still race on one id (each would see no earlier row): post a given id from
 one place.
 
@@ -36,7 +38,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -125,6 +127,25 @@ def metadata_map(value: Any) -> dict[str, str]:
     return {"value": value if isinstance(value, str) else orjson.dumps(value).decode()}
 
 
+class ScoreAccess(Protocol):
+    """What the scores API needs: `ScoreStore` (writes stored at once) or `LoggedScores` (connectors/scores_log:
+    writes durable in a log first, reads that wait for them)."""
+
+    def write(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]: ...
+
+    def delete(self, score_id: str) -> bool: ...
+
+    def page(
+        self, where: ScoreFilter, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    def get(self, score_id: str) -> dict[str, Any] | None: ...
+
+    def caught_up(self) -> bool:
+        """Wait (bounded) until every score written so far can be read; whether it can."""
+        ...
+
+
 @dataclass
 class _Waiting:
     """One request's scores, waiting for a group write (`ScoreStore.write`); then `done`, or its `error`."""
@@ -206,6 +227,10 @@ class ScoreStore:
         ):
             found.setdefault(score_id, []).append(_Stored(project, name, int(start_ns), int(ts_us)))
         return found
+
+    def caught_up(self) -> bool:
+        """Always: a write returns once stored."""
+        return True
 
     def delete(self, score_id: str) -> bool:
         """Delete every row of `score_id`; False when there was none."""

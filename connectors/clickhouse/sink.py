@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -31,6 +32,32 @@ from dataflow.model import SPAN_COLUMNS, SpanBlock
 logger = logging.getLogger(__name__)
 
 SPANS_TABLE = "otel_traces"
+
+
+@dataclass
+class Backoff:
+    """The waits between attempts of an insert that must land: doubling from `retry_initial_s` up to
+    `retry_max_s`; once `stop` is set, `failed` gives up (SinkError) after `grace_s` more of failures."""
+
+    config: SinkConfig
+    stop: threading.Event
+    grace_s: float
+    delay: float = field(init=False)
+    _stop_seen_at: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.delay = self.config.retry_initial_s
+
+    def failed(self, what: str, exc: Exception) -> None:
+        """Log the failure of `what` and sleep before the next attempt; SinkError when stopping past the grace."""
+        if self.stop.is_set():
+            self._stop_seen_at = self._stop_seen_at or time.monotonic()
+            if time.monotonic() - self._stop_seen_at > self.grace_s:
+                msg = f"gave up {what} while stopping: {exc}"
+                raise SinkError(msg) from exc
+        logger.warning("%s failed (retrying in %.1fs): %s", what, self.delay, exc)
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.config.retry_max_s)
 
 
 class SpanWriter:
@@ -57,28 +84,16 @@ class SpanWriter:
             self._on_written(block.partition, block.segment)
 
     def _insert_with_retry(self, block: SpanBlock) -> None:
-        delay = self._config.retry_initial_s
-        stop_seen_at: float | None = None
+        backoff = Backoff(self._config, self._stop, self._stop_grace_s)
         while True:
             started = time.perf_counter()
             try:
                 self._ch.insert_arrow(SPANS_TABLE, block.table, block.token, SPAN_COLUMNS)
             except SinkError as exc:
                 metrics.SINK_INSERTS.labels(SPANS_TABLE, "error").inc()
-                if self._stop.is_set():
-                    stop_seen_at = stop_seen_at or time.monotonic()
-                    if time.monotonic() - stop_seen_at > self._stop_grace_s:
-                        msg = f"gave up inserting segment {block.segment} while stopping: {exc}"
-                        raise SinkError(msg) from exc
-                logger.warning(
-                    "insert of %d spans into %s failed (retrying in %.1fs): %s",
-                    block.rows,
-                    SPANS_TABLE,
-                    delay,
-                    exc,
+                backoff.failed(
+                    f"inserting segment {block.segment} ({block.rows} spans) into {SPANS_TABLE}", exc
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, self._config.retry_max_s)
                 continue
             elapsed = time.perf_counter() - started
             metrics.SINK_INSERTS.labels(SPANS_TABLE, "ok").inc()

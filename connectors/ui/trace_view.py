@@ -22,7 +22,7 @@ from connectors.api.errors import ApiError
 from connectors.api.scores import ConfigCheck, store_scores
 from connectors.api.trace_doc import load_trace
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
-from connectors.clickhouse.scores_store import ScoreStore
+from connectors.clickhouse.scores_store import ScoreAccess
 from connectors.ui.pages import TEMPLATES
 from connectors.ui.sql_page import build_sql_router
 from connectors.ui.trace_render import trace_sql, waterfall
@@ -71,7 +71,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def build_trace_ui_router(
-    reader: ClickHouse, readonly: ReadOnlyClient, scores: ScoreStore, check_configs: ConfigCheck
+    reader: ClickHouse, readonly: ReadOnlyClient, scores: ScoreAccess, check_configs: ConfigCheck
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 

@@ -16,6 +16,10 @@ receives as one deduplicated block.
 
 At start-up an `.open` segment left by a crash is checked record by record, its torn tail (never
 acknowledged) cut, and sealed.
+
+The spans' log is `Wal(root, config)`; another log passes its own Arrow schema, metrics and name (the scores
+API's, `connectors/scores_log/`). `seal_soon` seals the open segment without waiting for its age, for a reader
+that must see everything acknowledged so far.
 """
 
 from __future__ import annotations
@@ -89,8 +93,8 @@ def iter_records(buf: pa.Buffer, verify: bool) -> Iterator[Record]:
         pos = start + length
 
 
-def read_segment(path: Path) -> tuple[pa.Table, int]:
-    """A sealed segment's spans as one table (zero-copy over a memory map), and its row count."""
+def read_segment(path: Path, default_schema: pa.Schema = SPAN_SCHEMA) -> tuple[pa.Table, int]:
+    """A sealed segment's rows as one table (zero-copy over a memory map), and its row count."""
     with pa.memory_map(str(path), "r") as source:
         buf = source.read_buffer()
     schema: pa.Schema | None = None
@@ -110,7 +114,7 @@ def read_segment(path: Path) -> tuple[pa.Table, int]:
     if not sealed:
         msg = f"{path}: sealed segment has no seal record (damaged file)"
         raise WalCorrupt(msg)
-    table = pa.Table.from_batches(batches, schema=schema or SPAN_SCHEMA)
+    table = pa.Table.from_batches(batches, schema=schema or default_schema)
     return table, table.num_rows
 
 
@@ -160,6 +164,7 @@ class _Partition:
         self._queue: list[tuple[pa.Buffer, int, Future[None]]] = []
         self._queued_bytes = 0
         self._closing = False
+        self._seal_asked = False  # seal the open segment now, not at its age (`seal_soon`)
         self._fd: int | None = None
         self._seq = self._read_last_seq()
         self._seg_rows = 0
@@ -170,7 +175,7 @@ class _Partition:
         # (segment being written, end of its durable records): what incremental readers may read.
         self.durable: tuple[int, int] = (0, 0)
         self.sizes: dict[int, int] = {seq: p.stat().st_size for seq, p in self.sealed_segments()}
-        self._thread = threading.Thread(target=self._run, name=f"wal-writer-p{index}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{wal.name}-writer-p{index}", daemon=True)
 
     # --- files ---------------------------------------------------------------------------------------------
     def seg_path(self, seq: int, sealed: bool = True) -> Path:
@@ -213,13 +218,15 @@ class _Partition:
                 rows += rec.rows
             size = path.stat().st_size
             if size > good:
-                metrics.WAL_TORN_BYTES.inc(size - good)
-                logger.warning("wal p%d: cut %d torn bytes from %s", self.index, size - good, path.name)
+                self.wal.metrics.torn_bytes.inc(size - good)
+                logger.warning(
+                    "%s p%d: cut %d torn bytes from %s", self.wal.name, self.index, size - good, path.name
+                )
             with open(path, "rb+") as fh:
                 fh.truncate(good)
                 fh.seek(good)
                 if good == 0:
-                    for part in _frame(REC_SCHEMA, SPAN_SCHEMA.serialize(), 0):
+                    for part in _frame(REC_SCHEMA, self.wal.schema.serialize(), 0):
                         fh.write(part)
                 for part in _frame(REC_SEAL, b"", rows):
                     fh.write(part)
@@ -227,7 +234,9 @@ class _Partition:
                 os.fsync(fh.fileno())
             os.replace(path, path.with_suffix(".seg"))
             _fsync_dir(self.dir)
-            logger.info("wal p%d: recovered and sealed %s (%d spans)", self.index, path.stem, rows)
+            logger.info(
+                "%s p%d: recovered and sealed %s (%d rows)", self.wal.name, self.index, path.stem, rows
+            )
 
     # --- appending -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -244,6 +253,19 @@ class _Partition:
             self._cond.notify()
         return fut
 
+    def seal_soon(self) -> int:
+        """Ask the writer to seal the open segment once its queued appends are written, rather than at its age;
+        return the number of the last segment that holds an acknowledged append (sealed, or sealed soon)."""
+        with self._cond:
+            self._seal_asked = True
+            self._cond.notify()
+            return self._seq
+
+    @property
+    def last_seq(self) -> int:
+        """The number of the newest segment (open or sealed)."""
+        return self._seq
+
     @property
     def queued_bytes(self) -> int:
         return self._queued_bytes
@@ -259,7 +281,7 @@ class _Partition:
         try:
             self._loop()
         except BaseException as exc:  # the writer must never die silently
-            logger.exception("wal p%d: writer failed", self.index)
+            logger.exception("%s p%d: writer failed", self.wal.name, self.index)
             self.wal.failed = exc
             with self._cond:
                 for _, _, fut in self._queue:
@@ -270,7 +292,7 @@ class _Partition:
         cfg = self.wal.config
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while not self._queue and not self._closing and not self._seal_asked:
                     timeout = None
                     if self._fd is not None:
                         timeout = max(0.0, self._seg_opened_at + cfg.segment_max_age_s - time.monotonic())
@@ -278,11 +300,12 @@ class _Partition:
                             break
                     self._cond.wait(timeout)
                 items, self._queue = self._queue, []
-                closing = self._closing
+                closing, seal_asked, self._seal_asked = self._closing, self._seal_asked, False
             if items:
                 self._write(items)
             if self._fd is not None and (
                 closing
+                or seal_asked
                 or self._seg_rows >= cfg.segment_max_rows
                 or self._seg_bytes >= cfg.segment_max_bytes
                 or time.monotonic() >= self._seg_opened_at + cfg.segment_max_age_s
@@ -298,7 +321,7 @@ class _Partition:
         seq = self._seq + 1
         path = self.seg_path(seq, sealed=False)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        header = _frame(REC_SCHEMA, SPAN_SCHEMA.serialize(), 0)
+        header = _frame(REC_SCHEMA, self.wal.schema.serialize(), 0)
         try:
             os.writev(fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in header])
             self._write_last_seq(seq)
@@ -338,8 +361,8 @@ class _Partition:
         except OSError as exc:
             # Nothing of this group is acknowledged: answer every caller with the error (503, retried by
             # exporters), cut what was partly written, and keep serving (e.g. after a full disk frees up).
-            logger.error("wal p%d: write failed: %s", self.index, exc)
-            metrics.WAL_WRITE_ERRORS.inc()
+            logger.error("%s p%d: write failed: %s", self.wal.name, self.index, exc)
+            self.wal.metrics.write_errors.inc()
             err = WalError(f"write-ahead log write failed: {exc.strerror}")
             for _, _, fut in items:
                 fut.set_exception(err)
@@ -356,9 +379,9 @@ class _Partition:
         self.sizes[self._seq] = self._seg_bytes
         self.durable = (self._seq, self._seg_bytes)
         self.wal.add_backlog(written)
-        metrics.WAL_APPENDED_BYTES.inc(written)
-        metrics.WAL_APPENDED_SPANS.inc(rows)
-        metrics.WAL_SYNC_DURATION.observe(time.perf_counter() - started)
+        self.wal.metrics.appended_bytes.inc(written)
+        self.wal.metrics.appended_rows.inc(rows)
+        self.wal.metrics.sync_duration.observe(time.perf_counter() - started)
         for _, _, fut in items:
             fut.set_result(None)
 
@@ -389,16 +412,26 @@ class _Partition:
             self.wal.add_backlog(-size)
             removed += 1
         if removed:
-            metrics.WAL_RECLAIMED_SEGMENTS.inc(removed)
+            self.wal.metrics.reclaimed_segments.inc(removed)
         return removed
 
 
 class Wal:
     """The write-ahead log of one process: partitions, the size bound, reclaiming."""
 
-    def __init__(self, root: Path, config: WalConfig) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config: WalConfig,
+        schema: pa.Schema = SPAN_SCHEMA,
+        log_metrics: metrics.LogMetrics = metrics.WAL,
+        name: str = "wal",
+    ) -> None:
         self.root = root
         self.config = config
+        self.schema = schema
+        self.metrics = log_metrics
+        self.name = name
         self.failed: BaseException | None = None
         root.mkdir(parents=True, exist_ok=True)
         id_path = root / "id"
@@ -419,7 +452,7 @@ class Wal:
             )
             raise WalError(msg)
         self.partitions = [_Partition(self, i) for i in range(config.partitions)]
-        metrics.WAL_LIMIT_BYTES.set(config.max_bytes)
+        self.metrics.limit_bytes.set(config.max_bytes)
 
     def start(self) -> None:
         for part in self.partitions:
@@ -428,8 +461,8 @@ class Wal:
     def add_backlog(self, delta: int) -> None:
         with self._backlog_lock:
             self._backlog += delta
-            metrics.WAL_BACKLOG_BYTES.set(self._backlog)
-        metrics.WAL_SEGMENTS.set(sum(len(p.sizes) for p in self.partitions))
+            self.metrics.backlog_bytes.set(self._backlog)
+        self.metrics.segments.set(sum(len(p.sizes) for p in self.partitions))
 
     @property
     def backlog_bytes(self) -> int:
@@ -444,7 +477,7 @@ class Wal:
             msg = "write-ahead log is closed: the service is stopping"
             raise WalFull(msg, self.config.retry_after_s)
         if self.backlog_bytes >= self.config.max_bytes:
-            metrics.WAL_THROTTLED.inc()
+            self.metrics.throttled.inc()
             msg = f"write-ahead log is full ({self.backlog_bytes} of {self.config.max_bytes} bytes)"
             raise WalFull(msg, self.config.retry_after_s)
 
@@ -453,7 +486,7 @@ class Wal:
         return self.append_payload(batch.serialize(), batch.num_rows)
 
     def append_payload(self, payload: bytes | pa.Buffer, rows: int) -> Future[None]:
-        """Queue a batch already serialised as an Arrow IPC record-batch message of SPAN_SCHEMA."""
+        """Queue a batch already serialised as an Arrow IPC record-batch message of the log's schema."""
         self.check_capacity()
         buf = payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload)
         part = self.partitions[self._rr % len(self.partitions)]
