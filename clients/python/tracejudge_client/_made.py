@@ -41,13 +41,12 @@ def new_score_id() -> str:
 def utc_now() -> str:
     """The time now as RFC 3339 UTC with microseconds."""
     global _second
-    now = time.time()
-    whole = int(now)
+    whole, nanos = divmod(time.time_ns(), 1_000_000_000)
     second = _second  # one tuple, replaced whole: another thread sees the old pair or the new one
     if second[0] != whole:
         second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)))
         _second = second
-    return f"{second[1]}{min(int((now - whole) * 1e6), 999_999):06d}Z"
+    return f"{second[1]}{nanos // 1000:06d}Z"
 
 
 def _after_fork_in_child() -> None:
