@@ -7,12 +7,13 @@ import logging
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
 from tests.client.conftest import as_given
 from tests.fakes.scores_server import FakeScores
 from tracejudge_client import TraceJudge
-from tracejudge_client.client import _resource_project
 
 
 def hex_ids(span: object) -> tuple[str, str]:
@@ -55,9 +56,25 @@ def test_the_clients_own_project_wins_over_the_spans_resource(
     assert [s.get("project") for s in fake.received] == ["billing"]
 
 
-def test_a_span_without_a_resource_names_no_project() -> None:
-    span = trace.NonRecordingSpan(trace.SpanContext(1, 2, is_remote=True))  # the OTel API's own span
-    assert _resource_project(span) == ""
+def test_each_score_takes_the_project_of_its_own_spans_resource(
+    fake: FakeScores, clients: list[TraceJudge], tracer: Tracer
+) -> None:
+    """The client remembers the last resource's project: a span of another resource, or with none (the OTel
+    API's own span), is not given it."""
+    client = TraceJudge(api_url=fake.url, flush_interval_s=60)
+    clients.append(client)
+    other = TracerProvider(resource=Resource.create({"service.name": "search"})).get_tracer("tests.client")
+    bare = trace.NonRecordingSpan(trace.SpanContext(1, 2, is_remote=True))
+    with tracer.start_as_current_span("a"):
+        client.score_current_span(name="n", value=1)
+    with trace.use_span(bare):
+        client.score_current_span(name="n", value=1)
+    with other.start_as_current_span("b"):
+        client.score_current_span(name="n", value=1)
+    with tracer.start_as_current_span("c"):
+        client.score_current_span(name="n", value=1)
+    assert client.flush(timeout_s=30)
+    assert [s.get("project") for s in fake.received] == ["shop", None, "search", "shop"]
 
 
 def test_ids_are_lowercase_hex_of_full_width(

@@ -13,6 +13,7 @@ from tracejudge_client.validation import (
     MAX_NAME,
     ScoreInvalid,
     ValidScore,
+    check_score,
     score_body,
     validate_score,
 )
@@ -26,9 +27,13 @@ def valid(**fields: Any) -> ValidScore:
 
 
 def refused(doc: dict[str, Any]) -> ScoreInvalid:
+    """The error validate_score raises; check_score (the client's) raises the same."""
     with pytest.raises(ScoreInvalid) as info:
         validate_score(doc)
     assert str(info.value) == f"{info.value.field}: {info.value.message}"
+    with pytest.raises(ScoreInvalid) as checked:
+        check_score(doc)
+    assert str(checked.value) == str(info.value)
     return info.value
 
 

@@ -53,6 +53,7 @@ class Sender:
         self._queue: deque[tuple[int, dict[str, Any]]] = deque(maxlen=max_queue)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a batch done, scores dropped, the thread gone
+        self._flushing = 0  # the flush() calls waiting on _changed (a drop notifies only them)
         self._seq = 0  # the sequence number of the last score put
         self._in_flight: int | None = None  # the sequence number of the first score being posted
         self._wake = threading.Event()
@@ -75,13 +76,14 @@ class Sender:
                 return False
             if len(self._queue) == self._queue.maxlen:
                 self.dropped += 1
-                self._changed.notify_all()
+                if self._flushing:
+                    self._changed.notify_all()
             self._seq += 1
             self._queue.append((self._seq, body))
             full = len(self._queue) >= MAX_BATCH
             if self._thread is None:
                 self._start()
-        if full:
+        if full and not self._wake.is_set():  # set once: Event.set takes a lock and notifies, per call
             self._wake.set()
         return True
 
@@ -93,7 +95,11 @@ class Sender:
             if not self._pending(target):
                 return True
             self._wake.set()
-            return self._changed.wait_for(lambda: not self._pending(target), timeout_s)
+            self._flushing += 1
+            try:
+                return self._changed.wait_for(lambda: not self._pending(target), timeout_s)
+            finally:
+                self._flushing -= 1
 
     def shutdown(self, timeout_s: float | None = None) -> None:
         """Refuse new scores, deliver the queued ones for up to ``timeout_s`` (default: the client's
@@ -124,6 +130,7 @@ class Sender:
         for good, and the scores it queued are the parent's to send. Start afresh, counters at zero."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._flushing = 0
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._queue.clear()

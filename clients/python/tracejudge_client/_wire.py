@@ -36,6 +36,9 @@ LOGGED_ERRORS = 5
 """How many of a 207's item errors are logged one by one (the rest as a count)."""
 
 _JSON = {"content-type": "application/json"}
+# Compact, and without the encoder's check for cycles (a score object is the client's own dicts, its metadata a
+# copy made of JSON; a cycle would still fail, as a RecursionError, and be left out by ``encode``).
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), check_circular=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +85,13 @@ def encode(batch: list[dict[str, Any]]) -> tuple[bytes, int]:
     """The batch as a JSON list, and how many scores were left out because they are not JSON (each logged);
     one score's odd ``metadata`` must not cost the other scores of its batch."""
     try:
-        return json.dumps(batch, allow_nan=False).encode(), 0
+        return _ENCODER.encode(batch).encode(), 0
     except Exception:  # TypeError, ValueError, RecursionError...: find the scores at fault
         pass
     kept: list[str] = []
     for body in batch:
         try:
-            kept.append(json.dumps(body, allow_nan=False))
+            kept.append(_ENCODER.encode(body))
         except Exception as exc:
             logger.warning("tracejudge: score %r not sent: not JSON: %s", body.get("name"), exc)
     return ("[" + ",".join(kept) + "]").encode(), len(batch) - len(kept)

@@ -13,15 +13,15 @@ import json
 import logging
 import os
 import ssl
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
 from opentelemetry import trace
 
+from tracejudge_client._made import new_score_id, utc_now
 from tracejudge_client._sender import Sender
-from tracejudge_client.validation import ScoreInvalid, score_body, validate_score
+from tracejudge_client.validation import ScoreInvalid, check_score, rfc3339
 
 logger = logging.getLogger("tracejudge_client")
 
@@ -73,6 +73,8 @@ class TraceJudge:
             timeout_s=timeout_s,
         )
         self._warned: set[str] = set()  # the once-per-client warnings already logged
+        # The last span resource seen and the project it names (a resource is immutable; most apps have one).
+        self._resource_project: tuple[object, str] = (None, "")
 
     @property
     def sent(self) -> int:
@@ -165,16 +167,7 @@ class TraceJudge:
         """create_score's work with the score's project given (None: the server's default); `fields` are
         create_score's other keyword arguments."""
         try:
-            # score_id and timestamp are made here, not by the server: a retried batch the server had stored
-            # replaces itself instead of adding a second row, and a score made while the service is down keeps
-            # its own time.
-            made = {
-                "score_id": fields.get("score_id") or uuid.uuid4().hex,
-                "timestamp": fields.get("timestamp") or datetime.now(UTC),
-                "metadata": _snapshot(fields.get("metadata")),
-            }
-            body = score_body(**{**fields, **made}, name=name, project=project)
-            validate_score(body)
+            body = _body(project, name, fields)
         except ScoreInvalid as exc:
             logger.warning("tracejudge: score %r not sent: %s", name, exc)
             return
@@ -205,7 +198,12 @@ class TraceJudge:
         if not context.is_valid:
             self._warn_once("no-span", f"tracejudge: {caller} outside any active span: nothing is scored")
             return None
-        return format(context.trace_id, "032x"), format(context.span_id, "016x"), _resource_project(span)
+        resource = getattr(span, "resource", None)  # an SDK span has one; the API's own spans do not
+        known = self._resource_project  # one tuple, replaced whole: thread-safe
+        if resource is not known[0]:
+            known = (resource, _resource_project(resource))
+            self._resource_project = known
+        return format(context.trace_id, "032x"), format(context.span_id, "016x"), known[1]
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -213,11 +211,35 @@ class TraceJudge:
             logger.warning(message)
 
 
+def _body(project: str | None, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The score object to post: the arguments given (None left out), checked as the API checks them
+    (ScoreInvalid naming the field), with a ``score_id`` and a ``timestamp`` when the caller gave none.
+
+    Those two are made here, not by the server: a retried batch the server had stored replaces itself instead
+    of adding a second row, and a score made while the service is down keeps its own time. They are added
+    after the check (what the client makes is valid), a caller's datetime checked as it is, then formatted."""
+    body = {k: v for k, v in fields.items() if v is not None}
+    for made in ("score_id", "timestamp"):  # an empty one is none given
+        if made in body and not body[made]:
+            del body[made]
+    body["name"] = name
+    if project is not None:
+        body["project"] = project
+    if "metadata" in body:
+        body["metadata"] = _snapshot(body["metadata"])
+    check_score(body)
+    given = body.get("timestamp")
+    body["timestamp"] = (
+        utc_now() if given is None else rfc3339(given) if isinstance(given, datetime) else given
+    )
+    if "score_id" not in body:
+        body["score_id"] = new_score_id()
+    return body
+
+
 def _snapshot(metadata: Any) -> Any:
     """``metadata`` as JSON values, copied now: the application may change its dict after the call, and
     what is not JSON is refused here, naming the field, instead of in the sender thread."""
-    if metadata is None:
-        return None
     try:
         return json.loads(json.dumps(metadata, allow_nan=False))
     except Exception as exc:  # TypeError, ValueError, RecursionError
@@ -232,9 +254,9 @@ PROJECT_KEYS = (
 )  # fmt: skip
 
 
-def _resource_project(span: object) -> str:
-    """The project the span's resource names (an SDK span has a ``resource``; the API's own spans do not)."""
-    attributes = getattr(getattr(span, "resource", None), "attributes", None) or {}
+def _resource_project(resource: object) -> str:
+    """The project a span's resource names ('' when none does, or no resource)."""
+    attributes = getattr(resource, "attributes", None) or {}
     for key in PROJECT_KEYS:
         value = attributes.get(key)
         if isinstance(value, str) and value:
