@@ -16,6 +16,7 @@ from selenium.webdriver.support.ui import Select
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess
 from tests.integration.test_jobs import call, make_rule, send
+from tests.ui.browsing import new_page
 from tests.ui.test_rules_pages import element, fill
 from tests.waiting import eventually
 
@@ -51,7 +52,8 @@ def create(browser: webdriver.Chrome, svc: ServiceProcess, name: str, base_url: 
     fill(browser, "model", "judge-model")
     fill(browser, "base_url", base_url)
     fill(browser, "api_key_env", key_env)
-    browser.find_element(By.ID, "save-connection").click()
+    with new_page(browser):  # the list, loaded completely: no_secret reads all of it
+        browser.find_element(By.ID, "save-connection").click()
     element(browser, "#connections tr[data-connection-id] a[href$='/edit']")
 
 
@@ -118,7 +120,8 @@ def test_judge_scorer_picks_a_connection_in_the_rule_form(
     fill(browser, "scorer-0-criteria", "Is the answer helpful?")
     fill(browser, "scorer-0-threshold", "0.5")
     element(browser, "#check-ok")
-    browser.find_element(By.ID, "save-rule").click()
+    with new_page(browser):  # the rule page, loaded completely: no_secret reads all of it
+        browser.find_element(By.ID, "save-rule").click()
     element(browser, "#processing-status")
     (rule,) = [
         r for r in call(svc, "GET", "/api/v1/rules?project=uiconn")[1]["rules"] if r["name"] == "judged"
@@ -150,9 +153,20 @@ def test_a_running_job_is_cancelled_from_the_rule_page(
         return True
 
     eventually(cancel, timeout=30)
-    cancelled = element(browser, "#jobs .job[data-state=cancelled]", timeout=60)
-    assert "Cancel" not in cancelled.text
-    assert browser.find_element(By.ID, "jobs").get_attribute("hx-trigger") is None
+
+    def cancelled() -> tuple[str, str | None]:
+        """The cancelled job's text and whether the list that shows it still polls, read from that one list:
+        polling and the Cancel click's refresh both swap the list, so a stale read is read again."""
+        try:
+            jobs = browser.find_element(By.ID, "jobs")
+            job = jobs.find_element(By.CSS_SELECTOR, ".job[data-state=cancelled]")
+            return job.text, jobs.get_attribute("hx-trigger")
+        except (NoSuchElementException, StaleElementReferenceException) as exc:
+            raise AssertionError(f"no cancelled job shown yet ({type(exc).__name__})") from exc
+
+    text, polling = eventually(cancelled, timeout=60)
+    assert "Cancel" not in text
+    assert polling is None
     llm.set_latency(0.0)
 
 
@@ -161,7 +175,8 @@ def test_delete_asks_first_and_refuses_a_connection_rules_use(
 ) -> None:
     conns = {c["name"]: c["id"] for c in call(svc, "GET", "/api/v1/connections")[1]["connections"]}
     browser.get(svc.api + "/connections")
-    row(browser, "judge").find_element(By.LINK_TEXT, "Delete…").click()
+    with new_page(browser):  # loaded completely: the absent confirm button is not merely still unparsed
+        row(browser, "judge").find_element(By.LINK_TEXT, "Delete…").click()
     blocked = element(browser, "[role=alert]").text
     assert blocked.startswith("Rules use it: ") and "judged" in blocked  # the judge scorer saved above
     assert not browser.find_elements(By.ID, "confirm-delete")

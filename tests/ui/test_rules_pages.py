@@ -18,6 +18,7 @@ from tests.builders import otlp_request, otlp_span
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_jobs import JS, N_TRACES, PROJECT, call, capital, make_rule, send
 from tests.integration.test_rules_e2e import FAST_WINDOWS
+from tests.ui.browsing import new_page
 from tests.waiting import eventually
 
 ENV = {**FAST_WINDOWS, "TRACEJUDGE_JOBS__SETTLE_S": "0.2", "TRACEJUDGE_JOBS__POLL_S": "0.2"}
@@ -99,7 +100,8 @@ def test_edit_add_a_scorer_and_a_taken_name_is_refused(
     (rule,) = rule_named(svc, "capitals")  # saved through the form by the first test
     browser.get(svc.api + f"/rules/{rule['id']}/edit")
     assert browser.find_element(By.NAME, "filter").get_attribute("value") == rule["filter"]
-    browser.find_element(By.XPATH, "//button[text()='Add another scorer']").click()
+    with new_page(browser):  # a submit button: the server renders the form again with one more scorer
+        browser.find_element(By.XPATH, "//button[text()='Add another scorer']").click()
     assert (
         len(browser.find_elements(By.CSS_SELECTOR, "fieldset.scorer")) == 3
     )  # paris, the spare row, the added one
@@ -118,7 +120,8 @@ def test_edit_add_a_scorer_and_a_taken_name_is_refused(
     fill(browser, "project", PROJECT)
     fill(browser, "scorer-0-name", "x")
     fill(browser, "scorer-0-function", "json_valid")
-    browser.find_element(By.ID, "save-rule").click()
+    with new_page(browser):  # the refused save renders the form again, its values kept
+        browser.find_element(By.ID, "save-rule").click()
     assert "a rule named 'capitals' exists in 'jobs'" in element(browser, "#save-error").text
     assert browser.find_element(By.NAME, "scorer-0-function").get_attribute("value") == "json_valid"  # kept
 
@@ -162,11 +165,13 @@ def test_enable_disable_and_delete_with_confirmation(svc: ServiceProcess, browse
     browser.get(svc.api + "/rules")
     toggle = browser.find_element(By.CSS_SELECTOR, f"tr[data-rule-id='{rule['id']}'] button.toggle")
     assert toggle.text == "On"
-    toggle.click()
+    with new_page(browser):  # the toggle posts a form; the answer redirects to the list
+        toggle.click()
     eventually(lambda: call(svc, "GET", f"/api/v1/rules/{rule['id']}")[1]["enabled"] is False)
     browser.save_screenshot("/tmp/uirules-list.png")
     browser.get(svc.api + f"/rules/{rule['id']}")
-    browser.find_element(By.LINK_TEXT, "Delete…").click()
+    with new_page(browser):
+        browser.find_element(By.LINK_TEXT, "Delete…").click()
     assert "cannot be undone" in browser.find_element(By.TAG_NAME, "main").text
     assert call(svc, "GET", f"/api/v1/rules/{rule['id']}")[0] == 200  # asking is not deleting
     browser.find_element(By.ID, "confirm-delete").click()

@@ -10,11 +10,10 @@ from urllib.parse import quote
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.service import ServiceProcess
 from tests.integration.test_jobs import N_TRACES, PROJECT, call, send
+from tests.ui.browsing import new_page
 
 MAX_ROWS = 25
 
@@ -34,9 +33,8 @@ def run(browser: webdriver.Chrome, query: str) -> None:
     box = browser.find_element(By.ID, "query")
     box.clear()
     box.send_keys(query)
-    old = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.CSS_SELECTOR, "#sql-form button[type=submit]").click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+    with new_page(browser):
+        browser.find_element(By.CSS_SELECTOR, "#sql-form button[type=submit]").click()
 
 
 def cells(browser: webdriver.Chrome) -> list[list[str]]:
@@ -91,9 +89,8 @@ def test_columns_beside_the_box_and_examples_fill_it(svc: ServiceProcess, browse
         example.click()  # fills the box; does not run it
         query = browser.find_element(By.ID, "query").get_attribute("value") or ""
         assert query == example.get_attribute("data-query") and browser.current_url == before
-        old = browser.find_element(By.TAG_NAME, "html")
-        browser.find_element(By.CSS_SELECTOR, "#sql-form button[type=submit]").click()
-        WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+        with new_page(browser):  # loaded completely: `errors == []` is not read from a page still parsing
+            browser.find_element(By.CSS_SELECTOR, "#sql-form button[type=submit]").click()
         errors = browser.find_elements(By.ID, "sql-error")
         assert errors == [], errors[0].text
         assert browser.find_elements(By.ID, "sql-results")

@@ -20,6 +20,7 @@ from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_jobs import JS, PROJECT, call, finished, make_rule, send, trace_ids
 from tests.integration.test_jobs_judges import JOB_ENV, SINCE, connect, judge_rule
+from tests.ui.browsing import new_page
 from tests.waiting import eventually
 
 RICH = "ab" * 16
@@ -144,8 +145,8 @@ def test_add_annotation_stores_an_annotation_score(svc: ServiceProcess, browser:
     form.find_element(By.NAME, "name").send_keys("human-helpful")
     form.find_element(By.NAME, "value").send_keys("0.75")
     form.find_element(By.NAME, "comment").send_keys("clear and short")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    eventually(lambda: browser.find_elements(By.CSS_SELECTOR, "#scores tr.added"))
+    with new_page(browser):  # the form posts, the answer redirects to the trace page with the score added
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     added = browser.find_element(By.CSS_SELECTOR, "#scores tr.added")
     assert "human-helpful" in added.text and "clear and short" in added.text and "ANNOTATION" in added.text
     browser.execute_script("window.scrollTo(0, 0)")
@@ -159,9 +160,10 @@ def test_add_annotation_stores_an_annotation_score(svc: ServiceProcess, browser:
     select.select_by_value("b" * 16)
     browser.find_element(By.CSS_SELECTOR, "#annotate input[name=name]").send_keys("tool-ok")
     browser.find_element(By.CSS_SELECTOR, "#annotate input[name=value]").send_keys("false")
-    browser.find_element(By.CSS_SELECTOR, "#annotate button[type=submit]").click()
-    added = eventually(lambda: browser.find_elements(By.CSS_SELECTOR, f"#detail-{'b' * 16} tr.added"))
-    assert added[0].is_displayed() and "tool-ok" in added[0].text  # the annotated span's details are open
+    with new_page(browser):  # loaded: trace.js has opened the annotated span's details (the URL's #span-…)
+        browser.find_element(By.CSS_SELECTOR, "#annotate button[type=submit]").click()
+    on_span = browser.find_elements(By.CSS_SELECTOR, f"#detail-{'b' * 16} tr.added")  # in the span's details
+    assert on_span and on_span[0].is_displayed() and "tool-ok" in on_span[0].text
     assert svc.sql(
         f"SELECT Passed, SpanId FROM scores FINAL WHERE Name = 'tool-ok' AND TraceId = '{RICH}'"
     ) == [[False, "b" * 16]]
@@ -178,7 +180,8 @@ def test_a_refused_annotation_shows_why(svc: ServiceProcess) -> None:
 
 def test_open_as_sql_lists_the_spans(svc: ServiceProcess, browser: webdriver.Chrome) -> None:
     browser.get(f"{svc.api}/traces/{RICH}")
-    browser.find_element(By.LINK_TEXT, "Open as SQL").click()
+    with new_page(browser):
+        browser.find_element(By.LINK_TEXT, "Open as SQL").click()
     assert RICH in (browser.find_element(By.ID, "query").get_attribute("value") or "")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#sql-results tbody tr")) == 3
 
@@ -199,7 +202,8 @@ def test_score_selected_traces_and_follow_the_job(svc: ServiceProcess, browser: 
     eventually(lambda: browser.execute_script(state), until=lambda s: s == "succeeded", timeout=60)
     assert "2/2 traces" in browser.find_element(By.ID, "score-status").text
     browser.save_screenshot("/tmp/uitrace-selected.png")
-    browser.find_element(By.ID, "score-job").click()
+    with new_page(browser):  # the link opens the job's JSON
+        browser.find_element(By.ID, "score-job").click()
     job = json.loads(browser.find_element(By.TAG_NAME, "body").text)
     assert job["state"] == "succeeded" and job["kind"] == "score_traces" and job["rule_id"] == rule["id"]
     scored = svc.sql(

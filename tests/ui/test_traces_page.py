@@ -12,6 +12,7 @@ from selenium.webdriver.common.by import By
 
 from tests.integration.service import ServiceProcess
 from tests.integration.test_jobs import N_TRACES, call, finished, make_rule, send
+from tests.ui.browsing import new_page
 
 ENV = {"TRACEJUDGE_JOBS__SETTLE_S": "0.2", "TRACEJUDGE_JOBS__POLL_S": "0.2"}
 
@@ -47,7 +48,8 @@ def test_traces_list_pages_and_shows_score_chips(svc: ServiceProcess, browser: w
     assert chips and "paris" in chips[0].text
     stamp = browser.find_element(By.CSS_SELECTOR, "#traces time")
     assert stamp.get_attribute("title").endswith("(UTC)") and stamp.text  # shown in the browser's zone
-    browser.find_element(By.LINK_TEXT, "Older traces").click()
+    with new_page(browser):
+        browser.find_element(By.LINK_TEXT, "Older traces").click()
     second = rows(browser)
     assert len(second) == N_TRACES - 50 and not set(first) & set(second)
 
