@@ -1,9 +1,9 @@
 """`tracejudge demo [--api-url URL] [--seed N]`: load a small realistic dataset into a running service.
 
-Through the public API only: the traces of `tracejudge/demo_data.py` (`POST /api/v1/traces`), two rules with
-code scorers (`PUT /api/v1/rules`, create or replace by name), a rewind of each so the stored traces get their
-scores (`POST /api/v1/rules/{id}/rewind`, then the job is polled to its end), and a few API scores (thumbs up or
-down) and annotations (`POST /api/v1/scores`, with fixed score ids). Running it again with the same seed sends
+Through the public API only: the history of `tracejudge/demo_data.py` (`POST /api/v1/traces`), two rules
+with code scorers (`PUT /api/v1/rules`, create or replace by name), a rewind of each so the stored traces get
+their scores (`POST /api/v1/rules/{id}/rewind`, then the job is polled to its end), the last minute's traces,
+which the rules score live (waited for in `scores`), and a few API scores (thumbs up or down) and annotations (`POST /api/v1/scores`, with fixed score ids). Running it again with the same seed sends
 only the traces not stored yet and replaces the rest by id, so it adds nothing twice; another seed adds another
 batch. Exit 0 when everything is stored and scored, 1 when the API refused something or a wait ran out.
 """
@@ -63,20 +63,26 @@ def _wait(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
         time.sleep(interval)
 
 
-def send_traces(args: argparse.Namespace, data: DemoData) -> int:
-    """Send the traces not stored yet; wait until every span of the dataset is stored. The traces sent."""
-    all_ids = data.rag_traces + data.agent_traces
-    present, _ = _stored(args, all_ids)
-    sent = 0
-    for request in data.requests:
+def send_traces(args: argparse.Namespace, requests: list[dict[str, Any]]) -> tuple[int, int]:
+    """Send the traces of `requests` not stored yet; wait until all their spans are stored. (Sent, stored before.)"""
+    spans = [s for r in requests for rs in r["resourceSpans"] for sc in rs["scopeSpans"] for s in sc["spans"]]
+    ids = sorted({s["traceId"] for s in spans})
+    present, _ = _stored(args, ids)
+    for request in requests:
         for resource in request["resourceSpans"]:
             for scope in resource["scopeSpans"]:
                 scope["spans"] = [s for s in scope["spans"] if s["traceId"] not in present]
-                sent += len({s["traceId"] for s in scope["spans"]})
         if any(scope["spans"] for r in request["resourceSpans"] for scope in r["scopeSpans"]):
             api(args, "POST", "/api/v1/traces", request)
-    _wait(f"{data.spans} spans to be stored", lambda: _stored(args, all_ids)[1] >= data.spans, args.wait)
-    return sent
+    _wait(f"{len(spans)} spans to be stored", lambda: _stored(args, ids)[1] >= len(spans), args.wait)
+    return len(ids) - len(present), len(present)
+
+
+def scored_live(args: argparse.Namespace, trace_ids: list[str]) -> bool:
+    """Whether every one of `trace_ids` has a rule's score (the live flow scored it)."""
+    ids = ", ".join(f"'{t}'" for t in trace_ids)
+    query = f"SELECT uniqExact(TraceId) FROM scores WHERE Source = 'EVAL' AND TraceId IN ({ids})"
+    return bool(_sql(args, query)[0][0] >= len(trace_ids))
 
 
 def apply_rules(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -126,16 +132,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     data = build(args.seed, time.time_ns())
-    traces = len(data.rag_traces) + len(data.agent_traces)
     print(f"demo (seed {args.seed}): {len(data.rag_traces)} RAG traces ({RAG_PROJECT}) and "
           f"{len(data.agent_traces)} agent traces ({AGENT_PROJECT}), {data.spans} spans, into {args.api_url}")  # fmt: skip
-    sent = send_traces(args, data)
-    print(f"  traces: {sent} sent, {traces - sent} already stored; all {data.spans} spans stored")
+    sent, before = send_traces(args, data.requests)
+    print(f"  history: {sent} traces sent, {before} already stored, over the last 7 days")
     for rule in apply_rules(args):
         job = rewind(args, rule)
         c = job["counts"]
         print(f"  rule {rule['project']}/{rule['name']} (id {rule['id']}): rewound {REWIND_DAYS} days, "
               f"{c['matched']} matched, {c['scored']} scores, {c['errors']} errors")  # fmt: skip
+    sent, before = send_traces(args, data.live_requests)
+    _wait("the rules to score the live traces", lambda: scored_live(args, data.live_traces), args.wait)
+    print(f"  live: {sent} traces sent ({before} already stored) and scored by the rules as they closed")
     scores = feedback(args.seed, data)
     api(args, "POST", "/api/v1/scores", scores, ok=(200, 201))
     annotations = sum(1 for s in scores if s["source"] == "ANNOTATION")

@@ -46,10 +46,13 @@ SYSTEM_RAG = "Answer from the documents only. Cite the document id you used as [
 class DemoData:
     """The requests to send and the trace ids the demo's API scores and annotations go to."""
 
-    requests: list[dict[str, Any]]
+    requests: list[dict[str, Any]]  # the history: sent before the rules exist, scored by a rewind
+    live_requests: list[dict[str, Any]]  # the last minute: sent after, scored live by the rules
     rag_traces: list[str] = field(default_factory=list)
     agent_traces: list[str] = field(default_factory=list)
+    live_traces: list[str] = field(default_factory=list)
     spans: int = 0
+    live_spans: int = 0
 
 
 def _kv(attributes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,19 +178,7 @@ def _age_ns(rng: random.Random) -> int:
     return int(hours * HOUR_NS)
 
 
-def build(seed: int, now_ns: int, rag: int = 200, agent: int = 100, batch: int = 50) -> DemoData:
-    """`rag` RAG traces and `agent` agent traces, in OTLP/JSON requests of at most `batch` traces each."""
-    rng = random.Random(seed)
-    traces: dict[str, list[_Trace]] = {RAG_PROJECT: [], AGENT_PROJECT: []}
-    for project, count, make, prefix in (
-        (RAG_PROJECT, rag, _rag, "rag"),
-        (AGENT_PROJECT, agent, _agent, "agt"),
-    ):
-        sessions = [f"{prefix}-session-{seed}-{n:03d}" for n in range(max(1, count // 4))]
-        for _ in range(count):
-            t = _Trace(rng, f"{rng.getrandbits(128) | 1:032x}", now_ns - _age_ns(rng), rng.choice(sessions))
-            make(t, rng)
-            traces[project].append(t)
+def _requests(traces: dict[str, list[_Trace]], batch: int) -> list[dict[str, Any]]:
     requests = []
     for project, items in traces.items():
         resource = _kv(
@@ -197,9 +188,34 @@ def build(seed: int, now_ns: int, rag: int = 200, agent: int = 100, batch: int =
             spans = [s for t in items[i : i + batch] for s in t.spans]
             requests.append({"resourceSpans": [{"resource": {"attributes": resource},
                                                  "scopeSpans": [{"scope": {"name": "tracejudge.demo"}, "spans": spans}]}]})  # fmt: skip
+    return requests
+
+
+def build(
+    seed: int, now_ns: int, rag: int = 200, agent: int = 100, batch: int = 50, live: float = 0.1
+) -> DemoData:
+    """`rag` RAG traces and `agent` agent traces, in OTLP/JSON requests of at most `batch` traces each; the last
+    `live` share of each started in the last minute."""
+    rng = random.Random(seed)
+    traces: dict[str, list[_Trace]] = {RAG_PROJECT: [], AGENT_PROJECT: []}
+    lives: dict[str, list[_Trace]] = {RAG_PROJECT: [], AGENT_PROJECT: []}
+    for project, count, make, prefix in (
+        (RAG_PROJECT, rag, _rag, "rag"),
+        (AGENT_PROJECT, agent, _agent, "agt"),
+    ):
+        sessions = [f"{prefix}-session-{seed}-{n:03d}" for n in range(max(1, count // 4))]
+        for n in range(count):
+            recent = n >= count - round(count * live)
+            age = rng.randrange(60 * 10**9) if recent else _age_ns(rng)
+            t = _Trace(rng, f"{rng.getrandbits(128) | 1:032x}", now_ns - age, rng.choice(sessions))
+            make(t, rng)
+            (lives if recent else traces)[project].append(t)
     return DemoData(
-        requests=requests,
-        rag_traces=[t.trace_id for t in traces[RAG_PROJECT]],
-        agent_traces=[t.trace_id for t in traces[AGENT_PROJECT]],
-        spans=sum(len(t.spans) for items in traces.values() for t in items),
+        requests=_requests(traces, batch),
+        live_requests=_requests(lives, batch),
+        rag_traces=[t.trace_id for t in traces[RAG_PROJECT] + lives[RAG_PROJECT]],
+        agent_traces=[t.trace_id for t in traces[AGENT_PROJECT] + lives[AGENT_PROJECT]],
+        live_traces=[t.trace_id for items in lives.values() for t in items],
+        spans=sum(len(t.spans) for group in (traces, lives) for items in group.values() for t in items),
+        live_spans=sum(len(t.spans) for items in lives.values() for t in items),
     )

@@ -15,7 +15,7 @@ from tracejudge.demo_data import AGENT_PROJECT, RAG_PROJECT, build
 pytestmark = pytest.mark.timeout(300)
 DATA = build(1, 0)
 TOOL_SPANS = sum(
-    1 for r in DATA.requests for rs in r["resourceSpans"] for sc in rs["scopeSpans"] for s in sc["spans"]
+    1 for r in DATA.requests + DATA.live_requests for rs in r["resourceSpans"] for sc in rs["scopeSpans"] for s in sc["spans"]
     if s["name"].startswith("tool.")
 )  # fmt: skip
 
@@ -45,7 +45,9 @@ def counts(svc: ServiceProcess) -> dict[str, int]:
 
 def test_the_demo_loads_traces_rules_and_scores_and_runs_twice(svc: ServiceProcess) -> None:
     out = demo(svc)
-    assert f"open {svc.api}/" in out and "300 sent" in out
+    live = len(DATA.live_traces)
+    assert f"open {svc.api}/" in out and f"history: {300 - live} traces sent" in out
+    assert f"live: {live} traces sent" in out
     traces = len(DATA.rag_traces) + len(DATA.agent_traces)
     assert counts(svc)["traces"] == traces and counts(svc)["spans"] == DATA.spans
     assert svc.scalar("SELECT countIf(StatusCode = 'Error') FROM otel_traces") > 0
@@ -56,8 +58,11 @@ def test_the_demo_loads_traces_rules_and_scores_and_runs_twice(svc: ServiceProce
     # Two scorers on every RAG trace, one on every tool span; 40 thumbs; 18 reviews.
     assert by_source == {"EVAL": 2 * len(DATA.rag_traces) + TOOL_SPANS, "API": 40, "ANNOTATION": 18}
     assert 0 < svc.scalar("SELECT avg(Value) FROM scores FINAL WHERE Name = 'cites_source'") < 1
+    for rule in svc.get_json("/api/v1/rules")["rules"]:  # the live traces went through the rules' live path
+        assert svc.get_json(f"/api/v1/rules/{rule['id']}/status")["counts"]["scored"] > 0
 
     before = counts(svc)
     again = demo(svc)
-    assert "0 sent, 300 already stored" in again
+    assert f"history: 0 traces sent, {300 - live} already stored" in again
+    assert f"live: 0 traces sent ({live} already stored)" in again
     assert counts(svc) == before
