@@ -105,20 +105,26 @@ def rewind(args: argparse.Namespace, rule: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
+REVIEWS = {
+    "good": (5, "accurate, and cites its source"),
+    "uncited": (3, "right answer, but no citation"),
+    "failed": (1, "no usable answer"),
+}
+
+
 def feedback(seed: int, data: DemoData) -> list[dict[str, Any]]:
-    """Thumbs up/down from the app's users (source API) and a reviewer's annotations (source ANNOTATION)."""
+    """Thumbs up/down from the app's users (source API) and a reviewer's annotations (source ANNOTATION), each
+    following what happened in the trace (a good answer mostly gets a thumbs up)."""
     scores: list[dict[str, Any]] = []
     for n, trace_id in enumerate(data.rag_traces[:40]):
-        up = n % 4 != 3
+        up = data.outcomes[trace_id] == "good" and n % 7 != 6
         scores.append({"score_id": f"demo-{seed}-thumbs-{trace_id}", "trace_id": trace_id, "name": "thumbs_up",
                        "value": up, "data_type": "BOOLEAN", "source": "API",
-                       "comment": "" if up else "did not answer my question"})  # fmt: skip
-    notes = ["accurate and cites its source", "right document, answer too long", "wrong document retrieved"]
-    for n, trace_id in enumerate(data.rag_traces[40:52] + data.agent_traces[:6]):
-        rating = [5, 3, 1][n % 3]
+                       "comment": "" if up else "not what I needed"})  # fmt: skip
+    for trace_id in data.rag_traces[40:52] + data.agent_traces[:6]:
+        rating, note = REVIEWS[data.outcomes[trace_id]]
         scores.append({"score_id": f"demo-{seed}-review-{trace_id}", "trace_id": trace_id, "name": "review",
-                       "value": rating, "data_type": "NUMERIC", "source": "ANNOTATION",
-                       "comment": notes[n % 3] if trace_id in data.rag_traces else "tool use looks right"})  # fmt: skip
+                       "value": rating, "data_type": "NUMERIC", "source": "ANNOTATION", "comment": note})  # fmt: skip
     return scores
 
 

@@ -53,6 +53,7 @@ class DemoData:
     live_traces: list[str] = field(default_factory=list)
     spans: int = 0
     live_spans: int = 0
+    outcomes: dict[str, str] = field(default_factory=dict)  # trace id: "good", "uncited" or "failed"
 
 
 def _kv(attributes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -78,6 +79,7 @@ class _Trace:
     start_ns: int
     session: str
     spans: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "good"
 
     def span(self, name: str, parent: str, offset_ms: int, dur_ms: int, attrs: dict[str, Any],
              error: str = "") -> str:  # fmt: skip
@@ -121,9 +123,9 @@ def _rag(t: _Trace, rng: random.Random) -> None:
     doc_id, _, text = DOCS[right]
     roll = rng.random()
     if roll < 0.06:
-        answer, error = "", "openai.APITimeoutError: Request timed out after 30s"
+        answer, error, t.outcome = "", "openai.APITimeoutError: Request timed out after 30s", "failed"
     elif roll < 0.25:
-        answer, error = f"{text.split(';')[0]}.", ""  # forgets the citation
+        answer, error, t.outcome = f"{text.split(';')[0]}.", "", "uncited"  # forgets the citation
     else:
         answer, error = f"{text} [{doc_id}]", ""
     context = "\n".join(f"[{DOCS[i][0]}] {DOCS[i][2]}" for i in hits)
@@ -148,6 +150,7 @@ def _agent(t: _Trace, rng: random.Random) -> None:
     high, rain = rng.randint(4, 31), rng.randint(0, 100)
     roll = rng.random()
     broken = roll < 0.08
+    t.outcome = "failed" if broken else "good"
     weather = f"weather service returned HTML for {city}" if broken else json.dumps({"city": city, "high_c": high, "rain_pct": rain})  # fmt: skip
     error = "ValueError: weather payload is not JSON" if broken else ""
     dur = rng.randint(80, 400)
@@ -218,4 +221,7 @@ def build(
         live_traces=[t.trace_id for items in lives.values() for t in items],
         spans=sum(len(t.spans) for group in (traces, lives) for items in group.values() for t in items),
         live_spans=sum(len(t.spans) for items in lives.values() for t in items),
+        outcomes={
+            t.trace_id: t.outcome for group in (traces, lives) for items in group.values() for t in items
+        },
     )
