@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.service import REPO, ServiceProcess
+from tests.waiting import eventually
 from tracejudge.demo_data import AGENT_PROJECT, RAG_PROJECT, build
 
 pytestmark = pytest.mark.timeout(300)
@@ -43,6 +44,10 @@ def counts(svc: ServiceProcess) -> dict[str, int]:
     }
 
 
+def scored(svc: ServiceProcess, rule_id: str) -> int:
+    return int(svc.get_json(f"/api/v1/rules/{rule_id}/status")["counts"]["scored"])
+
+
 def test_the_demo_loads_traces_rules_and_scores_and_runs_twice(svc: ServiceProcess) -> None:
     out = demo(svc)
     live = len(DATA.live_traces)
@@ -59,7 +64,7 @@ def test_the_demo_loads_traces_rules_and_scores_and_runs_twice(svc: ServiceProce
     assert by_source == {"EVAL": 2 * len(DATA.rag_traces) + TOOL_SPANS, "API": 40, "ANNOTATION": 18}
     assert 0 < svc.scalar("SELECT avg(Value) FROM scores FINAL WHERE Name = 'cites_source'") < 1
     for rule in svc.get_json("/api/v1/rules")["rules"]:  # the live traces went through the rules' live path
-        assert svc.get_json(f"/api/v1/rules/{rule['id']}/status")["counts"]["scored"] > 0
+        eventually(lambda: scored(svc, rule["id"]), timeout=30)  # noqa: B023 (called in this iteration)
 
     before = counts(svc)
     again = demo(svc)
