@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-ui screenshots clean-data venv system-deps
 
 # From Debian's packages: the validators the tests of docker/ need, docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests), and the headless browser of the UI's tests (tests/ui/):
@@ -82,6 +82,13 @@ bench-scores: $(STAMP)
 
 bench-flow: $(STAMP)
 	$(BIN)/python -m bench.flow $(ARGS)
+
+bench-ui: $(STAMP)
+	$(BIN)/python -m bench.ui $(ARGS)
+
+# A PNG of every page of the web UI with the demo data (tracejudge demo), in docs/screenshots/.
+screenshots: $(STAMP) system-deps
+	$(BIN)/python -m bench.screenshots $(ARGS)
 
 clean-data:
 	rm -rf data

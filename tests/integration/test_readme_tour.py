@@ -20,17 +20,21 @@ def tour_blocks() -> list[str]:
 
 def run(cmd: str, svc: ServiceProcess) -> str:
     cmd = cmd.replace("http://localhost:8080", svc.api)
-    cmd = cmd.replace(".venv/bin/tracejudge sql", f"{sys.executable} -m tracejudge sql --api-url {svc.api}")
-    out = subprocess.run(["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=60)
+    cmd = re.sub(
+        r"\.venv/bin/tracejudge (sql|demo)", rf"{sys.executable} -m tracejudge \1 --api-url {svc.api}", cmd
+    )
+    out = subprocess.run(["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, (cmd, out.stdout, out.stderr)
     return out.stdout
 
 
 def test_the_tour_works_as_written(tmp_path: Path) -> None:
     blocks = tour_blocks()
-    curl_ingest, sql_spans, _otel_env, create_rule, sql_scores = blocks
+    demo, curl_ingest, sql_spans, _otel_env, create_rule, sql_scores = blocks
     svc = ServiceProcess(tmp_path / "data", env={"TRACEJUDGE_WINDOWS__SETTLE_S": "0.5"}).start()
     try:
+        assert f"open {svc.api}/" in run(demo, svc)
+        assert svc.scalar("SELECT count() FROM scores WHERE Source = 'ANNOTATION'") > 0
         assert '{"acceptedSpans":1,"rejectedSpans":0,"traces":1}' in run(curl_ingest, svc)
         eventually(
             lambda: run(sql_spans, svc), until=lambda out: "The capital of France is Paris." in out, timeout=30,
