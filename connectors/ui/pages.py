@@ -117,9 +117,17 @@ def trace_page(ch: ClickHouse, f: TraceFilters, cursor: str, limit: int = PAGE_S
         "use_scores": int(use_scores), "score_trace_ids": score_ids, "cursor_ns": cursor_ns, "cursor_id": cursor_id,
         "limit": limit + 1,
     }  # fmt: skip
-    rows = ch.query_arrow(_query("ui_traces"), params).to_pylist()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    sql = _query("ui_traces").replace("/*TEXT*/", _query("ui_traces_text") if f.text else "")
+    ids = [(str(tid), int(start)) for tid, start in ch.query_rows(sql, params)]
+    more = len(ids) > limit
+    ids = ids[:limit]
+    rows: list[dict[str, Any]] = []
+    if ids:
+        found = ch.query_arrow(
+            _query("ui_traces_rows"), {"trace_ids": [t for t, _ in ids], "since_ns": since_ns}
+        ).to_pylist()
+        by_id = {r["trace_id"]: r for r in found}
+        rows = [by_id[t] for t, _ in ids if t in by_id]
     chips: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if rows:
         for tid, span_id, name, value, string_value, passed, error, source in ch.query_rows(
@@ -129,10 +137,10 @@ def trace_page(ch: ClickHouse, f: TraceFilters, cursor: str, limit: int = PAGE_S
                 {"span_id": span_id, "name": name, "value": value, "label": string_value, "passed": passed,
                  "error": error, "source": source}
             )  # fmt: skip
-    last = rows[-1] if rows else None
+    last = ids[-1] if ids else None
     return {
         "traces": [{**r, "scores": chips.get(r["trace_id"], [])} for r in rows],
-        "next_cursor": encode_cursor(int(last["start_ns"]), last["trace_id"]) if more and last else None,
+        "next_cursor": encode_cursor(last[1], last[0]) if more and last else None,
     }
 
 
