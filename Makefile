@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind clean-data venv system-deps
 
 # Validators the tests of docker/ need, from Debian's packages: docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests). Installed when missing and we are root.
@@ -81,6 +81,9 @@ bench-scores: $(STAMP)
 
 bench-flow: $(STAMP)
 	$(BIN)/python -m bench.flow $(ARGS)
+
+bench-rewind: $(STAMP)
+	$(BIN)/python -m bench.rewind $(ARGS)
 
 clean-data:
 	rm -rf data
