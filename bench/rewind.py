@@ -41,6 +41,7 @@ from bench import common, loadgen
 from bench.phase import e2e_latency
 from bench.rewind_report import render
 from bench.rewind_store import store_spans, wait_stored
+from bench.sampling import cpu_by_thread_delta, thread_cpu_by_name
 from bench.service import ManagedServer, http_json, sql_row, tracejudge_cmd
 
 STORED, LIVE = "bench", "live"  # the projects: deployment.environment of the stored and of the live spans
@@ -171,7 +172,10 @@ def measure(args: argparse.Namespace, server: ManagedServer, result: dict[str, A
         flush=True,
     )
     scores_q = SCORES_SQL.format(rule=rewind_rule["id"])
+    assert server.proc is not None
+    threads0 = thread_cpu_by_name(server.proc.pid)
     alone = run_rewind(api, rewind_rule["id"], since, args.rewind_timeout)
+    alone["service_cpu_by_thread_s"] = cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid))
     alone["scores_final"] = settled_count(api, scores_q, args.drain_timeout, polls=1)
     result["alone"] = alone
     print(f"[rewind] alone: {alone['state']} in {alone['wall_s']:.1f} s, {alone['traces_per_s']:,.0f} traces/s",
