@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,7 @@ SCORERS = [
     {"type": "code", "name": "sane_length", "function": "length_between", "args": {"min": 100, "max": 1800}},
 ]  # fmt: skip
 SCORES_SQL = "SELECT count() FROM scores FINAL WHERE RuleId = '{rule}'"
-
-
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+SINCE = "2000-01-01T00:00:00Z"  # every stored trace: the window is the project's whole history
 
 
 def make_rule(api: str, name: str, project: str) -> dict[str, Any]:
@@ -107,9 +103,9 @@ def settled_count(api: str, query: str, timeout: float, polls: int = 3) -> int:
 
 
 def live_phase(
-    args: argparse.Namespace, server: ManagedServer, live_rule: str, rewind: tuple[str, str] | None
+    args: argparse.Namespace, server: ManagedServer, live_rule: str, rewind: str | None
 ) -> dict[str, Any]:
-    """Live traffic at ``--live-rate`` for ``--live-s`` s; with ``rewind`` (rule id, since) a rewind starts
+    """Live traffic at ``--live-rate`` for ``--live-s`` s; with ``rewind`` (a rule id) a rewind of it starts
     ``--rewind-after`` s into it. The live figures, and the rewind's."""
     spec = loadgen.PayloadSpec(environment=LIVE)
     out: dict[str, Any] = {}
@@ -121,23 +117,24 @@ def live_phase(
 
             def go() -> None:
                 time.sleep(max(0.0, t0 + args.rewind_after - time.time()))
-                out["rewind"] = run_rewind(server.api, *rewind, args.rewind_timeout)
+                out["rewind"] = run_rewind(server.api, rewind, SINCE, args.rewind_timeout)
 
             thread = threading.Thread(target=go, daemon=True)
             thread.start()
 
     mix = {"http": args.live_clients}
+    live_q = f"SELECT count() FROM scores WHERE RuleId = '{live_rule}'"
+    scores0 = sql_row(server.api, live_q, 120)[0]
     stats, t0, t_end = loadgen.run_clients(mix, "127.0.0.1", server.ports, spec, args.live_s, rate=args.live_rate,
                                            concurrency=2, templates=4, on_start=on_start)  # fmt: skip
     if thread is not None:
         thread.join(timeout=args.rewind_timeout)
     offered = args.live_rate * args.live_s
-    live_q = f"SELECT count() FROM scores WHERE RuleId = '{live_rule}'"
     out.update({
         "duration_s": args.live_s, "offered_spans": offered, "accepted_spans": stats["spans_acked"],
         "ingest_ratio": stats["spans_acked"] / offered, "throttled": stats["throttled"],
         "client_errors": stats["errors"], "request_p99_ms": stats["p99_ms"],
-        "live_scores": settled_count(server.api, live_q, args.drain_timeout),
+        "live_scores": settled_count(server.api, live_q, args.drain_timeout) - scores0,
     })  # fmt: skip
     lo, hi = int(t0 * 1000), int((t0 + args.live_s) * 1000)
     out["e2e"] = e2e_latency(
@@ -149,46 +146,55 @@ def live_phase(
     return out
 
 
-def measure(args: argparse.Namespace, server: ManagedServer, result: dict[str, Any]) -> None:
-    """The phases against a started service; figures into ``result``."""
-    api = server.api
-    since = rfc3339(time.time() - 600)  # the generator's traces start up to 30 s before they are sent
-    result["store"] = store_spans(server.ports["http"], args.spans, args.store_threads, STORED)
+def prepare(args: argparse.Namespace, api: str, port: int, result: dict[str, Any]) -> tuple[str, str]:
+    """Store the spans, create the two rules, count what the filter matches: (rewind rule id, live rule id)."""
+    result["store"] = store_spans(port, args.spans, args.store_threads, STORED)
     result["store"]["stored_wait_s"] = wait_stored(api, STORED, args.spans, args.drain_timeout)
-    rewind_rule = make_rule(api, "bench-rewind", STORED)
-    live_rule = make_rule(api, "bench-live", LIVE)
-    result["rules"] = {"rewind": rewind_rule["id"], "live": live_rule["id"], "filter": FILTER,
-                       "scorers": [s["name"] for s in SCORERS]}  # fmt: skip
-    result["traces"] = sql_row(api, f"SELECT uniqExact(TraceId) FROM otel_traces WHERE Project = '{STORED}'")[
-        0
-    ]
-    result["matched_sql"] = sql_row(api, MATCHED_SQL.format(project=STORED), 120)[0]
-    status, dry = http_json(
-        "POST", f"{api}/api/v1/rules/{rewind_rule['id']}/rewind", {"since": since, "dry_run": True}
+    rewind_rule, live_rule = (
+        make_rule(api, "bench-rewind", STORED)["id"],
+        make_rule(api, "bench-live", LIVE)["id"],
     )
+    result["rules"] = {
+        "rewind": rewind_rule,
+        "live": live_rule,
+        "filter": FILTER,
+        "scorers": [s["name"] for s in SCORERS],
+    }
+    traces_q = f"SELECT uniqExact(TraceId) FROM otel_traces WHERE Project = '{STORED}'"
+    result["traces"] = sql_row(api, traces_q, 120)[0]
+    result["matched_sql"] = sql_row(api, MATCHED_SQL.format(project=STORED), 120)[0]
+    result["scores_expected"] = 2 * result["matched_sql"]
+    body = {"since": SINCE, "dry_run": True}
+    status, dry = http_json("POST", f"{api}/api/v1/rules/{rewind_rule}/rewind", body)
     result["dry_run"] = dry if status == 200 else {"error": f"HTTP {status}: {dry}"}
     print(
         f"[rewind] stored {result['traces']:,} traces; the filter matches {result['matched_sql']:,}",
         flush=True,
     )
-    scores_q = SCORES_SQL.format(rule=rewind_rule["id"])
+    return rewind_rule, live_rule  # fmt: skip
+
+
+def measure(args: argparse.Namespace, server: ManagedServer, result: dict[str, Any]) -> None:
+    """The phases against a started service; figures into ``result``."""
     assert server.proc is not None
-    threads0 = thread_cpu_by_name(server.proc.pid)
-    alone = run_rewind(api, rewind_rule["id"], since, args.rewind_timeout)
-    alone["service_cpu_by_thread_s"] = cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid))
+    api, pid = server.api, server.proc.pid
+    rewind_rule, live_rule = prepare(args, api, server.ports["http"], result)
+    scores_q = SCORES_SQL.format(rule=rewind_rule)
+    threads0 = thread_cpu_by_name(pid)
+    alone = run_rewind(api, rewind_rule, SINCE, args.rewind_timeout)
+    alone["service_cpu_by_thread_s"] = cpu_by_thread_delta(threads0, thread_cpu_by_name(pid))
     alone["scores_final"] = settled_count(api, scores_q, args.drain_timeout, polls=1)
     result["alone"] = alone
     print(f"[rewind] alone: {alone['state']} in {alone['wall_s']:.1f} s, {alone['traces_per_s']:,.0f} traces/s",
           flush=True)  # fmt: skip
     if args.live_s <= 0:
-        args.live_s = max(20.0, 3 * alone["wall_s"])
+        args.live_s = min(600.0, max(20.0, 3 * alone["wall_s"]))
     result["live_s"] = args.live_s
-    result["baseline"] = live_phase(args, server, live_rule["id"], None)
+    result["baseline"] = live_phase(args, server, live_rule, None)
     print(f"[rewind] baseline live phase: {_brief(result['baseline'])}", flush=True)
-    result["under_load"] = live_phase(args, server, live_rule["id"], (rewind_rule["id"], since))
+    result["under_load"] = live_phase(args, server, live_rule, rewind_rule)
     print(f"[rewind] live phase with a rewind: {_brief(result['under_load'])}", flush=True)
     result["scores_final"] = settled_count(api, scores_q, args.drain_timeout, polls=1)
-    result["scores_expected"] = 2 * result["matched_sql"]
 
 
 def _brief(phase: dict[str, Any]) -> str:
@@ -216,37 +222,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# fmt: off
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--spans", type=int, default=1_000_000, help="stored spans (10 a trace; default 1,000,000)"
-    )
+    p.add_argument("--spans", type=int, default=1_000_000, help="stored spans (10 a trace; default 1,000,000)")
     p.add_argument("--quick", action="store_true", help="a small run: 20,000 spans, 4 s of live traffic")
     p.add_argument("--store-threads", type=int, default=4, help="connections posting the stored spans")
     p.add_argument("--live-rate", type=float, default=5000.0, help="live spans/s offered (default 5,000)")
-    p.add_argument(
-        "--live-s",
-        type=float,
-        default=0.0,
-        help="seconds of live traffic per live phase (default: 3 x the rewind alone, at least 20)",
-    )
+    p.add_argument("--live-s", type=float, default=0.0,
+                   help="seconds of live traffic per live phase (default: 3 x the rewind alone, 20 to 600)")
     p.add_argument("--live-clients", type=int, default=2, help="live HTTP client processes (default 2)")
-    p.add_argument(
-        "--rewind-after", type=float, default=3.0, help="seconds into the live load to start the rewind"
-    )
+    p.add_argument("--rewind-after", type=float, default=3.0, help="seconds into the live load to start the rewind")
     p.add_argument("--rewind-timeout", type=float, default=1800.0, help="max wait for a rewind to end")
-    p.add_argument(
-        "--drain-timeout", type=float, default=300.0, help="max wait for spans and scores to settle"
-    )
-    p.add_argument(
-        "--e2e-sample", type=int, default=1, help="live latency over 1/N of the traces (default 1)"
-    )
+    p.add_argument("--drain-timeout", type=float, default=300.0, help="max wait for spans and scores to settle")
+    p.add_argument("--e2e-sample", type=int, default=1, help="live latency over 1/N of the traces (default 1)")
     p.add_argument("--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's)")
     p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service environment")
     p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and log")
     p.add_argument("--json-out", default=None, help="write the results as JSON to this file")
-    return p  # fmt: skip
+    return p
+# fmt: on
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ The job runner's page loop (``dataflow/jobs/runner.py``) taken apart, with the s
 (wall and this thread's CPU) over every page of a rewind of ``bench/rewind.py``'s rule over the stored project:
 
 ``plan``       the planning query (``JobTraces.window``), once for the whole job;
-``fetch_sql``  the span read (``spans_for_traces.sql`` as Arrow, what ``SpanFetcher.fetch`` runs);
+``fetch_sql``  the span read (``spans_for_traces.sql`` as Arrow, what ``JobTraces.fetch`` runs: one query a page);
 ``spans``      Python ``Span``\\ s from the Arrow batches (``spans_from_batch``), grouped by trace;
 ``traces``     ``Trace``\\ s of them (``replayed``);
 ``evaluate``   the rule's decisions (``rule_tasks``: ``evaluate_batch``);
@@ -71,10 +71,13 @@ def _spans_by_trace(batches: Any) -> dict[str, list[Span]]:
     return out
 
 
-def walk(ch: ClickHouse, rule: CompiledRule, page_traces: int, clock: Clock) -> dict[str, int]:
-    """The page loop of a rewind of ``rule`` over every stored trace; counts."""
+def walk(ch: ClickHouse, rule: CompiledRule, args: argparse.Namespace, clock: Clock) -> dict[str, int]:
+    """The page loop of a rewind of ``rule`` over every stored trace (the first ``--pages``); counts."""
     with clock("plan"):
         plan = JobTraces(ch).window(rule, 0, time.time_ns())
+    page_traces = args.page_traces
+    if args.pages:
+        plan = plan[: args.pages * page_traces]
     writer, store = ScoreWriter(ch, SinkConfig(), threading.Event()), JobStore(ch)
     job = Job("profile", JobKind.REWIND, rule.spec.id, rule.spec.version, rule.spec.project, {})
     progress, rows_written, pages = Progress(total=len(plan)), 0, 0
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--page-traces", type=int, default=500, help="traces a page (jobs.page_traces, default 500)"
     )
+    p.add_argument("--pages", type=int, default=0, help="only the first N pages (default: all)")
     p.add_argument("--cprofile", type=int, default=0, help="print this many functions by cumulative time")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     ch = ClickHouse(f"chdb://{(args.data_dir / 'clickhouse').resolve()}")
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.cprofile:
         prof.enable()
-    counts = walk(ch, compile_rule(spec), args.page_traces, clock)
+    counts = walk(ch, compile_rule(spec), args, clock)
     prof.disable()
     print(render(counts, clock, time.perf_counter() - t0))
     if args.cprofile:
