@@ -14,7 +14,7 @@ One ``tracejudge run`` (embedded chDB, a temporary data dir, no rules at first) 
    traces/s covered (the job's total / wall time from the POST to ``succeeded``; and the job's own
    ``rate_per_s``), and ``count()`` of ``scores FINAL`` of the rule (= matched x 2);
 2. **baseline**: live traffic at a fixed ``--live-rate`` (5,000) spans/s into ``live`` for ``--live-s`` s
-   (default: 3 x the rewind's time alone, at least 20 s) without a rewind: accepted / offered spans, throttled
+   (default: 3 x the rewind's time alone, 20 to 600 s) without a rewind: accepted / offered spans, throttled
    requests (429 / UNAVAILABLE), ingest -> first score p50/p99 of the live rule (``bench/phase.py``'s SQL);
 3. **under load**: the same live traffic with the same rewind started ``--rewind-after`` (3) s into it: the
    same live figures, compared with (2), and the rewind's rate (and whether it ended while the load ran).
@@ -236,11 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rewind-timeout", type=float, default=1800.0, help="max wait for a rewind to end")
     p.add_argument("--drain-timeout", type=float, default=300.0, help="max wait for spans and scores to settle")
     p.add_argument("--e2e-sample", type=int, default=1, help="live latency over 1/N of the traces (default 1)")
-    p.add_argument("--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's)")
-    p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service environment")
-    p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and log")
-    p.add_argument("--json-out", default=None, help="write the results as JSON to this file")
+    common.add_service_arguments(p)
     return p
 # fmt: on
 
