@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-ui screenshots clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-ui screenshots clean-data venv system-deps
 
 # From Debian's packages: the validators the tests of docker/ need, docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests), and the headless browser of the UI's tests (tests/ui/):
@@ -89,6 +89,9 @@ bench-ui: $(STAMP)
 # A PNG of every page of the web UI with the demo data (tracejudge demo), in docs/screenshots/.
 screenshots: $(STAMP) system-deps
 	$(BIN)/python -m bench.screenshots $(ARGS)
+
+bench-rewind: $(STAMP)
+	$(BIN)/python -m bench.rewind $(ARGS)
 
 clean-data:
 	rm -rf data

@@ -2,6 +2,7 @@
 
 * options: ``add_load_arguments`` (the load, the service and the output: ``bench/ingest.py``, ``rules.py``,
   ``judges.py``), ``add_phase_arguments`` (the two-phase benchmarks, ``rules.py`` and ``judges.py``),
+  ``add_service_arguments`` (the service and the output of ``scores.py`` and ``rewind.py``),
   ``service_env`` (``--env KEY=VALUE``), ``interrupt_on_sigterm``;
 * a load run: ``run_load`` (``bench/loadgen.py``'s clients with the options), ``load_figures`` (what the
   clients and the samplers measured), ``count_unique`` (the loss/duplicate query), ``errors_into``, ``files_mb``, ``keep_or_remove``;
@@ -89,6 +90,15 @@ def add_phase_arguments(p: argparse.ArgumentParser, phase: str, skip_help: str, 
                    "to the end) are within this %% of the first minute's mean (default 5)")
     p.set_defaults(restart_check=False)
 # fmt: on
+
+
+def add_service_arguments(p: argparse.ArgumentParser) -> None:
+    """The service and output options of a benchmark of one service (``scores.py``, ``rewind.py``)."""
+    p.add_argument("--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's)")
+    p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service environment")
+    p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and log")
+    p.add_argument("--json-out", default=None, help="write the results as JSON to this file")
 
 
 def service_env(base: dict[str, str], pairs: Iterable[str]) -> dict[str, str]:

@@ -101,6 +101,7 @@ class PayloadSpec:
     io_max_chars: int = 2000
     error_ratio: float = 0.05
     seed: int = 1
+    environment: str = "bench"  # deployment.environment of every resource (a project key)
 
     @property
     def spans_per_request(self) -> int:
@@ -134,7 +135,7 @@ def _build_model(
     resource = [
         ("service.name", service),
         ("service.version", f"1.{template_idx % 7}.3"),
-        ("deployment.environment", "bench"),
+        ("deployment.environment", spec.environment),
         ("telemetry.sdk.name", "opentelemetry"),
         ("telemetry.sdk.language", "python"),
         ("host.name", f"bench-host-{template_idx % 3}"),

@@ -175,40 +175,48 @@ class Phase:
 
     def _e2e_latency(self, api: str) -> dict[str, Any]:
         """Ingest -> first score of a trace, over a sample of traces, overall and per minute of load."""
-        k = max(1, int(self.args.e2e_sample))
-        t0_ms = int(self.t0 * 1000)
-        inner = f"""
-            SELECT (toUnixTimestamp64Micro(s.first) - toUnixTimestamp64Micro(t.ing)) / 1e6 AS d,
-                   intDiv(toUnixTimestamp64Milli(t.ing) - {t0_ms}, 60000) AS minute
-            FROM (SELECT TraceId, min(Timestamp) AS first FROM scores
-                  WHERE cityHash64(TraceId) % {k} = 0 GROUP BY TraceId) AS s
-            INNER JOIN (SELECT TraceId, max(IngestedAt) AS ing FROM otel_traces
-                        WHERE ParentSpanId = '' AND cityHash64(TraceId) % {k} = 0 GROUP BY TraceId) AS t
-            ON s.TraceId = t.TraceId"""
-        agg = "count(), quantileExact(0.5)(d), quantileExact(0.99)(d), max(d)"
-        out: dict[str, Any] = {"sample": f"1/{k} of traces (cityHash64(TraceId) % {k} = 0)"}
-        try:
-            n, p50, p99, mx = sql_rows(api, f"SELECT {agg} FROM ({inner})", 120)[0]
-            settle = self.args.settle_s
-            out.update(
-                {
-                    "traces": int(n),
-                    "p50_s": float(p50),
-                    "p99_s": float(p99),
-                    "max_s": float(mx),
-                    "p50_minus_settle_s": float(p50) - settle,
-                    "p99_minus_settle_s": float(p99) - settle,
-                }
-            )
-            rows = sql_rows(api, f"SELECT minute, {agg} FROM ({inner}) GROUP BY minute ORDER BY minute", 120)
-            out["by_minute"] = [
-                {"minute": int(r[0]), "traces": int(r[1]), "p50_s": float(r[2]), "p99_s": float(r[3]),
-                 "max_s": float(r[4])}
-                for r in rows
-            ]  # fmt: skip
-        except Exception as e:
-            out["error"] = f"{type(e).__name__}: {e}"[:300]
-        return out
+        return e2e_latency(api, self.t0, self.args.e2e_sample, self.args.settle_s)
+
+
+def e2e_latency(
+    api: str, t0: float, sample: int, settle: float, scores_where: str = "1", spans_where: str = "1"
+) -> dict[str, Any]:
+    """Ingest -> first score of a trace, over 1/``sample`` of the traces (``scores_where`` and ``spans_where``
+    narrow the scores and spans looked at), overall and per minute after ``t0``."""
+    k = max(1, int(sample))
+    t0_ms = int(t0 * 1000)
+    inner = f"""
+        SELECT (toUnixTimestamp64Micro(s.first) - toUnixTimestamp64Micro(t.ing)) / 1e6 AS d,
+               intDiv(toUnixTimestamp64Milli(t.ing) - {t0_ms}, 60000) AS minute
+        FROM (SELECT TraceId, min(Timestamp) AS first FROM scores
+              WHERE cityHash64(TraceId) % {k} = 0 AND {scores_where} GROUP BY TraceId) AS s
+        INNER JOIN (SELECT TraceId, max(IngestedAt) AS ing FROM otel_traces
+                    WHERE ParentSpanId = '' AND cityHash64(TraceId) % {k} = 0 AND {spans_where}
+                    GROUP BY TraceId) AS t
+        ON s.TraceId = t.TraceId"""
+    agg = "count(), quantileExact(0.5)(d), quantileExact(0.99)(d), max(d)"
+    out: dict[str, Any] = {"sample": f"1/{k} of traces (cityHash64(TraceId) % {k} = 0)"}
+    try:
+        n, p50, p99, mx = sql_rows(api, f"SELECT {agg} FROM ({inner})", 120)[0]
+        out.update(
+            {
+                "traces": int(n),
+                "p50_s": float(p50),
+                "p99_s": float(p99),
+                "max_s": float(mx),
+                "p50_minus_settle_s": float(p50) - settle,
+                "p99_minus_settle_s": float(p99) - settle,
+            }
+        )
+        rows = sql_rows(api, f"SELECT minute, {agg} FROM ({inner}) GROUP BY minute ORDER BY minute", 120)
+        out["by_minute"] = [
+            {"minute": int(r[0]), "traces": int(r[1]), "p50_s": float(r[2]), "p99_s": float(r[3]),
+             "max_s": float(r[4])}
+            for r in rows
+        ]  # fmt: skip
+    except Exception as e:
+        out["error"] = f"{type(e).__name__}: {e}"[:300]
+    return out
 
 
 def _by_rule(m: list[tuple[str, dict[str, str], float]]) -> dict[str, dict[str, float]]:

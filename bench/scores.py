@@ -254,11 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=100, help="scores per request (default 100)")
     p.add_argument("--request-timeout", type=float, default=30.0)
     p.add_argument("--drain-timeout", type=float, default=120.0, help="max wait for the rows after the load")
-    p.add_argument("--tracejudge-cmd", default=None, help="command that runs tracejudge (default: venv's)")
-    p.add_argument("--server-arg", action="append", help="extra argument for 'tracejudge run' (repeatable)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service environment")
-    p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and log")
-    p.add_argument("--json-out", default=None, help="write the results as JSON to this file")
+    common.add_service_arguments(p)
     return p
 
 
