@@ -337,7 +337,7 @@ class JobsConfig(_Section):
         le=1,
         description="Part of each connection's concurrency and rates a job's judge calls may use.",
     )
-    page_traces: int = Field(500, ge=1, le=100_000, description="Traces a job scores between checkpoints.")
+    page_traces: int = Field(5000, ge=1, le=100_000, description="Traces a job scores between checkpoints.")
     lease_s: float = Field(
         30.0,
         gt=0,

@@ -21,7 +21,7 @@ from connectors.clickhouse.replay import SpanFetcher
 from dataflow.jobs.model import Candidate, Job, JobKind
 from dataflow.model import Span
 from dataflow.rules.engine import JUDGE_ATTRIBUTE
-from dataflow.rules.model import CompiledRule
+from dataflow.rules.model import CompiledRule, SpanNeeds
 
 # Traces whose spans one query reads: a page's, up to this. A read costs about the same for 250 traces as for
 # 2,500 (bench/rewind_profile.py: the granules holding a page's spans hold ~60x as many rows of other traces, all
@@ -80,8 +80,8 @@ class JobTraces:
         self._lookback_ns = int(lookback_s * 1e9)
         self._fetcher = SpanFetcher(ch, FETCH_TRACES)
 
-    def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]:
-        return self._fetcher.fetch(trace_ids)
+    def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]:
+        return self._fetcher.fetch(trace_ids, needs)
 
     def plan(self, job: Job, rule: CompiledRule | None) -> list[Candidate]:
         """Every trace the job covers, in (start, trace id) order."""

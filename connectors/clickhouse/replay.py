@@ -8,6 +8,7 @@ from collections import defaultdict
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.migrate import SQL_DIR
 from dataflow.model import Span
+from dataflow.rules.model import SpanNeeds
 from dataflow.windowing.step import spans_from_batch
 
 _SPANS_FOR_TRACES = (SQL_DIR / "queries" / "spans_for_traces.sql").read_text(encoding="utf-8")
@@ -18,12 +19,14 @@ class SpanFetcher:
         self._ch = ch
         self._batch = batch
 
-    def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]:
-        """The stored spans of each trace, in start order (a trace with none stored is absent)."""
+    def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]:
+        """The stored spans of each trace, in start order (a trace with none stored is absent); with `needs`,
+        only those attribute keys become Python (the others stay out of the spans)."""
         out: dict[str, list[Span]] = defaultdict(list)
         for i in range(0, len(trace_ids), self._batch):
             chunk = trace_ids[i : i + self._batch]
             table = self._ch.query_arrow(_SPANS_FOR_TRACES, {"trace_ids": chunk})
-            for span in spans_from_batch(table):
+            keys = (needs.attributes, needs.resource) if needs is not None else (None, None)
+            for span in spans_from_batch(table, None, *keys):
                 out[span.trace_id].append(span)
         return dict(out)

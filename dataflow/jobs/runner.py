@@ -24,7 +24,7 @@ from dataflow.errors import TracejudgeError
 from dataflow.jobs.model import Candidate, Cursor, Job, JobKind, JobState
 from dataflow.jobs.scoring import chosen_tasks, replayed, rule_tasks, score_tasks
 from dataflow.model import ScoreRow, Span
-from dataflow.rules.model import CompiledRule
+from dataflow.rules.model import CompiledRule, SpanNeeds, span_needs
 from dataflow.scoring.judge_step import JudgeContext
 
 logger = logging.getLogger(__name__)
@@ -43,12 +43,12 @@ class JobStorePort(Protocol):
 
 class TracePlanner(Protocol):
     def plan(self, job: Job, rule: CompiledRule | None) -> list[Candidate]: ...
-    def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]: ...
+    def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]: ...
 
 
 @dataclass(frozen=True)
 class JobSettings:
-    page_traces: int = 500
+    page_traces: int = 5000
     lease_s: float = 30.0
     settle_s: float = 1.0
     poll_s: float = 1.0
@@ -209,7 +209,9 @@ class JobRunner:
                     wanted.append(c.trace_id)
         else:
             wanted = [c.trace_id for c in page]
-        spans = self._retrying(lambda: self._s.traces.fetch(wanted)) if wanted else {}
+        # Only the attributes the rule reads become Python (as live; a user scorer gets them all).
+        needs = span_needs([rule]) if rule is not None else None
+        spans = self._retrying(lambda: self._s.traces.fetch(wanted, needs)) if wanted else {}
         traces = [replayed(tid, spans[tid]) for tid in wanted if spans.get(tid)]
         progress.filtered_out += len(wanted) - len(traces)  # gone from ClickHouse since the plan
         if rule is not None:
