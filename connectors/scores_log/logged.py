@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.clickhouse.scores_store import ScoreFilter, ScoreStore
-from connectors.scores_log.batch import stamped, to_batch
+from connectors.scores_log.batch import to_batch
 from connectors.scores_log.writer import ScoreLogWriter
 from connectors.wal.log import Wal
 from dataflow.errors import WalFull
@@ -43,9 +43,10 @@ class LoggedScores:
         """Log validated scores; their ids in order, once durable. WalFull over the log's bound."""
         if not scores:
             return []
-        logged = stamped(scores, now or datetime.now(UTC))
-        self._log.append(to_batch(logged)).result()
-        return [s.score_id or "" for s in logged]
+        batch = to_batch(scores, now or datetime.now(UTC))
+        self._log.append(batch).result()
+        ids: list[str] = batch.column(0).to_pylist()
+        return ids
 
     def caught_up(self) -> bool:
         """Wait until every score acknowledged so far is stored (up to `read_wait_s`); whether it is."""
