@@ -16,7 +16,9 @@ def test_safe_ids_are_written_out_in_queries_under_the_size_limit() -> None:
     queries = _inlined(SQL, "score_ids", ids)
     assert len(queries) > 1
     assert all(params == {} and len(sql.encode()) < 256 * 1024 for sql, params in queries)
-    written = [i for sql, _ in queries for i in re.findall(r"'([^']*)'", sql)]
+    written = [
+        i for sql, _ in queries for i in re.findall(r"splitByChar\(',', '([^']*)'\)", sql)[0].split(",")
+    ]
     assert written == ids
 
 
