@@ -167,7 +167,7 @@ async def store_scores(
     if single and errors:
         raise ApiError(400, f"{errors[0].field}: {errors[0].message}", errors[0].field)
     try:
-        ids: list[str] = await run(store.write, [s for _, s in checked])
+        ids = await store.write_async([s for _, s in checked])
     except (SinkError, QueryError, WalError) as exc:  # the log's append, or a direct write and its look-ups
         for doc, score in ((items[i], s) for i, s in checked):
             metrics.API_SCORES.labels(*_labels(doc, score), "failed").inc()

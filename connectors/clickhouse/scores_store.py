@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import anyio.to_thread
 import orjson
 
 from connectors.clickhouse.client import ClickHouse
@@ -136,6 +137,10 @@ class ScoreAccess(Protocol):
 
     def write(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]: ...
 
+    async def write_async(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]:
+        """`write` from the event loop, without blocking it."""
+        ...
+
     def delete(self, score_id: str) -> bool: ...
 
     def page(
@@ -202,6 +207,11 @@ class ScoreStore:
                         waiting.done = True
         if request.error is not None:
             raise request.error
+        return ids
+
+    async def write_async(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]:
+        """`write` in a worker thread."""
+        ids: list[str] = await anyio.to_thread.run_sync(self.write, scores, now)
         return ids
 
     def _write_group(self, group: list[_Waiting]) -> None:
