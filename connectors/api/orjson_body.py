@@ -9,7 +9,6 @@ values and the errors (422 `json_invalid` with the standard library's position) 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -18,7 +17,10 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 _UNSET = object()
-_LONG_NUMBER = re.compile(rb"\d{19}")  # may not fit 64 bits
+# A run of 19 digits (may not fit 64 bits), found as a run of zeros once every digit is 0 and all else a space:
+# translate and find run in C, ~3x faster than the regex \d{19} over a body of floats.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 class OrjsonRequest(Request):
@@ -30,7 +32,7 @@ class OrjsonRequest(Request):
         if self._parsed is _UNSET:
             body = await self.body()
             try:
-                if _LONG_NUMBER.search(body) is not None:
+                if _LONG_NUMBER in body.translate(_DIGITS_AS_ZERO):
                     self._parsed = json.loads(body)
                 else:
                     self._parsed = orjson.loads(body)
