@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -45,8 +44,9 @@ import anyio.to_thread
 import orjson
 
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.id_literals import id_queries
 from connectors.clickhouse.migrate import SQL_DIR
-from tracejudge_client.validation import MAX_ID, ValidScore
+from tracejudge_client.validation import ValidScore
 
 SCORES_TABLE = "scores"
 DEFAULT_PROJECT = "default"
@@ -60,8 +60,6 @@ _COLUMN_TYPES = {
     "Metadata": "Map(LowCardinality(String), String)", "TraceStart": "DateTime64(9)", "Timestamp": "DateTime64(6)",
 }  # fmt: skip
 _COLUMNS = list(_COLUMN_TYPES)
-_SAFE_IDS = re.compile(r"[A-Za-z0-9._:-]*")  # needs no quoting in a SQL string literal
-_MAX_LITERAL = 200_000  # characters of ids per look-up; ClickHouse's max_query_size is 256 KiB by default
 # The columns of scores_list.sql, as the API's snake_case names.
 _FIELDS = (
     "score_id", "project", "trace_id", "observation_id", "session_id", "dataset_run_id", "name", "value",
@@ -250,10 +248,10 @@ class ScoreStore:
 
     def _by_ids(self, query: str, name: str, ids: list[str]) -> list[tuple[Any, ...]]:
         """The rows of `query` for the distinct `ids` (its `{name:Array(String)}` parameter), in one query or a
-        few (`_inlined`)."""
+        few (`id_queries`)."""
         return [
             row
-            for sql, params in _inlined(_query(query), name, ids)
+            for sql, params in id_queries(_query(query), name, ids)
             for row in self._ch.query_rows(sql, params)
         ]
 
@@ -292,25 +290,6 @@ class ScoreStore:
     def get(self, score_id: str) -> dict[str, Any] | None:
         rows, _ = self.page(ScoreFilter(score_id=score_id), 1)
         return rows[0] if rows else None
-
-
-def _inlined(sql: str, name: str, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """`sql` and its parameters, with the `{name:Array(String)}` parameter written out as a literal when every
-    id is of the safe alphabet (validated score ids, hex trace ids): one regex check instead of
-    clickhouse-connect's escaping of each character (~8 us a score for a segment's thousands of ids). One string
-    literal split by ClickHouse (a constant: the IN set and the bloom-filter index work as with an array), not
-    one literal per id, which clickhouse-connect's comment scan would visit one by one in Python. A
-    query's text is bounded (`max_query_size`), so the ids are split over as many queries as they need.
-    Otherwise `sql` as it is with `ids` bound."""
-    longest = max(map(len, ids))
-    if longest > MAX_ID or _SAFE_IDS.fullmatch("".join(ids)) is None:
-        return [(sql, {name: ids})]
-    per_query = _MAX_LITERAL // (longest + 1)
-    param = f"{{{name}:Array(String)}}"
-    return [
-        (sql.replace(param, "splitByChar(',', '" + ",".join(ids[i : i + per_query]) + "')"), {})
-        for i in range(0, len(ids), per_query)
-    ]
 
 
 def _micros(ts: datetime) -> int:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 import uuid
 
-from connectors.clickhouse.scores_store import _inlined
+from connectors.clickhouse.id_literals import id_queries
 
 SQL = "SELECT ScoreId FROM scores WHERE ScoreId IN {score_ids:Array(String)}"
 
 
 def test_safe_ids_are_written_out_in_queries_under_the_size_limit() -> None:
     ids = [str(uuid.uuid4()) for _ in range(12_000)]
-    queries = _inlined(SQL, "score_ids", ids)
+    queries = id_queries(SQL, "score_ids", ids)
     assert len(queries) > 1
     assert all(params == {} and len(sql.encode()) < 256 * 1024 for sql, params in queries)
     written = [
@@ -24,4 +24,4 @@ def test_safe_ids_are_written_out_in_queries_under_the_size_limit() -> None:
 
 def test_ids_that_would_need_quoting_are_bound() -> None:
     ids = ["a", "it's"]
-    assert _inlined(SQL, "score_ids", ids) == [(SQL, {"score_ids": ids})]
+    assert id_queries(SQL, "score_ids", ids) == [(SQL, {"score_ids": ids})]
