@@ -14,6 +14,7 @@ them is stored. A full log (or a failed write) is a 503 with `Retry-After`, whic
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import Deleted
+from connectors.api.orjson_body import OrjsonRoute
 from connectors.api.params import parse_time
 from connectors.api.score_models import ItemError, ScoreList, ScoresPosted, ScoreView, score_view
 from connectors.clickhouse.scores_store import ScoreAccess, ScoreFilter
@@ -68,7 +70,9 @@ def _hex_param(value: str, field: str) -> str:
 
 
 def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = unchecked_configs) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/scores", tags=["scores"], responses=error_responses(422))
+    router = APIRouter(
+        prefix="/api/v1/scores", tags=["scores"], responses=error_responses(422), route_class=OrjsonRoute
+    )
 
     @router.post(
         "",
@@ -163,15 +167,15 @@ async def store_scores(
     if single and errors:
         raise ApiError(400, f"{errors[0].field}: {errors[0].message}", errors[0].field)
     try:
-        ids: list[str] = await run(store.write, [s for _, s in checked])
+        ids = await store.write_async([s for _, s in checked])
     except (SinkError, QueryError, WalError) as exc:  # the log's append, or a direct write and its look-ups
         for doc, score in ((items[i], s) for i, s in checked):
             metrics.API_SCORES.labels(*_labels(doc, score), "failed").inc()
         retry_after = exc.retry_after_s if isinstance(exc, WalFull) else _RETRY_AFTER_S
         msg = f"storing the scores failed, retry: {exc}"
         raise _unavailable(msg, retry_after) from exc
-    for _, score in checked:
-        metrics.API_SCORES.labels(score.source, score.data_type, "accepted").inc()
+    for (source, data_type), count in Counter((s.source, s.data_type) for _, s in checked).items():
+        metrics.API_SCORES.labels(source, data_type, "accepted").inc(count)
     return ids, errors
 
 

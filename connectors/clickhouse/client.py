@@ -84,13 +84,22 @@ class ClickHouse:
                 raise SinkError(str(exc)) from exc
 
     def insert_rows(
-        self, table: str, rows: list[list[Any]], columns: list[str], types: Sequence[str] | None = None
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: list[str],
+        types: Sequence[str] | None = None,
+        *,
+        by_column: bool = False,
     ) -> None:
-        """A small insert of Python rows (status rows, API scores): clickhouse-connect's native insert. With the
-        columns' ClickHouse `types` it skips the `DESCRIBE TABLE` clickhouse-connect otherwise makes first."""
+        """An insert of Python rows (status rows, API scores): clickhouse-connect's native insert. With the
+        columns' ClickHouse `types` it skips the `DESCRIBE TABLE` clickhouse-connect otherwise makes first.
+        `by_column`: `rows` are the columns' values, one sequence per column (no pivot of the rows)."""
         with self._lock:
             try:
-                self.client.insert(table, rows, column_names=columns, column_type_names=types)
+                self.client.insert(
+                    table, rows, column_names=columns, column_type_names=types, column_oriented=by_column
+                )
             except ClickHouseError as exc:
                 self._recover()
                 raise SinkError(str(exc)) from exc

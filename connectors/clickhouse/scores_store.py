@@ -40,9 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import anyio.to_thread
 import orjson
 
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.id_literals import id_queries
 from connectors.clickhouse.migrate import SQL_DIR
 from tracejudge_client.validation import ValidScore
 
@@ -133,6 +135,10 @@ class ScoreAccess(Protocol):
 
     def write(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]: ...
 
+    async def write_async(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]:
+        """`write` from the event loop, without blocking it."""
+        ...
+
     def delete(self, score_id: str) -> bool: ...
 
     def page(
@@ -169,7 +175,7 @@ class ScoreStore:
         ids = sorted(set(trace_ids) - {""})
         if not ids:
             return {}
-        rows = self._ch.query_rows(_query("score_traces"), {"trace_ids": ids})
+        rows = self._by_ids("score_traces", "trace_ids", ids)
         return {tid: TraceInfo(project, int(start)) for tid, project, start in rows}
 
     def write(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]:
@@ -201,6 +207,11 @@ class ScoreStore:
             raise request.error
         return ids
 
+    async def write_async(self, scores: Sequence[ValidScore], now: datetime | None = None) -> list[str]:
+        """`write` in a worker thread."""
+        ids: list[str] = await anyio.to_thread.run_sync(self.write, scores, now)
+        return ids
+
     def _write_group(self, group: list[_Waiting]) -> None:
         """One look-up, the deletes it calls for, and one insert of the rows of ``group`` (under the lock)."""
         latest = {i: (s, w.now_us) for w in group for i, s in zip(w.ids, w.scores, strict=True)}
@@ -208,25 +219,41 @@ class ScoreStore:
         earlier = self._stored([s.score_id for s, _ in latest.values() if s.score_id])
         rows, stale = [], []
         for score_id, (score, now_us) in latest.items():
-            row = _row(score_id, score, now_us, traces.get(score.trace_id), earlier.get(score_id, []))
+            olds = earlier.get(score_id, [])
+            row = _row(score_id, score, now_us, traces.get(score.trace_id) if traces else None, olds)
             rows.append(row)
-            if any(not _replaces(row, old) for old in earlier.get(score_id, [])):
+            if olds and any(not _replaces(row, old) for old in olds):
                 stale.append(score_id)
         if stale:
             self._ch.command(
                 f"DELETE FROM {SCORES_TABLE} WHERE ScoreId IN {{ids:Array(String)}}", {"ids": stale}
             )
-        self._ch.insert_rows(SCORES_TABLE, rows, _COLUMNS, list(_COLUMN_TYPES.values()))
+        self._ch.insert_rows(
+            SCORES_TABLE,
+            list(zip(*rows, strict=True)),
+            _COLUMNS,
+            list(_COLUMN_TYPES.values()),
+            by_column=True,
+        )
 
     def _stored(self, score_ids: list[str]) -> dict[str, list[_Stored]]:
         if not score_ids:
             return {}
         found: dict[str, list[_Stored]] = {}
-        for score_id, project, name, start_ns, ts_us in self._ch.query_rows(
-            _query("score_rows_by_id"), {"score_ids": score_ids}
+        for score_id, project, name, start_ns, ts_us in self._by_ids(
+            "score_rows_by_id", "score_ids", score_ids
         ):
             found.setdefault(score_id, []).append(_Stored(project, name, int(start_ns), int(ts_us)))
         return found
+
+    def _by_ids(self, query: str, name: str, ids: list[str]) -> list[tuple[Any, ...]]:
+        """The rows of `query` for the distinct `ids` (its `{name:Array(String)}` parameter), in one query or a
+        few (`id_queries`)."""
+        return [
+            row
+            for sql, params in id_queries(_query(query), name, ids)
+            for row in self._ch.query_rows(sql, params)
+        ]
 
     def caught_up(self) -> bool:
         """Always: a write returns once stored."""

@@ -2,7 +2,8 @@
 
 The schema is explicit (`SCORES_LOG_SCHEMA`), one column per `ValidScore` field; `metadata` (any JSON) is kept as
 JSON text and the timestamp as Unix microseconds. Ids and timestamps are assigned before a score is logged
-(`stamped`), so storing a logged score again writes exactly the same row.
+(`to_batch`), so storing a logged score again writes exactly the same row. The batch is built column by column,
+with no per-score copy (this runs on the request's path).
 """
 
 from __future__ import annotations
@@ -38,31 +39,23 @@ SCORES_LOG_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
     ]
 )
-_PLAIN = [f.name for f in SCORES_LOG_SCHEMA if f.name not in ("metadata", "timestamp")]
+_PLAIN = [f.name for f in SCORES_LOG_SCHEMA if f.name not in ("score_id", "metadata", "timestamp")]
 _FIELDS = [f.name for f in dataclasses.fields(ValidScore)]  # ValidScore's positional order
 
 
-def stamped(scores: Sequence[ValidScore], now: datetime) -> list[ValidScore]:
-    """The scores with an id each (a fresh uuid where none was given) and a timestamp (`now` where none)."""
-    return [
-        dataclasses.replace(s, score_id=s.score_id or str(uuid.uuid4()), timestamp=s.timestamp or now)
-        for s in scores
-    ]
-
-
-def _micros(ts: datetime | None) -> int:
-    if ts is None:
-        msg = "a logged score needs its timestamp (stamped)"
-        raise ValueError(msg)
-    return (ts - _EPOCH) // timedelta(microseconds=1)
-
-
-def to_batch(scores: Sequence[ValidScore]) -> pa.RecordBatch:
-    """Stamped scores as one record batch of SCORES_LOG_SCHEMA."""
+def to_batch(scores: Sequence[ValidScore], now: datetime) -> pa.RecordBatch:
+    """The scores as one record batch of SCORES_LOG_SCHEMA, each with an id (a fresh uuid where none was given)
+    and a timestamp (`now` where none)."""
+    now_us = _micros(now)
     columns: dict[str, list[object]] = {name: [getattr(s, name) for s in scores] for name in _PLAIN}
+    columns["score_id"] = [s.score_id or str(uuid.uuid4()) for s in scores]
     columns["metadata"] = [None if s.metadata is None else orjson.dumps(s.metadata).decode() for s in scores]
-    columns["timestamp"] = [_micros(s.timestamp) for s in scores]
+    columns["timestamp"] = [now_us if s.timestamp is None else _micros(s.timestamp) for s in scores]
     return pa.RecordBatch.from_pydict(columns, schema=SCORES_LOG_SCHEMA)
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
 def from_table(table: pa.Table) -> list[ValidScore]:

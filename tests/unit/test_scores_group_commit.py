@@ -32,7 +32,16 @@ class HeldClickHouse:
     def command(self, sql: str, parameters: dict[str, Any]) -> None:
         raise AssertionError("no delete expected")
 
-    def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str], types: Any = None) -> None:
+    def insert_rows(
+        self,
+        table: str,
+        data: list[list[Any]],
+        columns: list[str],
+        types: Any = None,
+        *,
+        by_column: bool = False,
+    ) -> None:
+        rows = [list(row) for row in zip(*data, strict=True)] if by_column else data
         if not self.inserts:
             self.inserting.set()
             assert self.release.wait(30)
