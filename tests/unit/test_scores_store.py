@@ -71,6 +71,9 @@ class FailingStore:
     def write(self, scores: Any) -> list[str]:
         raise self.exc
 
+    async def write_async(self, scores: Any, now: Any = None) -> list[str]:
+        raise self.exc
+
 
 @pytest.mark.parametrize("exc", [SinkError("insert failed"), QueryError("look-up failed")])
 def test_a_failed_write_is_a_503_with_retry_after(exc: Exception) -> None:
