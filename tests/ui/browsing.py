@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 TIMEOUT = 30.0  # generous on purpose, as in tests/waiting.py: a page that loads returns at once
@@ -24,8 +25,22 @@ def new_page(browser: webdriver.Chrome, timeout: float = TIMEOUT) -> Iterator[No
     old = browser.find_element(By.TAG_NAME, "html")
     yield
     wait = WebDriverWait(browser, timeout)
-    wait.until(expected_conditions.staleness_of(old), "the page did not change")
+    wait.until(lambda _: _gone(old), "the page did not change")
     wait.until(
         lambda b: b.execute_script("return document.readyState") == "complete",
         "the new page did not finish loading",
     )
+
+
+def _gone(old: WebElement) -> bool:
+    """Whether `old` left the document. Mid-navigation chromedriver may answer a look-up of it with "Node with
+    given id does not belong to the document" instead of a stale element: that too means the old page is gone."""
+    try:
+        old.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
