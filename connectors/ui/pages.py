@@ -9,8 +9,6 @@ bounded ClickHouse query (a time range and a LIMIT; the next page starts after a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from connectors.api.errors import ApiError
 from connectors.api.params import iso_ns, parse_time
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.migrate import SQL_DIR
+from connectors.clickhouse.scores_store import decode_cursor, encode_cursor
 
 UI_DIR = Path(__file__).resolve().parent
 STATIC_DIR = UI_DIR / "static"
@@ -76,17 +75,13 @@ class TraceFilters:
         return parse_time(self.since, "since") if self.since else int(default.timestamp()) * 10**9
 
 
-def encode_cursor(start_ns: int, trace_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{start_ns}:{trace_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def page_cursor(cursor: str) -> tuple[int, str]:
+    """(start_ns, trace_id) of a traces-page cursor: the scores API's cursor format (`scores_store.encode_cursor`)."""
     if not cursor:
         return 0, ""
     try:
-        start, trace_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":", 1)
-        return int(start), trace_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        return decode_cursor(cursor)
+    except ValueError as exc:
         raise ApiError(400, "not a cursor this page made", "cursor") from exc
 
 
@@ -110,7 +105,7 @@ def trace_page(ch: ClickHouse, f: TraceFilters, cursor: str, limit: int = PAGE_S
             "project": f.project,
         }
         score_ids = [r[0] for r in ch.query_rows(_query("ui_score_filter"), params)]
-    cursor_ns, cursor_id = decode_cursor(cursor)
+    cursor_ns, cursor_id = page_cursor(cursor)
     params = {
         "project": f.project, "since_ns": since_ns, "until_ns": parse_time(f.until, "until") if f.until else 0,
         "name": f.name, "text": f.text, "errors": int(f.errors), "session_id": f.session_id,
