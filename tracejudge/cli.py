@@ -14,6 +14,7 @@
     tracejudge score-traces (--rule RULE | --scorers-file F) TRACE_ID... [--dry-run] [--yes]
     tracejudge jobs list [--rule RULE] [--state S] | jobs show ID [--follow] | jobs cancel ID
     tracejudge demo [--api-url URL] [--seed N]
+    tracejudge export --to DSN [--config FILE] [--data-dir DIR] [--chunk-rows N]
 
 chDB allows one process per data directory, so commands that read a running service's data (`sql`) go
 through its HTTP API.
@@ -34,7 +35,7 @@ from typing import Any
 
 from dataflow.config import Settings, load_settings
 from dataflow.errors import TracejudgeError
-from tracejudge import cli_demo, cli_jobs, cli_scores
+from tracejudge import cli_demo, cli_export, cli_jobs, cli_scores
 from tracejudge.cli_http import (
     DEFAULT_API_URL,
     ApiError,
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_scores.add_parsers(sub)
     cli_jobs.add_parsers(sub)
     cli_demo.add_parsers(sub)
+    cli_export.add_parsers(sub)
 
     mig = sub.add_parser("migrate", help="apply ClickHouse migrations (run also does this at start)")
     _add_common(mig, server=False)
