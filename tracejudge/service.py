@@ -36,7 +36,7 @@ from connectors.clickhouse.rules_store import RuleStore
 from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.scores_store import SCORES_TABLE, ScoreStore
-from connectors.clickhouse.sink import SpanStore, SpanWriter
+from connectors.clickhouse.sink import SPANS_TABLE, SpanStore, SpanWriter
 from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
@@ -100,6 +100,7 @@ class Service:
             data_dir = s.data_dir.resolve()
             data_dir.mkdir(parents=True, exist_ok=True)
             logger.info("data directory %s", data_dir)
+            metrics.zero_alerted_series((SPANS_TABLE, SCORES_TABLE))
             self._open_clickhouse()
             self._apply_files()
             self._start_registries(data_dir)
