@@ -46,7 +46,7 @@ LOCAL_SUFFIX = "_local"
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)(\s)", re.IGNORECASE)
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\s+TO (\w+)(\s)", re.IGNORECASE)
-_FROM = re.compile(r"\bFROM (\w+)\b", re.IGNORECASE)
+_FROM = re.compile(r"\bFROM (\w+)\b(?!\s*\()", re.IGNORECASE)  # a table, not a table function
 _ALTER = re.compile(r"^ALTER TABLE (\w+)\s+", re.IGNORECASE)
 _ENGINE = re.compile(r"\bENGINE = (\w*MergeTree)\b(\(([^()]*)\))?")
 _COLUMN_ACTION = re.compile(r"^(ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN\b", re.IGNORECASE)

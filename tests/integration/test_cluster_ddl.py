@@ -92,6 +92,10 @@ def test_replacing_version_and_view_on_local_tables(chdb_client: ClickHouse) -> 
     view = next(s for s in statements() if s.startswith("CREATE MATERIALIZED VIEW"))
     (rewritten,) = layout.rewrite(view)
     assert "TO otel_traces_trace_id_ts_local" in rewritten and "FROM otel_traces_local" in rewritten
+    (joined,) = layout.rewrite(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS v TO t AS SELECT * FROM s JOIN numbers(3) AS n"
+    )
+    assert "TO t_local" in joined and "FROM s_local JOIN numbers(3)" in joined
     assert layout.delete_target("scores") == "scores_local ON CLUSTER `tj_cluster`"
     assert ONE_SERVER.delete_target("scores") == "scores"
     assert parse(chdb_client, f"DELETE FROM {layout.delete_target('scores')} WHERE ScoreId = 'x'")
