@@ -125,10 +125,6 @@ def test_every_series_of_the_dashboards_and_alerts_returns_data(
     rules = {r["name"]: r for g in groups for r in g["rules"]}
     assert set(rules) == {r["alert"] for r in alert_rules()}
     assert all(r["health"] == "ok" and not r.get("lastError") for r in rules.values()), rules
-    firing = {name for name, r in rules.items() if r["state"] != "inactive"}
-    assert firing <= {"TracejudgeJudgeTasksShed", "TracejudgeJudgeErrors"}, (
-        firing
-    )  # the faults this test made
 
 
 def fast_rules() -> dict[str, Any]:
