@@ -107,7 +107,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             "(a running tracejudge holds an embedded data directory; it migrates at start)", file=sys.stderr
         )
         return 1
-    layout = Layout(settings.clickhouse.cluster, settings.clickhouse.replicated)
+    layout = Layout.of(settings.clickhouse)
     applied = migrate(ch, layout=layout)
     apply_retention(ch, settings.retention_days, layout)
     ch.close()

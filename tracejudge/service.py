@@ -114,7 +114,7 @@ class Service:
         s, lc = self.settings, self._lifecycle
         self.writer_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-writer", on_stop=self.writer_ch.close))
-        self.layout = Layout(s.clickhouse.cluster, s.clickhouse.replicated)
+        self.layout = Layout.of(s.clickhouse)
         migrate(self.writer_ch, layout=self.layout)
         apply_retention(self.writer_ch, s.retention_days, self.layout)
         self.reader_ch = ClickHouse(s.resolved_dsn)

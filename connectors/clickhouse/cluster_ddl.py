@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dataflow.config import ClickHouseConfig
 from dataflow.errors import ConfigError
 
 # Sharding key of each table's Distributed front: see the module docstring for why each is what it is.
@@ -62,6 +63,11 @@ class Layout:
 
     cluster: str = ""
     replicated: bool = False
+
+    @classmethod
+    def of(cls, config: ClickHouseConfig) -> Layout:
+        """The layout the config's `clickhouse` section asks for."""
+        return cls(config.cluster, config.replicated)
 
     def local(self, table: str) -> str:
         """The table that holds the rows: `<table>_local` on a cluster, else the table itself."""

@@ -119,4 +119,4 @@ def test_config_refuses_a_cluster_on_embedded_chdb() -> None:
     with pytest.raises(ValueError, match=r"clickhouse\.cluster"):
         Settings(clickhouse={"cluster": "bad name;"}, clickhouse_dsn="http://h:8123/db")
     s = Settings(clickhouse={"cluster": "c-1", "replicated": True}, clickhouse_dsn="http://h:8123/db")
-    assert (s.clickhouse.cluster, s.clickhouse.replicated) == ("c-1", True)
+    assert Layout.of(s.clickhouse) == Layout("c-1", True)
