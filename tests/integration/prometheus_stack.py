@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -170,12 +171,18 @@ def alertmanager(tmp: Path, webhook: Webhook) -> Iterator[str]:
 
 
 class Load:
-    """A few traces a second over OTLP/HTTP: a root span whose output `answer()` gives, and an llm.call child."""
+    """`per_s` traces a second over OTLP/HTTP, in requests of `batch`, on a fixed schedule (a slow request is
+    caught up): each a root span whose output `answer()` gives, with an llm.call child."""
 
     def __init__(
-        self, svc: ServiceProcess, project: str, answer: Callable[[], str], per_s: float = 5.0
+        self,
+        svc: ServiceProcess,
+        project: str,
+        answer: Callable[[], str],
+        per_s: float = 10.0,
+        batch: int = 2,
     ) -> None:
-        self.svc, self.project, self.answer, self.per_s = svc, project, answer, per_s
+        self.svc, self.project, self.answer, self.per_s, self.batch = svc, project, answer, per_s, batch
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -189,18 +196,20 @@ class Load:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.wait(1 / self.per_s):
-            self.send_trace(self.answer())
+        started = time.monotonic()
+        while not self._stop.wait(max(0.0, started + self.sent / self.per_s - time.monotonic())):
+            spans = [span for _ in range(self.batch) for span in self.trace(self.answer())]
+            post_spans(self.svc, otlp_request(*spans, resource={"tracejudge.project": self.project}))
+            self.sent += self.batch
 
-    def send_trace(self, answer: str) -> None:
+    @staticmethod
+    def trace(answer: str) -> list[dict[str, Any]]:
         trace, root = uuid.uuid4().hex, uuid.uuid4().hex[:16]
         io = {"input.value": "Capital of France?", "output.value": answer}
-        spans = [
+        return [
             otlp_span(trace_id=trace, span_id=root, name="agent", attributes=io),
             otlp_span(trace_id=trace, span_id=uuid.uuid4().hex[:16], parent_span_id=root, name="llm.call", attributes=io),
         ]  # fmt: skip
-        post_spans(self.svc, otlp_request(*spans, resource={"tracejudge.project": self.project}))
-        self.sent += 1
 
 
 def post_spans(svc: ServiceProcess, request: dict[str, Any]) -> int:
