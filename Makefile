@@ -10,10 +10,11 @@ ARGS   ?=
 .PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-ui screenshots clean-data venv system-deps
 
 # From Debian's packages: the validators the tests of docker/ need, docker-compose (compose file) and promtool
-# (Prometheus config, alert rules and their unit tests), and the headless browser of the UI's tests (tests/ui/):
+# (Prometheus config, alert rules and their unit tests), real Prometheus and Alertmanager (scraping a running
+# service and routing an alert: tests/integration/test_prometheus_live.py), and the headless browser of the UI's tests (tests/ui/):
 # chromium and its driver. Installed when missing and we are root.
-SYSTEM_TOOLS = docker-compose promtool chromium chromedriver
-SYSTEM_PACKAGES = docker-compose prometheus chromium chromium-driver
+SYSTEM_TOOLS = docker-compose promtool prometheus prometheus-alertmanager chromium chromedriver
+SYSTEM_PACKAGES = docker-compose prometheus prometheus-alertmanager chromium chromium-driver
 
 venv: $(STAMP)
 

@@ -256,6 +256,27 @@ class SinkConfig(_Section):
     retry_max_s: float = Field(30.0, gt=0, description="Longest back-off between insert attempts (seconds).")
 
 
+class ClickHouseConfig(_Section):
+    """The ClickHouse schema's layout on a server or cluster (YAML key `clickhouse`); see
+    connectors/clickhouse/cluster_ddl.py for the DDL each option produces."""
+
+    cluster: str = Field(
+        "",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_-]*)?$",
+        description=(
+            "Cluster name (remote_servers) for ON CLUSTER DDL: each table becomes <table>_local on every node "
+            "plus a Distributed table <table> in front, which the service reads and writes. Empty: one server."
+        ),
+    )
+    replicated: bool = Field(
+        False,
+        description=(
+            "Create Replicated*MergeTree tables (ZooKeeper path /clickhouse/tables/{shard}/{database}/<table>, "
+            "replica {replica}: the server's macros). False: plain *MergeTree."
+        ),
+    )
+
+
 class ApiConfig(_Section):
     """The HTTP API (YAML key `api`)."""
 
@@ -398,6 +419,7 @@ class Settings(BaseSettings):
     )
     retention_days: int = Field(30, ge=1, le=36500, description="Days spans are kept in otel_traces (TTL).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     wal: WalConfig = Field(default_factory=WalConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
@@ -420,6 +442,14 @@ class Settings(BaseSettings):
             msg = "clickhouse_dsn: must start with chdb://, http:// or https://"
             raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        ch = self.clickhouse
+        if (ch.cluster or ch.replicated) and self.resolved_dsn.startswith("chdb://"):
+            msg = "clickhouse.cluster and clickhouse.replicated need a ClickHouse server (clickhouse_dsn http(s)://)"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _check_ports(self) -> Settings:

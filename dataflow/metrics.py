@@ -416,3 +416,17 @@ JOB_RUNNING = Gauge(
     ["paused"],
     registry=REGISTRY,
 )
+
+
+def zero_alerted_series(tables: tuple[str, ...]) -> None:
+    """Create at 0 the series that alerts and dashboards select by a label value only a fault sets (a throttled
+    request, a failed insert), so `rate()` over them has a series to read before the first such event (Prometheus
+    practice: initialise the label values you know)."""
+    for transport in ("grpc", "http", "api"):
+        for outcome in ("ok", "throttled", "error"):
+            RECEIVER_REQUESTS.labels(transport, outcome)
+        for outcome in ("accepted", "rejected", "refused"):
+            RECEIVER_SPANS.labels(transport, outcome)
+    for table in tables:
+        for outcome in ("ok", "error"):
+            SINK_INSERTS.labels(table, outcome)

@@ -93,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from connectors.clickhouse.client import ClickHouse
+    from connectors.clickhouse.cluster_ddl import Layout
     from connectors.clickhouse.migrate import apply_retention, migrate
 
     settings = _settings_from(args)
@@ -107,8 +108,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             "(a running tracejudge holds an embedded data directory; it migrates at start)", file=sys.stderr
         )
         return 1
-    applied = migrate(ch)
-    apply_retention(ch, settings.retention_days)
+    layout = Layout.of(settings.clickhouse)
+    applied = migrate(ch, layout=layout)
+    apply_retention(ch, settings.retention_days, layout)
     ch.close()
     print(
         f"applied {len(applied)} migration(s)"

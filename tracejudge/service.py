@@ -26,6 +26,7 @@ from bytewax.recovery import init_db_dir
 from connectors.api.app import ApiState, build_api_app
 from connectors.api.jobs import JobsDeps
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.cluster_ddl import Layout
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
 from connectors.clickhouse.job_traces import JobTraces
 from connectors.clickhouse.jobs_store import JobStore
@@ -34,8 +35,8 @@ from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
 from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
-from connectors.clickhouse.scores_store import ScoreStore
-from connectors.clickhouse.sink import SpanStore, SpanWriter
+from connectors.clickhouse.scores_store import SCORES_TABLE, ScoreStore
+from connectors.clickhouse.sink import SPANS_TABLE, SpanStore, SpanWriter
 from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
@@ -99,6 +100,7 @@ class Service:
             data_dir = s.data_dir.resolve()
             data_dir.mkdir(parents=True, exist_ok=True)
             logger.info("data directory %s", data_dir)
+            metrics.zero_alerted_series((SPANS_TABLE, SCORES_TABLE))
             self._open_clickhouse()
             self._apply_files()
             self._start_registries(data_dir)
@@ -112,8 +114,9 @@ class Service:
         s, lc = self.settings, self._lifecycle
         self.writer_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-writer", on_stop=self.writer_ch.close))
-        migrate(self.writer_ch)
-        apply_retention(self.writer_ch, s.retention_days)
+        self.layout = Layout.of(s.clickhouse)
+        migrate(self.writer_ch, layout=self.layout)
+        apply_retention(self.writer_ch, s.retention_days, self.layout)
         self.reader_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-reader", on_stop=self.reader_ch.close))
         self.readonly = self.reader_ch.readonly(s.api.sql_max_rows, s.api.sql_max_execution_s)
@@ -210,7 +213,7 @@ class Service:
             "scores-log",
         )
         self.scores_stop = threading.Event()
-        store = ScoreStore(self.scores_api_ch)
+        store = ScoreStore(self.scores_api_ch, self.layout.delete_target(SCORES_TABLE))
         self.scores_writer = ScoreLogWriter(log, store, s.sink, self.scores_stop)
         lc.start(Step(ScoreLogWriter.name, self.scores_writer.start, lambda: self._drain_scores_log(log)))
         lc.start(Step("scores-log", log.start, log.close))

@@ -2,6 +2,8 @@
 
 Every file is `NNNN_name.sql`, one change each, written with `IF NOT EXISTS` so that re-running a file that
 was cut short is harmless. Several processes sharing one ClickHouse server may migrate at the same time.
+On a cluster or with replication (config key `clickhouse`) each statement is first rewritten by
+`cluster_ddl.Layout`; the ledger table too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.cluster_ddl import ONE_SERVER, Layout
 from dataflow.errors import ConfigError, SinkError
 
 logger = logging.getLogger(__name__)
@@ -80,19 +83,20 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def applied_versions(ch: ClickHouse) -> set[int]:
-    ch.command(_LEDGER)
+def applied_versions(ch: ClickHouse, layout: Layout = ONE_SERVER) -> set[int]:
+    for stmt in layout.rewrite(_LEDGER.strip()):
+        ch.command(stmt)
     return {int(r[0]) for r in ch.query_rows("SELECT Version FROM tracejudge_schema_migrations FINAL")}
 
 
-def migrate(ch: ClickHouse, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def migrate(ch: ClickHouse, directory: Path = MIGRATIONS_DIR, layout: Layout = ONE_SERVER) -> list[Migration]:
     """Apply every migration not yet recorded; return those applied now."""
-    done = applied_versions(ch)
+    done = applied_versions(ch, layout)
     applied = []
     for mig in discover(directory):
         if mig.version in done:
             continue
-        for stmt in mig.statements():
+        for stmt in (s for text in mig.statements() for s in layout.rewrite(text)):
             try:
                 ch.command(stmt)
             except SinkError as exc:
@@ -114,20 +118,23 @@ _TTL_TABLES = {
 }
 
 
-def apply_retention(ch: ClickHouse, days: int) -> bool:
-    """Make the span tables' TTL `days` days; return True when it changed."""
+def apply_retention(ch: ClickHouse, days: int, layout: Layout = ONE_SERVER) -> bool:
+    """Make the span tables' TTL `days` days (on the tables that hold the rows); return True when it changed."""
     if not 1 <= int(days) <= 36500:
         msg = f"retention_days must be 1..36500, not {days}"
         raise ConfigError(msg)
     changed = False
-    for table, expr in _TTL_TABLES.items():
+    for name, expr in _TTL_TABLES.items():
+        table = layout.local(name)
         rows = ch.query_rows(
             "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
             parameters={"t": table},
         )
         wanted = f"toIntervalDay({int(days)})"
         if rows and wanted not in rows[0][0]:
-            ch.command(f"ALTER TABLE {table} MODIFY TTL {expr} + toIntervalDay({int(days)})")
+            ch.command(
+                f"ALTER TABLE {table}{layout.on_cluster()} MODIFY TTL {expr} + toIntervalDay({int(days)})"
+            )
             logger.info("retention of %s set to %d days", table, days)
             changed = True
     return changed

@@ -164,8 +164,10 @@ class _Waiting:
 
 
 class ScoreStore:
-    def __init__(self, ch: ClickHouse) -> None:
+    def __init__(self, ch: ClickHouse, delete_from: str = SCORES_TABLE) -> None:
+        """`delete_from`: the table a lightweight DELETE names (on a cluster the local one, ON CLUSTER)."""
         self._ch = ch
+        self._delete_from = delete_from
         self._lock = threading.Lock()  # one write (look-up, deletes, insert) or delete at a time
         self._waiting: list[_Waiting] = []  # the requests the next write takes
         self._waiting_lock = threading.Lock()
@@ -226,7 +228,7 @@ class ScoreStore:
                 stale.append(score_id)
         if stale:
             self._ch.command(
-                f"DELETE FROM {SCORES_TABLE} WHERE ScoreId IN {{ids:Array(String)}}", {"ids": stale}
+                f"DELETE FROM {self._delete_from} WHERE ScoreId IN {{ids:Array(String)}}", {"ids": stale}
             )
         self._ch.insert_rows(
             SCORES_TABLE,
@@ -264,7 +266,9 @@ class ScoreStore:
         with self._lock:
             if not self._stored([score_id]):
                 return False
-            self._ch.command(f"DELETE FROM {SCORES_TABLE} WHERE ScoreId = {{id:String}}", {"id": score_id})
+            self._ch.command(
+                f"DELETE FROM {self._delete_from} WHERE ScoreId = {{id:String}}", {"id": score_id}
+            )
         return True
 
     def page(
