@@ -4,7 +4,8 @@
 
 Run it with the service stopped (chDB lets one process open a data directory). The target is migrated first;
 then every table is copied chunk by chunk with a progress bar (connectors/clickhouse/export.py). Interrupted or
-run twice, it resumes and copies nothing twice. Afterwards point the service at the server
+run twice, it resumes and copies nothing twice. The config's `clickhouse.cluster` and `clickhouse.replicated`
+say how the target is laid out (the migrations create that layout). Afterwards point the service at the server
 (`clickhouse.dsn` or `--clickhouse-dsn`) with the same data directory, so its write-ahead log and recovery state
 carry over.
 """
@@ -23,6 +24,7 @@ from dataflow.errors import TracejudgeError
 
 def cmd_export(args: argparse.Namespace) -> int:
     from connectors.clickhouse.client import ClickHouse
+    from connectors.clickhouse.cluster_ddl import Layout
     from connectors.clickhouse.export import ExportState, export, state_path
     from connectors.clickhouse.migrate import migrate
 
@@ -37,7 +39,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: {exc}\n(stop the service first: it holds the data directory)", file=sys.stderr)
         return 1
     dst = ClickHouse(args.to)
-    applied = migrate(dst)
+    layout = Layout.of(settings.clickhouse)
+    applied = migrate(dst, layout=layout)
     print(f"target {dst.safe_dsn}: {len(applied)} migration(s) applied", file=sys.stderr)
     state = ExportState(state_path(settings.data_dir, dst))
     rows = {"copied": 0, "skipped": 0}
@@ -51,7 +54,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     ) as bar:
         task = bar.add_task("export", total=None)
         steps = export(
-            src, dst, state, args.chunk_rows, on_plan=lambda p: bar.update(task, total=sum(c.rows for c in p))
+            src,
+            dst,
+            state,
+            args.chunk_rows,
+            layout,
+            on_plan=lambda p: bar.update(task, total=sum(c.rows for c in p)),
         )
         for step in steps:
             rows["copied" if step.copied else "skipped"] += step.chunk.rows

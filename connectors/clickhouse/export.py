@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.cluster_ddl import ONE_SERVER, Layout
 
 LEDGER = "tracejudge_schema_migrations"
 _VIEW_TARGET = re.compile(r"\bTO\s+(?:`?\w+`?\.)?`?(\w+)`?")
@@ -138,12 +139,14 @@ class Progress:
     copied: bool  # False: done by an earlier run, skipped
 
 
-def copy_chunk(src: ClickHouse, dst: ClickHouse, chunk: Chunk, again: bool) -> None:
+def copy_chunk(
+    src: ClickHouse, dst: ClickHouse, chunk: Chunk, again: bool, layout: Layout = ONE_SERVER
+) -> None:
     """Read one chunk as Arrow from `src` and insert it into `dst` once."""
     clause, params = chunk.where()
     data = src.query_arrow(f"SELECT * FROM `{chunk.table.name}` WHERE {clause}", params)
     if again and not (chunk.table.replacing or chunk.table.dedup_window):
-        dst.command(f"DELETE FROM `{chunk.table.name}` WHERE {clause}", params)
+        dst.command(f"DELETE FROM {layout.delete_target(chunk.table.name)} WHERE {clause}", params)
     if data.num_rows:
         dst.insert_arrow(chunk.table.name, data, chunk.token, data.column_names)
 
@@ -153,9 +156,11 @@ def export(
     dst: ClickHouse,
     state: ExportState,
     chunk_rows: int = 200_000,
+    layout: Layout = ONE_SERVER,
     on_plan: Callable[[list[Chunk]], None] | None = None,
 ) -> Iterator[Progress]:
-    """Copy every table of `src` into `dst` (already migrated), chunk by chunk, yielding after each."""
+    """Copy every table of `src` into `dst` (already migrated under `layout`), chunk by chunk, yielding after
+    each. On a cluster the inserts go through the Distributed tables, which shard them as the service's do."""
     plan = [c for t in tables_to_copy(src) for c in chunks_of(src, t, chunk_rows)]
     if on_plan is not None:
         on_plan(plan)
@@ -164,6 +169,6 @@ def export(
             yield Progress(chunk, copied=False)
             continue
         again = state.start(chunk)
-        copy_chunk(src, dst, chunk, again)
+        copy_chunk(src, dst, chunk, again, layout)
         state.finish(chunk)
         yield Progress(chunk, copied=True)
