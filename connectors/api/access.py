@@ -8,6 +8,7 @@ for the projects of the key (None: every project; auth off, or a key not limited
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
@@ -37,6 +38,20 @@ def api_scope(method: str, path: str) -> str | None:
     return "write"
 
 
+def limited_may(method: str, path: str) -> bool:
+    """What a key limited to projects may call at all: the API, but not the web UI (its pages show every
+    project) nor changes to what every project shares (connections, score configs)."""
+    if not path.startswith("/api/"):
+        return False
+    shared = path.startswith(("/api/v1/connections", "/api/v1/score-configs"))
+    return not shared or method in ("GET", "HEAD", "OPTIONS")
+
+
+def project_in_path(request: Request, project: str) -> None:
+    """A router dependency: 403 unless the key may touch the `{project}` of the path."""
+    require_project(request, project)
+
+
 def api_deny(status: int, message: str, scope: Scope) -> Response:
     """The API's refusal: its error body; a browser asking for a UI page without a session goes to /login."""
     path = scope["path"]
@@ -55,6 +70,25 @@ def require_project(request: Request, project: str) -> None:
     allowed = projects_of(request)
     if allowed is not None and project not in allowed:
         raise ApiError(403, f"this API key is not allowed project {project!r}", code="forbidden")
+
+
+def in_key_projects(request: Request, items: list[Any]) -> list[Any]:
+    """Scores (JSON objects) to write with `request`'s key: each in one of its projects (403 otherwise); one
+    without a project gets the key's project when it has one only (else the trace's could be anyone's)."""
+    allowed = projects_of(request)
+    if allowed is None:
+        return items
+    only = next(iter(allowed)) if len(allowed) == 1 else None
+    out = []
+    for i, doc in enumerate(items):
+        project = doc.get("project") if isinstance(doc, dict) else None
+        if not project and only is not None and isinstance(doc, dict):
+            doc = {**doc, "project": only}
+        elif not isinstance(project, str) or project not in allowed:
+            msg = f"item {i}: a key limited to projects writes scores with one of them as `project`"
+            raise ApiError(403, msg, "project", code="forbidden")
+        out.append(doc)
+    return out
 
 
 def visible(request: Request, project: str) -> bool:

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from connectors.api.access import api_deny, api_scope, projects_of, require_project, visible
+from connectors.api.access import api_deny, api_scope, limited_may, projects_of, require_project, visible
 from connectors.api.blocking import run
 from connectors.api.compat import build_compat_router
 from connectors.api.connections import build_connections_router
@@ -287,6 +287,7 @@ def build_api_app(state: ApiState) -> FastAPI:
             scope_of=api_scope,
             deny=api_deny,
             sessions=state.auth.sessions,
+            limited_may=limited_may,
         )
     install_error_handlers(app)
     return app

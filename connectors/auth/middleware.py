@@ -29,6 +29,7 @@ from connectors.auth.session import COOKIE, SessionSigner
 from dataflow import metrics
 
 ScopeOf = Callable[[str, str], str | None]
+LimitedMay = Callable[[str, str], bool]
 Deny = Callable[[int, str, Scope], Response]
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNAUTHENTICATED = "a valid API key is required (authorization: Bearer <key>)"
@@ -79,6 +80,7 @@ class AuthMiddleware:
         scope_of: ScopeOf,
         deny: Deny,
         sessions: SessionSigner | None = None,
+        limited_may: LimitedMay = lambda _method, _path: True,
     ) -> None:
         self.app = app
         self._ring = ring
@@ -86,6 +88,7 @@ class AuthMiddleware:
         self._scope_of = scope_of
         self._deny = deny
         self._sessions = sessions
+        self._limited_may = limited_may
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._ring.enabled:
@@ -104,6 +107,8 @@ class AuthMiddleware:
             status, message = 403, "cross-site request refused: its Origin is not this site"
         elif not key.allows(needed):
             status, message = 403, f"this API key lacks the {needed!r} scope"
+        elif key.limited and not self._limited_may(scope["method"], scope["path"]):
+            status, message = 403, "this needs an API key over every project"
         if status:
             outcome = "unauthenticated" if status == 401 else "forbidden"
             metrics.AUTH_REQUESTS.labels(self._listener, outcome).inc()
