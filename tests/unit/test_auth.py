@@ -142,7 +142,7 @@ def test_a_network_address_without_keys_is_refused() -> None:
     check_exposure("127.0.0.1", auth_on=False, insecure=False)
     check_exposure("0.0.0.0", auth_on=True, insecure=False)
     check_exposure("0.0.0.0", auth_on=False, insecure=True)
-    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0 with no API key.*--insecure"):
+    with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0 with no API key.*--insecure"):
         check_exposure("0.0.0.0", auth_on=False, insecure=False)
 
 
