@@ -44,6 +44,8 @@ def build_login_router(ring: KeyRing, sessions: SessionSigner) -> APIRouter:
         found = ring.verify(form.get("key", "").strip())
         if found is None:
             return page(request, next_path, "That key is not valid.", 401)
+        if found.limited:
+            return page(request, next_path, "The web UI needs a key over every project.", 403)
         response = RedirectResponse(_safe_next(next_path), status_code=303)
         response.set_cookie(
             COOKIE,

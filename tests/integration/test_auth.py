@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.integration.service import REPO, ServiceProcess, http
+from tests.integration.test_api_models import KEY_ROUTES, ROUTES, conforms
 from tests.waiting import eventually
 
 JS = {"Content-Type": "application/json"}
@@ -276,3 +277,22 @@ def test_cli_goes_through_the_api_while_the_service_holds_the_data_dir(
     env["TRACEJUDGE_API_KEY"] = keys.made["read"]
     refused = cli("keys", "list", "--api-url", svc.api, env=env)
     assert refused.returncode == 1 and "403" in refused.stderr
+
+
+def test_keys_routes_answer_their_models(svc: ServiceProcess, keys: Keys) -> None:
+    answers = {
+        ("POST", "/api/v1/keys"): call(
+            svc, "POST", "/api/v1/keys", keys.admin, {"name": "m", "scopes": ["read"]}
+        ),
+        ("GET", "/api/v1/keys"): call(svc, "GET", "/api/v1/keys", keys.admin),
+    }
+    key_id = answers[("POST", "/api/v1/keys")][1]["key_id"]
+    answers[("DELETE", "/api/v1/keys/{key_id}")] = call(svc, "DELETE", f"/api/v1/keys/{key_id}", keys.admin)
+    assert set(answers) == KEY_ROUTES
+    for route, (status, doc) in answers.items():
+        assert status < 300, doc
+        conforms(ROUTES[route].response_model, doc)
+    missing = call(svc, "DELETE", "/api/v1/keys/000000000000", keys.admin)
+    assert missing[0] == 404 and missing[1]["error"]["code"] == "not_found"
+    bad = call(svc, "POST", "/api/v1/keys", keys.admin, {"name": "m", "scopes": ["root"]})
+    assert bad[0] == 422 and "root" in bad[1]["error"]["message"]
