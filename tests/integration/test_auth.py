@@ -30,7 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.integration.service import REPO, ServiceProcess, http
-from tests.integration.test_api_models import KEY_ROUTES, ROUTES, conforms
+from tests.integration.test_api_models import KEY_ROUTES, conforms
+from tests.integration.test_api_models import ROUTES as DECLARED
 from tests.waiting import eventually
 
 JS = {"Content-Type": "application/json"}
@@ -291,7 +292,7 @@ def test_keys_routes_answer_their_models(svc: ServiceProcess, keys: Keys) -> Non
     assert set(answers) == KEY_ROUTES
     for route, (status, doc) in answers.items():
         assert status < 300, doc
-        conforms(ROUTES[route].response_model, doc)
+        conforms(DECLARED[route].response_model, doc)
     missing = call(svc, "DELETE", "/api/v1/keys/000000000000", keys.admin)
     assert missing[0] == 404 and missing[1]["error"]["code"] == "not_found"
     bad = call(svc, "POST", "/api/v1/keys", keys.admin, {"name": "m", "scopes": ["root"]})
