@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -297,3 +298,12 @@ def test_keys_routes_answer_their_models(svc: ServiceProcess, keys: Keys) -> Non
     assert missing[0] == 404 and missing[1]["error"]["code"] == "not_found"
     bad = call(svc, "POST", "/api/v1/keys", keys.admin, {"name": "m", "scopes": ["root"]})
     assert bad[0] == 422 and "root" in bad[1]["error"]["message"]
+
+
+def test_a_network_address_with_no_key_refuses_to_start(tmp_path: Path) -> None:
+    ports = ["--otlp-grpc-port", "0", "--otlp-http-port", "0", "--api-port", "0"]
+    refused = cli("run", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "data"), *ports)
+    assert refused.returncode == 2
+    assert (
+        "refusing to listen on 0.0.0.0 with no API key" in refused.stderr and "--insecure" in refused.stderr
+    )
