@@ -37,6 +37,7 @@ from connectors.api.scores import build_scores_router
 from connectors.api.trace_doc import load_trace
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.auth.middleware import AuthMiddleware
+from connectors.auth.sql_scope import SqlRefused, confine
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.migrate import SQL_DIR
@@ -197,12 +198,15 @@ def build_api_app(state: ApiState) -> FastAPI:
         summary="Run one read-only query",
     )
     async def sql(request: Request, body: SqlRequest) -> Response:
-        if projects_of(request) is not None:
-            raise ApiError(403, "SQL needs a key over every project (or the admin scope)", code="forbidden")
+        query, allowed = body.query, projects_of(request)
+        try:
+            query = confine(query, allowed) if allowed is not None else query
+        except SqlRefused as exc:
+            raise ApiError(403, str(exc), "query", code="forbidden") from exc
         started = time.perf_counter()
         await run(state.scores.caught_up)  # a query of `scores` sees every score already acknowledged
         try:
-            columns, types, rows, truncated = await run(state.readonly.query, body.query)
+            columns, types, rows, truncated = await run(state.readonly.query, query)
         except (
             QueryError
         ) as exc:  # the caller's query: a 400 (elsewhere a failed query is the store's, a 503)

@@ -219,7 +219,16 @@ def test_reads_of_a_limited_key_are_filtered(svc: ServiceProcess, keys: Keys) ->
     other = next(t for t in call(svc, "GET", "/api/v1/traces?project=p2", keys.admin)[1]["traces"])
     assert call(svc, "GET", f"/api/v1/traces/{other['trace_id']}", limited)[0] == 404
     assert call(svc, "GET", "/api/v1/traces?project=p2", limited)[0] == 403
-    assert call(svc, "POST", "/api/v1/sql", limited, {"query": "SELECT 1"})[0] == 403
+    sql = {"query": "SELECT DISTINCT Project FROM otel_traces WHERE Project IN ('p1', 'p2') ORDER BY 1"}
+    assert call(svc, "POST", "/api/v1/sql", keys.admin, sql)[1]["data"] == [["p1"], ["p2"]]
+    status, doc = call(svc, "POST", "/api/v1/sql", limited, sql)
+    assert status == 200 and doc["data"] == [["p1"]], doc
+    joined = {
+        "query": "SELECT count() FROM otel_traces AS t JOIN otel_traces AS u USING TraceId WHERE u.Project = 'p2'"
+    }
+    assert call(svc, "POST", "/api/v1/sql", limited, joined)[1]["data"] == [[0]]
+    status, doc = call(svc, "POST", "/api/v1/sql", limited, {"query": "SELECT * FROM keys"})
+    assert status == 403 and "'keys'" in doc["error"]["message"]
     rule = {
         "name": f"r-{tag}",
         "project": "p2",

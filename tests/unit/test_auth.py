@@ -17,6 +17,7 @@ from connectors.auth.keys import ApiKey, hash_secret, new_key, parse_scopes, spl
 from connectors.auth.middleware import bearer_token, same_origin
 from connectors.auth.ring import KeyRing
 from connectors.auth.session import SessionSigner, load_secret
+from connectors.auth.sql_scope import SqlRefused, confine
 from connectors.otlp.builder import restricted
 from connectors.otlp.decode import decode_json
 from connectors.otlp.ingest import normalizer_from
@@ -156,3 +157,40 @@ def test_spans_of_other_projects_are_rejected_and_named() -> None:
     assert other.accepted == 0 and other.reject_reasons == {"project": mine.accepted}
     assert "is not one of this API key's" in other.error_message()
     assert restricted(norm, None) is norm
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("SELECT count() FROM otel_traces",
+         "SELECT count() FROM (SELECT * FROM otel_traces WHERE Project IN ('o''k', 'p1')) AS otel_traces"),
+        ("SELECT Name FROM scores AS s FINAL",
+         "SELECT Name FROM (SELECT * FROM scores FINAL WHERE Project IN ('o''k', 'p1')) AS s"),
+        ("SELECT 1 UNION ALL SELECT count() FROM rules WHERE Project = 'p2'",
+         "SELECT 1 UNION ALL SELECT count() FROM (SELECT * FROM rules WHERE Project IN ('o''k', 'p1')) AS rules "
+         "WHERE Project = 'p2'"),
+        ("SELECT * FROM jobs WHERE JobId IN (SELECT JobId FROM jobs)",
+         "SELECT * FROM (SELECT * FROM jobs WHERE Project IN ('o''k', 'p1')) AS jobs WHERE JobId IN "
+         "(SELECT JobId FROM (SELECT * FROM jobs WHERE Project IN ('o''k', 'p1')) AS jobs)"),
+    ],
+)  # fmt: skip
+def test_sql_of_a_limited_key_reads_its_projects_only(query: str, expected: str) -> None:
+    assert confine(query, frozenset({"p1", "o'k"})) == expected
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM keys", "SELECT * FROM (keys)", "SELECT * FROM otel_traces, connections",
+        "SELECT * FROM `keys`", "SELECT * FROM system.tables", "SELECT * FROM default.otel_traces",
+        "SELECT * FROM otel_traces_trace_id_ts", "SELECT * FROM numbers(3)", "SELECT * FROM remote('h', default.keys)",
+        "SELECT * FROM view(SELECT * FROM keys)", "WITH otel_traces AS (SELECT 1) SELECT * FROM otel_traces",
+        "SELECT 1 FROM otel_traces WHERE TraceId IN keys", "SELECT 1 FROM otel_traces WHERE TraceId GLOBAL IN keys",
+        "SELECT dictGet('d', 'a', 1)", "SELECT joinGet('j', 'v', 1)", "SELECT * FROM scores INTERSECT SELECT * FROM keys",
+        "SELECT 1; SELECT 2", "INSERT INTO scores VALUES (1)", "EXPLAIN SELECT * FROM keys", "DESCRIBE keys",
+        "SELEC broken",
+    ],
+)  # fmt: skip
+def test_sql_a_limited_key_may_not_run(query: str) -> None:
+    with pytest.raises(SqlRefused, match="a key limited to projects may not use"):
+        confine(query, frozenset({"p1"}))
