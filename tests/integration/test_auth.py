@@ -248,7 +248,8 @@ def test_ui_login_sets_a_strict_session_and_refuses_cross_site_posts(svc: Servic
         http("GET", svc.api + "/traces")[0] == 200 and "Log in" in http("GET", svc.api + "/login")[2].decode()
     )  # redirected to /login
     origin = {"Origin": svc.api, "Content-Type": "application/x-www-form-urlencoded"}
-    form = urllib.parse.urlencode({"key": keys.made["read"], "next": "/rules"}).encode()
+    ui_key = keys.make("ui", ["read", "write"])
+    form = urllib.parse.urlencode({"key": ui_key, "next": "/rules"}).encode()
     bad = urllib.parse.urlencode({"key": "tj_0123456789ab_nope"}).encode()
     assert http("POST", svc.api + "/login", bad, origin)[0] == 401
     assert http("POST", svc.api + "/login", form, {**origin, "Origin": "https://evil.example"})[0] == 403
@@ -258,12 +259,17 @@ def test_ui_login_sets_a_strict_session_and_refuses_cross_site_posts(svc: Servic
         opener.open(req, timeout=30)
     cookie = answer.value.headers["set-cookie"]
     assert answer.value.code == 303 and answer.value.headers["location"] == "/rules"
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and keys.made["read"] not in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and ui_key not in cookie
     session = {"Cookie": cookie.split(";", 1)[0]}
     assert http("GET", svc.api + "/rules", b"", session)[0] == 200
     change = {**session, "Content-Type": "application/json"}
-    assert http("PATCH", svc.api + "/api/v1/rules/x", b"{}", change)[0] == 403  # no Origin: refused
-    assert http("PATCH", svc.api + "/api/v1/rules/x", b"{}", {**change, "Origin": svc.api})[0] == 403  # scope
+    status, _, body = http("PATCH", svc.api + "/api/v1/rules/x", b"{}", change)
+    assert status == 403 and b"cross-site request refused" in body  # no Origin
+    assert (
+        http("PATCH", svc.api + "/api/v1/rules/x", b"{}", {**change, "Origin": svc.api})[0] == 404
+    )  # let through
+    assert call(svc, "DELETE", f"/api/v1/keys/{ui_key.split('_')[1]}", keys.admin)[0] == 200
+    assert http("GET", svc.api + "/api/v1/rules", b"", session)[0] == 401  # the session ends with its key
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
