@@ -5,7 +5,7 @@ subquery of that table filtered to the key's projects, under the same name or al
 written and sees nothing else. Anything the rewrite cannot vouch for is refused rather than guessed at: another
 table (system tables, the lookup table, keys, connections), a database-qualified name, a table function
 (`remote`, `url`, `file`, `merge`, `view`, `numbers`...), `IN <table>`, functions that read tables by name
-(`joinGet`, `dictGet`...), `WITH` clauses (a CTE named like a table would shadow it) and anything that is not
+(`joinGet`, `dictGet`, `file`...), `WITH` clauses (a CTE named like a table would shadow it) and anything that is not
 one SELECT (or UNION of SELECTs). Values are quoted by sqlglot's generator, never pasted in by hand.
 """
 
@@ -18,7 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 PROJECT_TABLES = frozenset({"otel_traces", "scores", "rules", "jobs"})
-_TABLE_READERS = ("dict", "joinget", "hascolumnintable", "getsetting", "getserversetting")
+_TABLE_READERS = ("dict", "joinget", "hascolumnintable", "getsetting", "getserversetting", "file")
 
 
 class SqlRefused(ValueError):

@@ -186,7 +186,7 @@ def test_sql_of_a_limited_key_reads_its_projects_only(query: str, expected: str)
         "SELECT * FROM otel_traces_trace_id_ts", "SELECT * FROM numbers(3)", "SELECT * FROM remote('h', default.keys)",
         "SELECT * FROM view(SELECT * FROM keys)", "WITH otel_traces AS (SELECT 1) SELECT * FROM otel_traces",
         "SELECT 1 FROM otel_traces WHERE TraceId IN keys", "SELECT 1 FROM otel_traces WHERE TraceId GLOBAL IN keys",
-        "SELECT dictGet('d', 'a', 1)", "SELECT joinGet('j', 'v', 1)", "SELECT * FROM scores INTERSECT SELECT * FROM keys",
+        "SELECT file('x')", "SELECT dictGet('d', 'a', 1)", "SELECT joinGet('j', 'v', 1)", "SELECT * FROM scores INTERSECT SELECT * FROM keys",
         "SELECT 1; SELECT 2", "INSERT INTO scores VALUES (1)", "EXPLAIN SELECT * FROM keys", "DESCRIBE keys",
         "SELEC broken",
     ],
