@@ -288,6 +288,23 @@ class ApiConfig(_Section):
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 
 
+class AuthConfig(_Section):
+    """API keys (YAML key `auth`; keys themselves are made with `tracejudge keys create`)."""
+
+    enabled: bool | None = Field(
+        None,
+        description="Require an API key on every listener; unset: on as soon as any key exists (revoked too).",
+    )
+    insecure: bool = Field(
+        False,
+        description="Allow listening on a non-loopback address with no API key (`run --insecure`).",
+    )
+    reload_interval_s: float = Field(
+        2.0, gt=0, description="How often each process re-reads the keys (seconds): a revoke's delay."
+    )
+    session_max_age_s: int = Field(43_200, gt=0, description="How long a web UI login lasts (seconds).")
+
+
 class ScoresLogConfig(_Section):
     """The scores API's write-ahead log, `<data_dir>/scores_wal/` (YAML key `scores_log`): a posted score is
     acknowledged once durable there and reaches ClickHouse when its segment is sealed and stored."""
@@ -428,6 +445,7 @@ class Settings(BaseSettings):
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     scores_log: ScoresLogConfig = Field(default_factory=ScoresLogConfig)

@@ -49,7 +49,8 @@ RECEIVER_SPANS = Counter(
 )
 RECEIVER_REJECTED_SPANS = Counter(
     "tracejudge_receiver_rejected_spans_total",
-    "Malformed spans skipped at ingest, by reason (trace_id, span_id, parent_span_id, name, timestamp).",
+    "Spans skipped at ingest, by reason (trace_id, span_id, parent_span_id, name, timestamp; project: outside "
+    "the API key's projects).",
     ["reason"],
     registry=REGISTRY,
 )
@@ -242,6 +243,16 @@ WINDOW_SPAN_LATENESS = Histogram(
 )
 
 # --- rules ---------------------------------------------------------------------------------------------------
+AUTH_KEYS = Gauge(
+    "tracejudge_auth_valid_keys", "API keys known to this process and not revoked.", registry=REGISTRY
+)
+AUTH_REQUESTS = Counter(
+    "tracejudge_auth_requests_total",
+    "Requests checked for an API key, by listener (api, http, grpc) and outcome (ok, unauthenticated: no valid "
+    "key, forbidden: outside its scope or projects).",
+    ["listener", "outcome"],
+    registry=REGISTRY,
+)
 RULES_LOADED = Gauge(
     "tracejudge_rules_loaded_rules", "Enabled rules in the live rule set.", registry=REGISTRY
 )

@@ -15,6 +15,9 @@
     tracejudge jobs list [--rule RULE] [--state S] | jobs show ID [--follow] | jobs cancel ID
     tracejudge demo [--api-url URL] [--seed N]
     tracejudge export --to DSN [--config FILE] [--data-dir DIR] [--chunk-rows N]
+    tracejudge keys create --name N --scopes ingest,read,write,admin [--project P ...] | keys list | keys revoke ID
+
+Commands that call a running service send the key in TRACEJUDGE_API_KEY when the service asks for one.
 
 chDB allows one process per data directory, so commands that read a running service's data (`sql`) go
 through its HTTP API.
@@ -35,11 +38,12 @@ from typing import Any
 
 from dataflow.config import Settings, load_settings
 from dataflow.errors import TracejudgeError
-from tracejudge import cli_demo, cli_export, cli_jobs, cli_scores
+from tracejudge import cli_demo, cli_export, cli_jobs, cli_keys, cli_scores
 from tracejudge.cli_http import (
     DEFAULT_API_URL,
     ApiError,
     api_call,
+    api_headers,
     csv_text,
     error_doc,
     error_message,
@@ -79,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tracejudge.service import Service
 
     settings = _settings_from(args)
+    if args.insecure:
+        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure": True})})
     _setup_logging(settings.log_level)
     service = Service(settings)
     service.install_signal_handlers()
@@ -152,9 +158,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     url = args.api_url.rstrip("/") + "/api/v1/sql"
-    req = urllib.request.Request(
-        url, data=json.dumps({"query": args.query}).encode(), headers={"Content-Type": "application/json"}
-    )
+    req = urllib.request.Request(url, data=json.dumps({"query": args.query}).encode(), headers=api_headers())
     try:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             doc = json.load(resp)
@@ -266,6 +270,11 @@ def _add_common(p: argparse.ArgumentParser, server: bool) -> None:
     )
     if server:
         p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        p.add_argument(
+            "--insecure",
+            action="store_true",
+            help="listen on a non-loopback address even with no API key (anyone who reaches it may do anything)",
+        )
         p.add_argument("--otlp-grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
         p.add_argument("--otlp-http-port", type=int, help="OTLP/HTTP port (default 4318)")
         p.add_argument("--api-port", type=int, help="API port (default 8080)")
@@ -331,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_jobs.add_parsers(sub)
     cli_demo.add_parsers(sub)
     cli_export.add_parsers(sub)
+    cli_keys.add_parsers(sub)
 
     mig = sub.add_parser("migrate", help="apply ClickHouse migrations (run also does this at start)")
     _add_common(mig, server=False)

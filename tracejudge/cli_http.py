@@ -6,12 +6,24 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
+API_KEY_ENV = "TRACEJUDGE_API_KEY"  # the key commands send to a service that asks for one
+
+
+def api_headers() -> dict[str, str]:
+    """JSON, and the API key from the environment when one is set (never from the command line: argv is
+    visible to every user of the machine)."""
+    headers = {"Content-Type": "application/json"}
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
 
 
 def format_table(columns: list[str], rows: list[list[Any]]) -> str:
@@ -52,7 +64,7 @@ def error_message(doc: Any, reason: str) -> str:
 def api_call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     url = args.api_url.rstrip("/") + path
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method, headers=api_headers())
     try:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             return resp.status, json.load(resp)

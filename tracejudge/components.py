@@ -21,6 +21,7 @@ import uvicorn
 from bytewax._bytewax import cli_main
 from bytewax.recovery import RecoveryConfig
 
+from connectors.auth.ring import KeyRing
 from connectors.clickhouse.rules_store import StatusRow
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.ingest import Ingestor
@@ -179,13 +180,16 @@ class GrpcReceiver:
 
     name = "otlp-grpc"
 
-    def __init__(self, ingestor: Ingestor, host: str, port: int, max_message_bytes: int) -> None:
+    def __init__(
+        self, ingestor: Ingestor, host: str, port: int, max_message_bytes: int, ring: KeyRing | None = None
+    ) -> None:
         self._args = (ingestor, host, port, max_message_bytes)
+        self._ring = ring
         self._server: grpc.Server | None = None
         self.port = 0
 
     def start(self) -> None:
-        self._server, self.port = start_grpc_server(*self._args)
+        self._server, self.port = start_grpc_server(*self._args, ring=self._ring)
 
     def stop(self) -> None:
         if self._server is not None:

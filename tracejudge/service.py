@@ -25,11 +25,16 @@ from bytewax.recovery import init_db_dir
 
 from connectors.api.app import ApiState, build_api_app
 from connectors.api.jobs import JobsDeps
+from connectors.api.keys import AuthDeps
+from connectors.auth.exposure import check_exposure
+from connectors.auth.ring import KeyRing
+from connectors.auth.session import SessionSigner, load_secret
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.cluster_ddl import Layout
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
 from connectors.clickhouse.job_traces import JobTraces
 from connectors.clickhouse.jobs_store import JobStore
+from connectors.clickhouse.keys_store import KeyStore
 from connectors.clickhouse.migrate import apply_retention, migrate
 from connectors.clickhouse.replay import SpanFetcher
 from connectors.clickhouse.rules_store import RuleStore
@@ -102,6 +107,7 @@ class Service:
             logger.info("data directory %s", data_dir)
             metrics.zero_alerted_series((SPANS_TABLE, SCORES_TABLE))
             self._open_clickhouse()
+            self._start_auth(data_dir)
             self._apply_files()
             self._start_registries(data_dir)
             self._start_pipeline(data_dir)
@@ -131,6 +137,18 @@ class Service:
         self.jobs_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-jobs", on_stop=self.jobs_ch.close))
         logger.info("ClickHouse ready at %s", self.writer_ch.safe_dsn)
+
+    def _start_auth(self, data_dir: Path) -> None:
+        """The key ring (polled like the rules); refuse a network address with authentication off."""
+        s = self.settings
+        store = KeyStore(self.reader_ch)
+        self.key_ring = KeyRing(store, s.auth.enabled, s.auth.reload_interval_s)
+        self.key_ring.refresh(force=True)
+        check_exposure(s.host, self.key_ring.enabled, s.auth.insecure)
+        logger.info("authentication %s", "on" if self.key_ring.enabled else "off (no API key yet)")
+        sessions = SessionSigner(load_secret(data_dir), s.auth.session_max_age_s)
+        self.auth = AuthDeps(store, self.key_ring, sessions)
+        self._lifecycle.start(Step("key-reloader", self.key_ring.start, self.key_ring.stop))
 
     def _apply_files(self) -> None:
         s = self.settings
@@ -234,16 +252,19 @@ class Service:
             self.scores, ScoreConfigStore(self.reader_ch), s.compat,
             JobsDeps(self.job_store, JobTraces(self.reader_ch, s.jobs.trace_lookback_s), self.rule_store,
                      self.connection_store.by_name, self.job_runner.wake),
+            self.auth,
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")
         apps = [
-            (build_otlp_http_app(self.ingestor), listeners.sockets["otlp_http"]),
+            (build_otlp_http_app(self.ingestor, self.key_ring), listeners.sockets["otlp_http"]),
             (build_api_app(api_state), listeners.sockets["api"]),
         ]
         lc.start(HttpServers(apps, self.stop_requested.set))
         # gRPC last: a stop closes it first, then the HTTP servers
-        receiver = GrpcReceiver(self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes)
+        receiver = GrpcReceiver(
+            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, self.key_ring
+        )
         self.ports["otlp_grpc"] = lc.start(receiver).port
         logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])

@@ -22,11 +22,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from connectors.api.access import api_deny, api_scope, limited_may, projects_of, require_project, visible
 from connectors.api.blocking import run
 from connectors.api.compat import build_compat_router
 from connectors.api.connections import build_connections_router
 from connectors.api.errors import ApiError, error_responses, install_error_handlers
 from connectors.api.jobs import JobsDeps, build_jobs_router, job_view
+from connectors.api.keys import AuthDeps, build_keys_router
 from connectors.api.models import IngestResponse, SqlRequest, SqlResponse, TraceList, TraceView
 from connectors.api.params import iso_ns, parse_time
 from connectors.api.rules import StatusExtras, build_rules_router
@@ -34,6 +36,8 @@ from connectors.api.score_configs import build_score_configs_router, config_chec
 from connectors.api.scores import build_scores_router
 from connectors.api.trace_doc import load_trace
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
+from connectors.auth.middleware import AuthMiddleware
+from connectors.auth.sql_scope import SqlRefused, confine
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.migrate import SQL_DIR
@@ -43,6 +47,7 @@ from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.scores_store import ScoreAccess
 from connectors.otlp.http import JSON, handle_export
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
+from connectors.ui.login import build_login_router
 from connectors.ui.pages import STATIC_DIR, build_ui_router
 from connectors.ui.rules_pages import RulesUi, build_rules_ui_router
 from connectors.ui.trace_view import build_trace_ui_router
@@ -95,6 +100,7 @@ class ApiState:
     score_configs: ScoreConfigStore
     compat: CompatConfig = field(default_factory=CompatConfig)
     jobs: JobsDeps | None = None
+    auth: AuthDeps | None = None
 
 
 def _ingest_success(encoding: Encoding, result: ExportResult) -> Response:
@@ -130,7 +136,9 @@ def build_api_app(state: ApiState) -> FastAPI:
         },
     )
     async def ingest(request: Request) -> Response:
-        return await handle_export(request, state.ingestor, "api", _ingest_success)
+        return await handle_export(
+            request, state.ingestor, "api", _ingest_success, allowed=projects_of(request)
+        )
 
     @app.get(
         "/api/v1/traces/{trace_id}",
@@ -138,12 +146,12 @@ def build_api_app(state: ApiState) -> FastAPI:
         responses=error_responses(400, 404, 422),
         summary="One trace's spans with project, input, output, attributes",
     )
-    async def get_trace(trace_id: str) -> Response:
+    async def get_trace(request: Request, trace_id: str) -> Response:
         tid = trace_id.lower()
         if len(tid) != 32 or not _HEX.issuperset(tid):
             raise ApiError(400, "trace_id must be 32 hex characters", "trace_id")
         doc = await run(load_trace, state.reader, state.scores, tid)
-        if doc is None:
+        if doc is None or not visible(request, doc["project"]):
             raise ApiError(404, f"trace {tid} not found")
         return json_response(doc)
 
@@ -154,6 +162,7 @@ def build_api_app(state: ApiState) -> FastAPI:
         summary="Recent traces, newest first",
     )
     async def list_traces(
+        request: Request,
         project: Annotated[str, Query(description="Only this project; empty for all.")] = "",
         since: Annotated[
             str | None, Query(description="ISO 8601 time or Unix seconds; traces starting at or after.")
@@ -161,7 +170,10 @@ def build_api_app(state: ApiState) -> FastAPI:
         limit: Annotated[int | None, Query(ge=1, description="Most traces to return.")] = None,
     ) -> Response:
         lim = min(limit or state.config.traces_default_limit, state.config.traces_max_limit)
-        params = {"project": project, "since_ns": parse_time(since), "limit": lim}
+        if project:
+            require_project(request, project)
+        allowed = sorted(projects_of(request) or ())
+        params = {"project": project, "projects": allowed, "since_ns": parse_time(since), "limit": lim}
         table = await run(lambda: state.reader.query_arrow(_query("traces_list"), params))
         traces = [
             {
@@ -185,11 +197,16 @@ def build_api_app(state: ApiState) -> FastAPI:
         responses=error_responses(400, 422),
         summary="Run one read-only query",
     )
-    async def sql(body: SqlRequest) -> Response:
+    async def sql(request: Request, body: SqlRequest) -> Response:
+        query, allowed = body.query, projects_of(request)
+        try:
+            query = confine(query, allowed) if allowed is not None else query
+        except SqlRefused as exc:
+            raise ApiError(403, str(exc), "query", code="forbidden") from exc
         started = time.perf_counter()
         await run(state.scores.caught_up)  # a query of `scores` sees every score already acknowledged
         try:
-            columns, types, rows, truncated = await run(state.readonly.query, body.query)
+            columns, types, rows, truncated = await run(state.readonly.query, query)
         except (
             QueryError
         ) as exc:  # the caller's query: a 400 (elsewhere a failed query is the store's, a 503)
@@ -264,5 +281,17 @@ def build_api_app(state: ApiState) -> FastAPI:
     app.include_router(build_trace_ui_router(state.reader, state.readonly, state.scores, check_configs))
     app.include_router(build_rules_ui_router(RulesUi(state.reader, state.rules, state.connections, state.on_rules_change, state.on_connections_change, test_rule, status_extras, state.jobs is not None)))  # fmt: skip
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if state.auth is not None:
+        app.include_router(build_keys_router(state.auth.store, state.auth.ring))
+        app.include_router(build_login_router(state.auth.ring, state.auth.sessions))
+        app.add_middleware(
+            AuthMiddleware,
+            ring=state.auth.ring,
+            listener="api",
+            scope_of=api_scope,
+            deny=api_deny,
+            sessions=state.auth.sessions,
+            limited_may=limited_may,
+        )
     install_error_handlers(app)
     return app

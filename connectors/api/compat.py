@@ -28,6 +28,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from connectors.api.access import projects_of, require_project
 from connectors.api.errors import ApiError, ErrorBody, error_responses
 from connectors.api.score_models import ItemError
 from connectors.api.scores import ConfigCheck, store_scores
@@ -169,7 +170,9 @@ def build_compat_router(
         },
     )
     async def otel_traces(request: Request, creds: Credentials) -> Response:
-        return await handle_export(request, ingestor, "api", otlp_success, project_of(creds))
+        return await handle_export(
+            request, ingestor, "api", otlp_success, project_of(creds), projects_of(request)
+        )
 
     @router.post(
         "/api/public/scores",
@@ -182,7 +185,8 @@ def build_compat_router(
         },
         summary="Langfuse's scores: a list of camelCase scores (202, or 207 when some are refused), or one (200)",
     )
-    async def langfuse_scores(creds: Credentials, body: Any = Body(...)) -> JSONResponse:  # noqa: B008
+    async def langfuse_scores(request: Request, creds: Credentials, body: Any = Body(...)) -> JSONResponse:  # noqa: B008
+        require_project(request, project_of(creds))
         if not isinstance(body, dict | list):
             raise ApiError(400, "the body must be a score (a JSON object) or a list of scores", "body")
         items = body if isinstance(body, list) else [body]
@@ -228,12 +232,14 @@ def build_compat_router(
         summary="InteractiveAI's scores: one snake_case score, in the public key's project",
     )
     async def platform_score(
+        request: Request,
         org_id: str,
         platform_project: str,
         creds: Credentials,
         body: Any = Body(...),  # noqa: B008
     ) -> PlatformScoreCreated:
         project = project_of(creds)
+        require_project(request, project)
         if (org_id, platform_project) != (ORG_ID, project_id(project)):
             raise ApiError(404, f"no project {platform_project} in organization {org_id} for this public key")
         ids, _ = await store_renamed([body], INTERACTIVEAI_FIELDS, project, store, check_configs, True)

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from connectors.api.access import require_project, visible
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.job_models import (
@@ -93,9 +94,9 @@ def _window(since: str | None, until: str | None) -> tuple[int, int]:
 def build_jobs_router(deps: JobsDeps) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=error_responses(422))
 
-    async def saved_rule(rule_id: str) -> RuleSpec:
+    async def saved_rule(request: Request, rule_id: str) -> RuleSpec:
         spec: RuleSpec | None = await run(deps.rules.get, rule_id)
-        if spec is None:
+        if spec is None or not visible(request, spec.project):
             raise ApiError(404, f"rule {rule_id} not found")
         return spec
 
@@ -119,8 +120,8 @@ def build_jobs_router(deps: JobsDeps) -> APIRouter:
 
     @router.post("/rules/{rule_id}/rewind", status_code=202, response_model=JobStarted | DryRun, responses=responses,
                  summary="Re-score the rule's traces that started in a window (current version)")  # fmt: skip
-    async def rewind(rule_id: str, body: RewindRequest) -> JSONResponse:
-        spec = await saved_rule(rule_id)
+    async def rewind(request: Request, rule_id: str, body: RewindRequest) -> JSONResponse:
+        spec = await saved_rule(request, rule_id)
         rule = _compiled(spec)
         since_ns, until_ns = _window(body.since, body.until)
         job = new_job(JobKind.REWIND, spec, spec.project, {"since_ns": since_ns, "until_ns": until_ns})
@@ -129,8 +130,8 @@ def build_jobs_router(deps: JobsDeps) -> APIRouter:
 
     @router.post("/rules/{rule_id}/backfill", status_code=202, response_model=JobStarted | DryRun, responses=responses,
                  summary="Score the rule's most recent matching traces (default the last 50), or a window")  # fmt: skip
-    async def backfill(rule_id: str, body: BackfillRequest) -> JSONResponse:
-        spec = await saved_rule(rule_id)
+    async def backfill(request: Request, rule_id: str, body: BackfillRequest) -> JSONResponse:
+        spec = await saved_rule(request, rule_id)
         rule = _compiled(spec)
         if body.since is not None and body.last is not None:
             raise ApiError(400, "give either last or since (with until), not both", "last")
@@ -145,14 +146,14 @@ def build_jobs_router(deps: JobsDeps) -> APIRouter:
 
     @router.post("/score-traces", status_code=202, response_model=JobStarted | DryRun, responses=responses,
                  summary="Score the listed traces now with a rule's scorers or given ones (no filter, no sampling)")  # fmt: skip
-    async def score_traces(body: ScoreTracesRequest) -> JSONResponse:
+    async def score_traces(request: Request, body: ScoreTracesRequest) -> JSONResponse:
         trace_ids, span_ids = _ids(body.trace_ids, 32, "trace_ids"), _ids(body.span_ids, 16, "span_ids")
         if not trace_ids or len(trace_ids) > MAX_TRACE_IDS:
             raise ApiError(
                 400, f"between 1 and {MAX_TRACE_IDS:,} trace ids, not {len(trace_ids)}", "trace_ids"
             )
         named = body.rule_id or next((s.get("rule_id") for s in body.scorers if "rule_id" in s), None)
-        spec = await saved_rule(str(named)) if named else None
+        spec = await saved_rule(request, str(named)) if named else None
         scope = body.scope if "scope" in body.model_fields_set or spec is None else spec.scope
         if span_ids and scope != "span":
             raise ApiError(400, "span_ids need scope 'span'", "span_ids")
@@ -162,6 +163,8 @@ def build_jobs_router(deps: JobsDeps) -> APIRouter:
         job = new_job(JobKind.SCORE_TRACES, spec, project, params)
         plan = await run(deps.traces.plan, job, None)
         projects = sorted({body.project or c.project for c in plan}) or [body.project or "default"]
+        for p in {project, *projects} - {""}:
+            require_project(request, p)
         if spec is not None:
             rules = [_compiled(as_scope(spec, scope))]
         else:
@@ -177,27 +180,28 @@ def build_jobs_router(deps: JobsDeps) -> APIRouter:
 
     @router.get("/jobs", response_model=JobList, summary="Jobs, newest first")
     async def list_jobs(
+        request: Request,
         rule_id: Annotated[str, Query(description="Only this rule's jobs.")] = "",
         state: Annotated[str, Query(description="Only jobs in this state.")] = "",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JobList:
         if state and state not in {s.value for s in JobState}:
             raise ApiError(400, f"state must be one of {', '.join(s.value for s in JobState)}", "state")
-        jobs = await run(deps.store.jobs, rule_id, state, limit)
+        jobs = [j for j in await run(deps.store.jobs, rule_id, state, limit) if visible(request, j.project)]
         return JobList(jobs=[job_view(j) for j in jobs], count=len(jobs))
 
     @router.get("/jobs/{job_id}", response_model=JobView, responses=error_responses(404), summary="One job")
-    async def get_job(job_id: str) -> JobView:
+    async def get_job(request: Request, job_id: str) -> JobView:
         job = await run(deps.store.get, job_id)
-        if job is None:
+        if job is None or not visible(request, job.project):
             raise ApiError(404, f"job {job_id} not found")
         return job_view(job)
 
     @router.post("/jobs/{job_id}/cancel", response_model=JobView, responses=error_responses(404),
                  summary="Cancel a job: it stops within a few seconds; what it scored stays (an ended job: as is)")  # fmt: skip
-    async def cancel_job(job_id: str) -> JobView:
+    async def cancel_job(request: Request, job_id: str) -> JobView:
         job = await run(deps.store.get, job_id)
-        if job is None:
+        if job is None or not visible(request, job.project):
             raise ApiError(404, f"job {job_id} not found")
         if job.state.finished:
             return job_view(job)

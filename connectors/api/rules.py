@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
+from connectors.api.access import projects_of, require_project, visible
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.job_models import JobView
@@ -91,8 +92,10 @@ def build_rules_router(
         return stored
 
     @router.get("", response_model=RuleList, summary="List rules, optionally of one project")
-    async def list_rules(project: str | None = Query(None)) -> RuleList:
-        rules = await run(store.load, project)
+    async def list_rules(request: Request, project: str | None = Query(None)) -> RuleList:
+        if project:
+            require_project(request, project)
+        rules = [r for r in await run(store.load, project) if visible(request, r.project)]
         return RuleList(rules=rules, count=len(rules))
 
     @router.post(
@@ -101,8 +104,9 @@ def build_rules_router(
         responses=error_responses(400),
         summary="Create a rule; an existing name in the project is returned unchanged (200)",
     )
-    async def create(response: Response, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
+    async def create(request: Request, response: Response, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
         spec = validated(body)
+        require_project(request, spec.project)
         existing: RuleSpec | None = await run(store.by_name, spec.project, spec.name)
         if existing is not None:
             response.status_code = 200
@@ -116,8 +120,9 @@ def build_rules_router(
         responses=error_responses(400),
         summary="Create or replace a rule by project and name",
     )
-    async def put(response: Response, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
+    async def put(request: Request, response: Response, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
         spec = validated(body)
+        require_project(request, spec.project)
         existing: RuleSpec | None = await run(store.by_name, spec.project, spec.name)
         if existing is None:
             response.status_code = 201
@@ -134,7 +139,7 @@ def build_rules_router(
         responses=error_responses(400),
         summary="Run an unsaved rule over stored traces (default: its project's 50 latest)",
     )
-    async def test(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def test(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         rule = body.get("rule", body)
@@ -145,18 +150,23 @@ def build_rules_router(
         spec = validated(rule)
         if keep_id:
             spec = spec.model_copy(update={"id": str(keep_id)})
+        require_project(request, spec.project)
+        if projects_of(request) is not None and window.get("trace_ids") is not None:
+            raise ApiError(
+                403, "a key limited to projects tests rules on its project's traces", "window.trace_ids"
+            )
         result: dict[str, Any] = await run(tester, spec, window)
         return {"rule": spec, **result}
 
-    async def get_or_404(rule_id: str) -> RuleSpec:
+    async def get_or_404(request: Request, rule_id: str) -> RuleSpec:
         spec: RuleSpec | None = await run(store.get, rule_id)
-        if spec is None:
+        if spec is None or not visible(request, spec.project):
             raise ApiError(404, f"rule {rule_id} not found")
         return spec
 
     @router.get("/{rule_id}", response_model=RuleSpec, responses=error_responses(404), summary="One rule")
-    async def get(rule_id: str) -> RuleSpec:
-        return await get_or_404(rule_id)
+    async def get(request: Request, rule_id: str) -> RuleSpec:
+        return await get_or_404(request, rule_id)
 
     @router.patch(
         "/{rule_id}",
@@ -164,12 +174,13 @@ def build_rules_router(
         responses=error_responses(400, 404, 409),
         summary="Change some fields of a rule",
     )
-    async def patch(rule_id: str, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
-        current = await get_or_404(rule_id)
+    async def patch(request: Request, rule_id: str, body: Any = Body(...)) -> RuleSpec:  # noqa: B008
+        current = await get_or_404(request, rule_id)
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object (fields to change)")
         merged = {**current.model_dump(mode="json"), **body}
         spec = validated(merged, keep=current)
+        require_project(request, spec.project)
         if (spec.project, spec.name) != (current.project, current.name):
             clash = await run(store.by_name, spec.project, spec.name)
             if clash is not None and clash.id != rule_id:
@@ -179,8 +190,8 @@ def build_rules_router(
     @router.delete(
         "/{rule_id}", response_model=Deleted, responses=error_responses(404), summary="Delete a rule"
     )
-    async def delete(rule_id: str) -> Deleted:
-        current = await get_or_404(rule_id)
+    async def delete(request: Request, rule_id: str) -> Deleted:
+        current = await get_or_404(request, rule_id)
         await run(store.delete, current)
         await run(on_change)
         return Deleted(deleted=rule_id)
@@ -191,8 +202,8 @@ def build_rules_router(
         responses=error_responses(404),
         summary="What the rule decided: counts summed over processes",
     )
-    async def status(rule_id: str) -> RuleStatus:
-        spec = await get_or_404(rule_id)
+    async def status(request: Request, rule_id: str) -> RuleStatus:
+        spec = await get_or_404(request, rule_id)
         rows: list[StatusRow] = await run(store.status, rule_id)
         extras = await run(status_extras, rule_id) if status_extras is not None else StatusExtras()
         return rule_status(spec, rows, extras, connection)

@@ -18,9 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
+from connectors.api.access import in_key_projects, projects_of, require_project, visible
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import Deleted
@@ -85,12 +86,13 @@ def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = uncheck
         },
         summary="Store one score (201) or a list of up to 1,000 (200, or 207 when some are refused)",
     )
-    async def post_scores(body: Any = Body(...)) -> JSONResponse:  # noqa: B008
+    async def post_scores(request: Request, body: Any = Body(...)) -> JSONResponse:  # noqa: B008
         if not isinstance(body, dict | list):
             raise ApiError(400, "the body must be a score (a JSON object) or a list of scores", "body")
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_BATCH:
             raise ApiError(400, f"at most {MAX_BATCH} scores per request, not {len(items)}", "body")
+        items = in_key_projects(request, items)
         ids, errors = await store_scores(items, store, check_configs, single=isinstance(body, dict))
         status = 201 if isinstance(body, dict) else 207 if errors else 200
         answer = ScoresPosted(accepted=len(ids), score_ids=ids, errors=errors)
@@ -98,6 +100,7 @@ def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = uncheck
 
     @router.get("", response_model=ScoreList, responses=error_responses(400), summary="Scores, newest first")
     async def list_scores(
+        request: Request,
         project: Annotated[str, Query(description="Only this project.")] = "",
         trace_id: Annotated[str, Query(description="Only this trace's scores (32 hex digits).")] = "",
         observation_id: Annotated[str, Query(description="Only this span's scores (16 hex digits).")] = "",
@@ -114,6 +117,11 @@ def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = uncheck
         ] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Query(description="The next_cursor of the previous page.")] = None,
     ) -> ScoreList:
+        allowed = projects_of(request)
+        if project:
+            require_project(request, project)
+        elif allowed is not None and len(allowed) == 1:
+            project = next(iter(allowed))
         where = ScoreFilter(
             project=project,
             trace_id=_hex_param(trace_id, "trace_id"),
@@ -129,12 +137,13 @@ def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = uncheck
             rows, next_cursor = await run(store.page, where, limit, cursor)
         except ValueError as exc:
             raise ApiError(400, f"cursor: {exc}", "cursor") from exc
+        rows = [r for r in rows if visible(request, r["project"])]  # a key of several projects: its own only
         return ScoreList(scores=[score_view(r) for r in rows], count=len(rows), next_cursor=next_cursor)
 
     @router.get("/{score_id}", response_model=ScoreView, responses=error_responses(404), summary="One score")
-    async def get_score(score_id: str) -> ScoreView:
+    async def get_score(request: Request, score_id: str) -> ScoreView:
         row = await run(store.get, score_id)
-        if row is None:
+        if row is None or not visible(request, row["project"]):
             raise ApiError(404, f"score {score_id} not found")
         return score_view(row)
 
@@ -144,7 +153,11 @@ def build_scores_router(store: ScoreAccess, check_configs: ConfigCheck = uncheck
         responses=error_responses(404, 503),
         summary="Delete a score (all rows)",
     )
-    async def delete_score(score_id: str) -> Deleted:
+    async def delete_score(request: Request, score_id: str) -> Deleted:
+        if projects_of(request) is not None:
+            row = await run(store.get, score_id)
+            if row is None or not visible(request, row["project"]):
+                raise ApiError(404, f"score {score_id} not found")
         try:
             deleted = await run(store.delete, score_id)
         except WalFull as exc:  # scores posted before it are not stored yet

@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.api.access import project_in_path
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError, error_responses
 from connectors.api.models import MatchType, TraceEvalRuleView
@@ -236,6 +237,7 @@ def build_trace_eval_rules_router(
         prefix="/api/v1/projects/{project}/trace-eval-rules",
         tags=["trace eval rules"],
         responses=error_responses(422),
+        dependencies=[Depends(project_in_path)],
     )
 
     def resolve(ref: str) -> ConnectionSpec:

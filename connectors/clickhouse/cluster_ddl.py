@@ -45,6 +45,7 @@ SHARDING_KEYS = {
     "jobs": "cityHash64(JobId)",
     "job_claims": "cityHash64(JobId)",
     "job_cancels": "cityHash64(JobId)",
+    "keys": "cityHash64(KeyId)",
     "tracejudge_schema_migrations": "Version",
 }
 LOCAL_SUFFIX = "_local"

@@ -35,6 +35,7 @@ class Normalizer:
     default_project: str = "default"
     keep_io_in_attributes: bool = False
     max_errors_in_message: int = 5
+    allowed_projects: frozenset[str] | None = None  # an API key's projects: spans of others are rejected
     input_rank: dict[str, int] = field(init=False, repr=False, compare=False)
     output_rank: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -48,6 +49,12 @@ class Normalizer:
             if value:
                 return value
         return self.default_project
+
+
+@functools.lru_cache(maxsize=256)
+def restricted(normalizer: Normalizer, allowed: frozenset[str] | None) -> Normalizer:
+    """`normalizer`, except that spans of projects outside `allowed` are rejected (None: every project)."""
+    return normalizer if allowed is None else dataclasses.replace(normalizer, allowed_projects=allowed)
 
 
 @functools.lru_cache(maxsize=256)
@@ -191,6 +198,9 @@ class SpanBatchBuilder:
         input_text = attr_v[in_idx] if in_idx >= 0 else ""
         output_text = attr_v[out_idx] if out_idx >= 0 else ""
         res_k, res_v, project, service = res
+        if norm.allowed_projects is not None and project not in norm.allowed_projects:
+            self.reject("project", f"span {index}: project {project[:100]!r} is not one of this API key's")
+            return
         resource_map = None
         session = ""
         for key in norm.session_keys:

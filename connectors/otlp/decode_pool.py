@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from connectors.otlp.builder import Normalizer, with_project
+from connectors.otlp.builder import Normalizer, restricted, with_project
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
 from dataflow.errors import WalError
 
@@ -76,9 +76,11 @@ def to_payload(decoded: DecodedRequest, as_bytes: bool = False) -> DecodedPayloa
     )
 
 
-def _decode(body: bytes, encoding: str, ingested_at_ns: int, project: str | None) -> DecodedPayload:
+def _decode(
+    body: bytes, encoding: str, ingested_at_ns: int, project: str | None, allowed: frozenset[str] | None
+) -> DecodedPayload:
     assert _NORMALIZER is not None
-    norm = _NORMALIZER if project is None else with_project(_NORMALIZER, project)
+    norm = restricted(_NORMALIZER if project is None else with_project(_NORMALIZER, project), allowed)
     if encoding == "protobuf":
         return to_payload(decode_protobuf(body, norm, ingested_at_ns), as_bytes=True)
     return to_payload(decode_json(body, norm, ingested_at_ns), as_bytes=True)
@@ -114,12 +116,20 @@ class DecodePool:
             raise
 
     def decode(
-        self, body: bytes, encoding: str, ingested_at_ns: int, project: str | None = None
+        self,
+        body: bytes,
+        encoding: str,
+        ingested_at_ns: int,
+        project: str | None = None,
+        allowed: frozenset[str] | None = None,
     ) -> DecodedPayload:
-        """One request body, decoded in a worker; `project`, when given, is every span's project."""
+        """One request body, decoded in a worker; `project`, when given, is every span's project; spans of
+        projects outside `allowed` (when given) are rejected."""
         pool = self._pool
         try:
-            future: Future[DecodedPayload] = pool.submit(_decode, body, encoding, ingested_at_ns, project)
+            future: Future[DecodedPayload] = pool.submit(
+                _decode, body, encoding, ingested_at_ns, project, allowed
+            )
             return future.result()
         except BrokenProcessPool as exc:
             with self._lock:

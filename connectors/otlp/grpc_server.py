@@ -17,6 +17,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from connectors.auth.middleware import UNAUTHENTICATED, bearer_token
+from connectors.auth.ring import KeyRing
 from connectors.otlp.ingest import Ingestor
 from dataflow import metrics
 from dataflow.errors import DecodeError, WalError, WalFull
@@ -38,14 +40,34 @@ def _abort(
 
 
 class _ExportHandler:
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, ring: KeyRing | None) -> None:
         self._ingestor = ingestor
+        self._ring = ring
+
+    def _authorize(self, context: grpc.ServicerContext) -> frozenset[str] | None:
+        """The projects the caller's key may send (None: every one); aborts without a key with `ingest`."""
+        if self._ring is None or not self._ring.enabled:
+            return None
+        sent = [v for k, v in context.invocation_metadata() if k == "authorization"]
+        token = bearer_token(str(sent[0])) if sent else None
+        key = self._ring.verify(token) if token else None
+        if key is None:
+            metrics.AUTH_REQUESTS.labels(_TRANSPORT, "unauthenticated").inc()
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED, UNAUTHENTICATED)
+        elif not key.allows("ingest"):
+            metrics.AUTH_REQUESTS.labels(_TRANSPORT, "forbidden").inc()
+            message = "this API key lacks the 'ingest' scope"
+            _abort(context, grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED, message)
+        assert key is not None
+        metrics.AUTH_REQUESTS.labels(_TRANSPORT, "ok").inc()
+        return key.projects if key.limited else None
 
     def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        allowed = self._authorize(context)
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = self._ingestor.export(request, "protobuf", _TRANSPORT)
+            result = self._ingestor.export(request, "protobuf", _TRANSPORT, allowed=allowed)
             response = ExportTraceServiceResponse()
             if result.rejected:
                 response.partial_success.rejected_spans = result.rejected
@@ -73,14 +95,20 @@ class _ExportHandler:
 
 
 def start_grpc_server(
-    ingestor: Ingestor, host: str, port: int, max_message_bytes: int, workers: int = 8
+    ingestor: Ingestor,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    workers: int = 8,
+    ring: KeyRing | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start the OTLP/gRPC receiver; return the server and the port it bound."""
+    """Start the OTLP/gRPC receiver; return the server and the port it bound. With a key ring, every export
+    needs a key with the `ingest` scope in its `authorization` metadata."""
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",
         {
             "Export": grpc.unary_unary_rpc_method_handler(
-                _ExportHandler(ingestor), request_deserializer=None, response_serializer=None
+                _ExportHandler(ingestor, ring), request_deserializer=None, response_serializer=None
             )
         },
     )

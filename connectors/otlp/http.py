@@ -18,10 +18,14 @@ import orjson
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Scope
 
+from connectors.auth.middleware import AuthMiddleware, caller_projects
+from connectors.auth.ring import KeyRing
 from connectors.otlp.ingest import Encoding, ExportResult, Ingestor
 from dataflow import metrics
 from dataflow.errors import DecodeError, WalError, WalFull
@@ -148,9 +152,11 @@ async def handle_export(
     transport: str,
     success: Callable[[Encoding, ExportResult], Response],
     project: str | None = None,
+    allowed: frozenset[str] | None = None,
 ) -> Response:
     """Run one export request through the shared path and answer it; never raises for bad input. `project`,
-    when given, is every span's project (else each resource's)."""
+    when given, is every span's project (else each resource's); spans of projects outside `allowed` (the
+    caller's API key's, None: every project) are rejected, a partial success naming why."""
     started = time.perf_counter()
     outcome = "error"
     encoding: Encoding = "json" if "json" in (request.headers.get("content-type") or "") else "protobuf"
@@ -158,7 +164,7 @@ async def handle_export(
         export = await read_export_request(request, ingestor.config.max_body_bytes)
         encoding = export.encoding
         result = await anyio.to_thread.run_sync(
-            ingestor.export, export.body, export.encoding, transport, project
+            ingestor.export, export.body, export.encoding, transport, project, allowed
         )
         outcome = "partial" if result.rejected else "ok"
         return success(export.encoding, result)
@@ -184,10 +190,22 @@ def _error(encoding: Encoding, status: int, message: str, headers: dict[str, str
     return Response(body, status, media_type=media, headers=headers)
 
 
-def build_otlp_http_app(ingestor: Ingestor) -> Starlette:
-    """The OTLP/HTTP receiver app for port 4318."""
+def _deny(status: int, message: str, scope: Scope) -> Response:
+    """A refusal by the key check, as an OTLP Status in the request's encoding."""
+    content_type = Headers(scope=scope).get("content-type") or ""
+    encoding: Encoding = "json" if "json" in content_type else "protobuf"
+    code = code_pb2.UNAUTHENTICATED if status == 401 else code_pb2.PERMISSION_DENIED
+    body, media = status_body(encoding, code, message)
+    return Response(body, status, media_type=media)
+
+
+def build_otlp_http_app(ingestor: Ingestor, ring: KeyRing | None = None) -> ASGIApp:
+    """The OTLP/HTTP receiver app for port 4318; with a key ring, every export needs the `ingest` scope."""
 
     async def export(request: Request) -> Response:
-        return await handle_export(request, ingestor, "http", otlp_success)
+        return await handle_export(request, ingestor, "http", otlp_success, allowed=caller_projects(request))
 
-    return Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])
+    app = Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])
+    if ring is None:
+        return app
+    return AuthMiddleware(app, ring, "http", lambda _method, _path: "ingest", _deny)

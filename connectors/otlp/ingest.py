@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from connectors.otlp.builder import Normalizer, with_project
+from connectors.otlp.builder import Normalizer, restricted, with_project
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
 from connectors.otlp.decode_pool import DecodedPayload, DecodePool, to_payload
 from connectors.wal.log import Wal
@@ -53,24 +53,37 @@ class Ingestor:
         self._timeout = append_timeout_s
         self._pool = pool
 
-    def decode(self, body: bytes, encoding: Encoding, project: str | None = None) -> DecodedRequest:
+    def decode(
+        self,
+        body: bytes,
+        encoding: Encoding,
+        project: str | None = None,
+        allowed: frozenset[str] | None = None,
+    ) -> DecodedRequest:
         now = time.time_ns()
         norm = self.normalizer if project is None else with_project(self.normalizer, project)
+        norm = restricted(norm, allowed)
         if encoding == "protobuf":
             return decode_protobuf(body, norm, now)
         return decode_json(body, norm, now)
 
     def export(
-        self, body: bytes, encoding: Encoding, transport: str, project: str | None = None
+        self,
+        body: bytes,
+        encoding: Encoding,
+        transport: str,
+        project: str | None = None,
+        allowed: frozenset[str] | None = None,
     ) -> ExportResult:
-        """Decode and durably append; `project`, when given, is every span's project (else each resource's).
+        """Decode and durably append; `project`, when given, is every span's project (else each resource's);
+        spans of projects outside `allowed` (an API key's; None: every project) are rejected and counted.
         Raises DecodeError (bad body), WalFull (back-pressure), WalError."""
         metrics.RECEIVER_REQUEST_BYTES.labels(transport).inc(len(body))
         self.wal.check_capacity()
         if self._pool is not None:
-            decoded = self._pool.decode(body, encoding, time.time_ns(), project)
+            decoded = self._pool.decode(body, encoding, time.time_ns(), project, allowed)
         else:
-            decoded = to_payload(self.decode(body, encoding, project))
+            decoded = to_payload(self.decode(body, encoding, project, allowed))
         return self.append(decoded, transport)
 
     def append(self, decoded: DecodedPayload, transport: str) -> ExportResult:

@@ -1,5 +1,5 @@
--- Recent traces, newest first, optionally for one project. Parameters: project ('' for all),
--- since_ns (start time lower bound, Unix nanoseconds), limit.
+-- Recent traces, newest first, optionally for one project. Parameters: project ('' for all), projects (an
+-- API key's projects; [] for all), since_ns (start time lower bound, Unix nanoseconds), limit.
 SELECT
     TraceId AS trace_id,
     any(Project) AS project,
@@ -12,6 +12,7 @@ SELECT
     countIf(StatusCode = 'Error') AS error_spans
 FROM otel_traces
 WHERE ({project:String} = '' OR Project = {project:String})
+  AND (empty({projects:Array(String)}) OR has({projects:Array(String)}, Project))
   AND Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64})
 GROUP BY TraceId
 ORDER BY start_ns DESC
