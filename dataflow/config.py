@@ -263,6 +263,27 @@ class ApiConfig(_Section):
     sql_max_execution_s: int = Field(
         30, gt=0, description="Time limit of one read-only query (whole seconds)."
     )
+    sql_max_memory_bytes: int = Field(
+        1024 * MIB, gt=0, description="Memory one read-only query may use (ClickHouse's max_memory_usage)."
+    )
+    sql_max_bytes_before_external_group_by: int = Field(
+        512 * MIB,
+        ge=0,
+        description="A query's GROUP BY spills to disk above this many bytes (0: never, it fails instead).",
+    )
+    sql_max_bytes_before_external_sort: int = Field(
+        512 * MIB,
+        ge=0,
+        description="A query's ORDER BY spills to disk above this many bytes (0: never, it fails instead).",
+    )
+    sql_max_concurrent: int = Field(
+        2, ge=1, le=64, description="Read-only queries (API and UI) that run at once; more wait in line."
+    )
+    sql_queue_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a query waits for a free slot (seconds); then 429 with Retry-After (0: no wait).",
+    )
     traces_default_limit: int = Field(50, gt=0, description="Default `limit` of `GET /api/v1/traces`.")
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 

@@ -386,7 +386,7 @@ JUDGE_SPANS_DROPPED = Counter(
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",
-    "Read-only queries run through the API, by outcome (ok, refused, error).",
+    "Read-only queries run through the API, by outcome (ok, refused, error, busy: no free query slot).",
     ["outcome"],
     registry=REGISTRY,
 )

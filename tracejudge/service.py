@@ -116,7 +116,7 @@ class Service:
         apply_retention(self.writer_ch, s.retention_days)
         self.reader_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-reader", on_stop=self.reader_ch.close))
-        self.readonly = self.reader_ch.readonly(s.api.sql_max_rows, s.api.sql_max_execution_s)
+        self.readonly = self.reader_ch.readonly(s.api)
         lc.start(Step("clickhouse-readonly", on_stop=self.readonly.close))
         self.scores_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-scores", on_stop=self.scores_ch.close))

@@ -67,8 +67,15 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class ApiError(HTTPException):
     """A refusal of one of our routes; `code` defaults to the status' (400: `validation_error`)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None) -> None:
-        super().__init__(status, message)
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, message, dict(headers) if headers else None)
         self.message = message
         self.field = field or None
         self.code = code or _CODES.get(status, "error")
