@@ -102,6 +102,17 @@ class IngestConfig(_Section):
     max_errors_in_message: int = Field(
         5, ge=1, description="How many rejected spans a partial-success message names."
     )
+    duplicate_window_s: float = Field(
+        600.0,
+        ge=0,
+        description=(
+            "A request byte-identical to one acknowledged this many seconds ago or less is answered again "
+            "without storing its spans twice (a client's retry); 0: off."
+        ),
+    )
+    duplicate_max_requests: int = Field(
+        100_000, gt=0, description="Most acknowledged requests remembered for that (16-byte digests, LRU)."
+    )
     decode_workers: int = Field(
         2,
         ge=0,
