@@ -299,6 +299,36 @@ class ApiConfig(_Section):
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 
 
+class TlsConfig(_Section):
+    """TLS on the OTLP/gRPC, OTLP/HTTP and API listeners, all three from the same files (YAML key `tls`). The
+    files are read again on SIGHUP: new connections get the new certificate; a set that fails to load is
+    logged and the old one kept."""
+
+    cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) the listeners serve; empty: plain TCP, no TLS."
+    )
+    key_file: Path | None = Field(None, description="PEM private key of cert_file (unencrypted).")
+    client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA certificates; when set every client must present a certificate they signed "
+        "(mutual TLS). Empty: no client certificate is asked for.",
+    )
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            msg = "tls.cert_file and tls.key_file go together: set both or neither"
+            raise ValueError(msg)
+        if self.client_ca_file is not None and self.cert_file is None:
+            msg = "tls.client_ca_file needs tls.cert_file and tls.key_file"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class ScoresLogConfig(_Section):
     """The scores API's write-ahead log, `<data_dir>/scores_wal/` (YAML key `scores_log`): a posted score is
     acknowledged once durable there and reaches ClickHouse when its segment is sealed and stored."""
@@ -441,6 +471,7 @@ class Settings(BaseSettings):
     compat: CompatConfig = Field(default_factory=CompatConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     scores_log: ScoresLogConfig = Field(default_factory=ScoresLogConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

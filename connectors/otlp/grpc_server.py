@@ -73,9 +73,15 @@ class _ExportHandler:
 
 
 def start_grpc_server(
-    ingestor: Ingestor, host: str, port: int, max_message_bytes: int, workers: int = 8
+    ingestor: Ingestor,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    workers: int = 8,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start the OTLP/gRPC receiver; return the server and the port it bound."""
+    """Start the OTLP/gRPC receiver (with TLS when `credentials` are given); return the server and the port it
+    bound."""
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",
         {
@@ -95,7 +101,12 @@ def start_grpc_server(
     )
     msg = f"cannot bind OTLP/gRPC on {host}:{port}"
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound = (
+            server.add_insecure_port(address)
+            if credentials is None
+            else server.add_secure_port(address, credentials)
+        )
     except RuntimeError as exc:  # grpcio >= 1.60 raises where older versions returned 0
         raise OSError(msg) from exc
     if bound == 0:
