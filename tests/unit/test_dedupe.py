@@ -59,47 +59,41 @@ def test_a_refused_request_is_not_remembered() -> None:
     assert recent.once(b"k", lambda: "stored") == ("stored", False)
 
 
-def test_a_copy_arriving_while_the_first_is_stored_waits_for_it() -> None:
-    recent: RecentRequests[str] = RecentRequests(600, 10, Clock())
+def _copy_during_first(recent: RecentRequests[str], first_fails: bool) -> list[tuple[str, bool]]:
+    """A second copy sent while the first is being stored; the second's answer (and the first's when it
+    succeeded)."""
     entered, release = threading.Event(), threading.Event()
     answers: list[tuple[str, bool]] = []
 
-    def slow() -> str:
+    def first() -> str:
         entered.set()
         release.wait(30)
+        if first_fails:
+            raise RuntimeError("log full")
         return "first"
 
-    first = threading.Thread(target=lambda: answers.append(recent.once(b"k", slow)))
-    first.start()
+    def send_first() -> None:
+        try:
+            answers.append(recent.once(b"k", first))
+        except RuntimeError:
+            assert first_fails
+
+    threads = [threading.Thread(target=send_first)]
+    threads[0].start()
     assert entered.wait(30)
-    second = threading.Thread(target=lambda: answers.append(recent.once(b"k", lambda: "second")))
-    second.start()
+    threads.append(threading.Thread(target=lambda: answers.append(recent.once(b"k", lambda: "second"))))
+    threads[1].start()
     release.set()
-    first.join(30)
-    second.join(30)
+    for t in threads:
+        t.join(30)
+    return answers
+
+
+def test_a_copy_arriving_while_the_first_is_stored_waits_for_it() -> None:
+    answers = _copy_during_first(RecentRequests(600, 10, Clock()), first_fails=False)
     assert sorted(answers) == [("first", False), ("first", True)]
 
 
 def test_a_copy_of_a_refused_first_is_tried_on_its_own() -> None:
-    recent: RecentRequests[str] = RecentRequests(600, 10, Clock())
-    entered, release = threading.Event(), threading.Event()
-    answers: list[tuple[str, bool]] = []
-
-    def refused() -> str:
-        entered.set()
-        release.wait(30)
-        raise RuntimeError("log full")
-
-    def first_call() -> None:
-        with pytest.raises(RuntimeError):
-            recent.once(b"k", refused)
-
-    first = threading.Thread(target=first_call)
-    first.start()
-    assert entered.wait(30)
-    second = threading.Thread(target=lambda: answers.append(recent.once(b"k", lambda: "second")))
-    second.start()
-    release.set()
-    first.join(30)
-    second.join(30)
+    answers = _copy_during_first(RecentRequests(600, 10, Clock()), first_fails=True)
     assert answers == [("second", False)]
