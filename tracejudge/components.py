@@ -218,6 +218,7 @@ class HttpServers:
         self._on_failure = on_failure
         self._servers: list[uvicorn.Server] = []
         self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
@@ -244,7 +245,18 @@ class HttpServers:
         assert self._ssl is not None
         return self._ssl
 
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run `fn` on the servers' event loop, where every TLS handshake of theirs starts (OpenSSL does not
+        let one thread change a context's certificate while another starts a connection from it); here when
+        the loop is not running."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
     async def _serve_all(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for app, _sock in self._apps:
             config = uvicorn.Config(
                 app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10,

@@ -87,6 +87,7 @@ class Service:
         self._ready = False
         self.ports: dict[str, int] = {}
         self.tls: ServerTls | None = None
+        self.http: HttpServers | None = None
 
     # --- start-up ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -242,7 +243,7 @@ class Service:
             (build_api_app(api_state), listeners.sockets["api"]),
         ]
         tls = self.tls
-        lc.start(HttpServers(apps, self.stop_requested.set, tls.context if tls else None))
+        self.http = lc.start(HttpServers(apps, self.stop_requested.set, tls.context if tls else None))
         # gRPC last: a stop closes it first, then the HTTP servers
         receiver = GrpcReceiver(
             self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes,
@@ -334,10 +335,11 @@ class Service:
 
     def _reload(self, _signum: int, _frame: FrameType | None) -> None:
         """SIGHUP: read the TLS files again (rules and connections reload by themselves)."""
-        if self.tls is None:
-            logger.info("received SIGHUP: no TLS configured, nothing to reload")
+        tls, http = self.tls, self.http
+        if tls is None or http is None:
+            logger.info("received SIGHUP: no TLS configured (or not started yet), nothing to reload")
             return
-        self.tls.reload()
+        http.call_soon(tls.reload)
 
     def wait(self) -> None:
         while not self.stop_requested.wait(0.5):
