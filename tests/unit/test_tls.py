@@ -12,6 +12,7 @@ import trustme
 from connectors.tls import ServerTls
 from dataflow.config import TlsConfig, load_settings
 from dataflow.errors import ConfigError
+from tracejudge.cli import main
 
 
 def _files(directory: Path, cert: trustme.LeafCert) -> TlsConfig:
@@ -111,3 +112,15 @@ def test_the_config_names_the_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"tls.client_ca_file needs"):
         load_settings(tls={"client_ca_file": str(tmp_path / "ca.pem")})
     assert not load_settings().tls.enabled
+
+
+def test_config_check_loads_the_tls_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ca = trustme.CA()
+    _files(tmp_path, ca.issue_cert("localhost"))
+    config = tmp_path / "tj.yaml"
+    config.write_text(f"tls:\n  cert_file: {tmp_path / 'cert.pem'}\n  key_file: {tmp_path / 'key.pem'}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert f"tls            {tmp_path / 'cert.pem'}" in capsys.readouterr().out
+    ca.issue_cert("localhost").private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    assert main(["config", "check", "--config", str(config)]) == 1
+    assert "tls: cannot load" in capsys.readouterr().err
