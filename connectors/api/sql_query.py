@@ -15,6 +15,13 @@ from dataflow import metrics
 from dataflow.errors import QueryBusy, QueryError
 
 
+def query_outcome(exc: QueryError) -> str:
+    """The `outcome` label of a failed query: busy (no free slot), refused (not read-only) or error."""
+    if isinstance(exc, QueryBusy):
+        return "busy"
+    return "refused" if "readonly" in str(exc).lower() else "error"
+
+
 def sql_answer(
     readonly: ReadOnlyClient, query: str
 ) -> tuple[list[str], list[str], list[tuple[Any, ...]], bool]:
@@ -22,11 +29,11 @@ def sql_answer(
     try:
         answer = readonly.query(query)
     except QueryBusy as exc:
-        metrics.API_SQL_QUERIES.labels("busy").inc()
+        metrics.API_SQL_QUERIES.labels(query_outcome(exc)).inc()
         retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         raise ApiError(429, str(exc), code="too_many_requests", headers=retry) from exc
     except QueryError as exc:
-        metrics.API_SQL_QUERIES.labels("refused" if "readonly" in str(exc).lower() else "error").inc()
+        metrics.API_SQL_QUERIES.labels(query_outcome(exc)).inc()
         raise ApiError(400, str(exc), code="query_error") from exc
     metrics.API_SQL_QUERIES.labels("ok").inc()
     return answer
