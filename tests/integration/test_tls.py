@@ -18,6 +18,7 @@ import trustme
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
+from connectors.otlp.grpc_server import EXPORT_METHOD
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_receivers import emit
 from tests.waiting import eventually
@@ -94,9 +95,15 @@ def test_the_sdk_exporters_send_over_tls(svc: TlsService, tls_dir: Path) -> None
     svc.wait_for(f"SELECT count() FROM otel_traces WHERE Project = '{project}'", 10)
 
 
-def test_plain_http_is_not_served(svc: TlsService) -> None:
+def test_plaintext_is_not_served(svc: TlsService) -> None:
     with pytest.raises((ConnectionError, OSError)):
         http("GET", f"http://127.0.0.1:{svc.ports['api']}/healthz", timeout=10)
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{svc.ports['grpc']}") as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        channel.unary_unary(EXPORT_METHOD)(b"", timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
 
 
 def _served(port: int, ca_file: Path) -> bytes:
