@@ -102,6 +102,17 @@ class IngestConfig(_Section):
     max_errors_in_message: int = Field(
         5, ge=1, description="How many rejected spans a partial-success message names."
     )
+    duplicate_window_s: float = Field(
+        600.0,
+        ge=0,
+        description=(
+            "A request byte-identical to one acknowledged this many seconds ago or less is answered again "
+            "without storing its spans twice (a client's retry); 0: off."
+        ),
+    )
+    duplicate_max_requests: int = Field(
+        100_000, gt=0, description="Most acknowledged requests remembered for that (16-byte digests, LRU)."
+    )
     decode_workers: int = Field(
         2,
         ge=0,
@@ -284,6 +295,27 @@ class ApiConfig(_Section):
     sql_max_execution_s: int = Field(
         30, gt=0, description="Time limit of one read-only query (whole seconds)."
     )
+    sql_max_memory_bytes: int = Field(
+        1024 * MIB, gt=0, description="Memory one read-only query may use (ClickHouse's max_memory_usage)."
+    )
+    sql_max_bytes_before_external_group_by: int = Field(
+        512 * MIB,
+        ge=0,
+        description="A query's GROUP BY spills to disk above this many bytes (0: never, it fails instead).",
+    )
+    sql_max_bytes_before_external_sort: int = Field(
+        512 * MIB,
+        ge=0,
+        description="A query's ORDER BY spills to disk above this many bytes (0: never, it fails instead).",
+    )
+    sql_max_concurrent: int = Field(
+        2, ge=1, le=64, description="Read-only queries (API and UI) that run at once; more wait in line."
+    )
+    sql_queue_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a query waits for a free slot (seconds); then 429 with Retry-After (0: no wait).",
+    )
     traces_default_limit: int = Field(50, gt=0, description="Default `limit` of `GET /api/v1/traces`.")
     traces_max_limit: int = Field(1000, gt=0, description="Largest `limit` of `GET /api/v1/traces`.")
 
@@ -303,6 +335,36 @@ class AuthConfig(_Section):
         2.0, gt=0, description="How often each process re-reads the keys (seconds): a revoke's delay."
     )
     session_max_age_s: int = Field(43_200, gt=0, description="How long a web UI login lasts (seconds).")
+
+
+class TlsConfig(_Section):
+    """TLS on the OTLP/gRPC, OTLP/HTTP and API listeners, all three from the same files (YAML key `tls`). The
+    files are read again on SIGHUP: new connections get the new certificate; a set that fails to load is
+    logged and the old one kept."""
+
+    cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) the listeners serve; empty: plain TCP, no TLS."
+    )
+    key_file: Path | None = Field(None, description="PEM private key of cert_file (unencrypted).")
+    client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA certificates; when set every client must present a certificate they signed "
+        "(mutual TLS). Empty: no client certificate is asked for.",
+    )
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            msg = "tls.cert_file and tls.key_file go together: set both or neither"
+            raise ValueError(msg)
+        if self.client_ca_file is not None and self.cert_file is None:
+            msg = "tls.client_ca_file needs tls.cert_file and tls.key_file"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
 
 
 class ScoresLogConfig(_Section):
@@ -449,6 +511,7 @@ class Settings(BaseSettings):
     compat: CompatConfig = Field(default_factory=CompatConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     scores_log: ScoresLogConfig = Field(default_factory=ScoresLogConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -17,6 +17,7 @@
     │   └── JudgeBadResponse   an answer that does not fit the requested structure or score range
     ├── SinkError              ClickHouse refused or failed a write
     └── QueryError             a read-only query was refused or failed (answered 400)
+        └── QueryBusy          every read-only query slot stayed taken (answered 429 with Retry-After)
 
 Only start-up code lets these escape; after start-up each becomes an answer to the sender, a metric,
 or a row an operator can see.
@@ -109,3 +110,11 @@ class JudgeBadResponse(JudgeError):
     """The answer is not valid JSON, misses the score, or the score is out of range."""
 
     retryable = True
+
+
+class QueryBusy(QueryError):
+    """Every slot for read-only queries stayed taken while the query waited; retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -61,6 +61,13 @@ RECEIVER_REQUEST_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+RECEIVER_DUPLICATE_REQUESTS = Counter(
+    "tracejudge_receiver_duplicate_requests_total",
+    "Export requests byte-identical to one acknowledged lately (a client's retry), answered again without "
+    "storing their spans twice, by transport.",
+    ["transport"],
+    registry=REGISTRY,
+)
 RECEIVER_REQUEST_BYTES = Counter(
     "tracejudge_receiver_request_bytes_total",
     "Export request bytes received after decompression, by transport.",
@@ -397,7 +404,7 @@ JUDGE_SPANS_DROPPED = Counter(
 # --- API -------------------------------------------------------------------------------------------------------
 API_SQL_QUERIES = Counter(
     "tracejudge_api_sql_queries_total",
-    "Read-only queries run through the API, by outcome (ok, refused, error).",
+    "Read-only queries run through the API, by outcome (ok, refused, error, busy: no free query slot).",
     ["outcome"],
     registry=REGISTRY,
 )

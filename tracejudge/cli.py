@@ -132,10 +132,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     --allow-missing-keys) or --online could not read the connections table.
     """
     from connectors.clickhouse.client import redact_dsn
-    from tracejudge.config_check import check_connections
+    from tracejudge.config_check import check_connections, check_tls
 
     settings = _settings_from(args)
     report = check_connections(settings, online=args.online)
+    report.errors.extend(check_tls(settings.tls))
     missing = report.missing_keys
     failed = bool(report.errors) or (bool(missing) and not args.allow_missing_keys)
     source = str(args.config) if args.config else "defaults and environment"
@@ -146,6 +147,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"  listeners      OTLP/gRPC {settings.host}:{settings.otlp_grpc_port}, OTLP/HTTP "
         f"{settings.host}:{settings.otlp_http_port}, API {settings.host}:{settings.api_port}"
     )
+    print(f"  tls            {settings.tls.cert_file or 'off'}")
     print(f"  wal            fsync={settings.wal.fsync} max_bytes={settings.wal.max_bytes}")
     print(f"  connections    {report.summary(args.online)}")
     level = "warning" if args.allow_missing_keys else "error"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -181,15 +182,24 @@ class GrpcReceiver:
     name = "otlp-grpc"
 
     def __init__(
-        self, ingestor: Ingestor, host: str, port: int, max_message_bytes: int, ring: KeyRing | None = None
+        self,
+        ingestor: Ingestor,
+        host: str,
+        port: int,
+        max_message_bytes: int,
+        ring: KeyRing | None = None,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._args = (ingestor, host, port, max_message_bytes)
         self._ring = ring
+        self._credentials = credentials
         self._server: grpc.Server | None = None
         self.port = 0
 
     def start(self) -> None:
-        self._server, self.port = start_grpc_server(*self._args, ring=self._ring)
+        self._server, self.port = start_grpc_server(
+            *self._args, ring=self._ring, credentials=self._credentials
+        )
 
     def stop(self) -> None:
         if self._server is not None:
@@ -197,15 +207,23 @@ class GrpcReceiver:
 
 
 class HttpServers:
-    """The HTTP apps (OTLP/HTTP, the API) served by uvicorn on one thread, each on its claimed socket."""
+    """The HTTP apps (OTLP/HTTP, the API) served by uvicorn on one thread, each on its claimed socket; with TLS
+    when given an `ssl_context` (its certificate can be reloaded in place: `connectors/tls.py`)."""
 
     name = "http"
 
-    def __init__(self, apps: list[tuple[Any, socket.socket]], on_failure: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        apps: list[tuple[Any, socket.socket]],
+        on_failure: Callable[[], None],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._apps = apps
+        self._ssl = ssl_context
         self._on_failure = on_failure
         self._servers: list[uvicorn.Server] = []
         self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
@@ -227,11 +245,28 @@ class HttpServers:
             logger.exception("HTTP listeners failed")
             self._on_failure()
 
+    def _ssl_context(self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        """uvicorn's `ssl_context_factory`: the one shared context, whose certificate a reload replaces."""
+        assert self._ssl is not None
+        return self._ssl
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run `fn` on the servers' event loop, where every TLS handshake of theirs starts (OpenSSL does not
+        let one thread change a context's certificate while another starts a connection from it); here when
+        the loop is not running."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
     async def _serve_all(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for app, _sock in self._apps:
             config = uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
-            )
+                app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10,
+                ssl_context_factory=None if self._ssl is None else self._ssl_context,
+            )  # fmt: skip
             self._servers.append(uvicorn.Server(config))
         tasks = [
             asyncio.create_task(srv.serve(sockets=[sock]))

@@ -1,4 +1,5 @@
-"""What `tracejudge config check` says about LLM connections: each one's key must be in the environment.
+"""What `tracejudge config check` says about LLM connections (each one's key must be in the environment) and
+the listeners' TLS files (they must load, as `tracejudge run` loads them).
 
 A connection names the environment variable holding its key (`api_key_env`); when that variable is not set, every
 judge call through it ends in a `JudgeAuthError` score row. The check names such connections before the service
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from connectors.clickhouse.client import ClickHouse, redact_dsn
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
-from dataflow.config import Settings
+from connectors.tls import ServerTls
+from dataflow.config import Settings, TlsConfig
 from dataflow.errors import TracejudgeError
 from dataflow.judging.connections import ConnectionSpec
 
@@ -113,3 +115,14 @@ def check_connections(settings: Settings, online: bool) -> ConnectionsReport:
                 CheckedConnection(s, "connections table") for s in stored if s.name not in from_file
             ]
     return report
+
+
+def check_tls(config: TlsConfig) -> list[str]:
+    """The problem loading the TLS files, as `tracejudge run` would meet it; none when TLS is off."""
+    if not config.enabled:
+        return []
+    try:
+        ServerTls(config)
+    except TracejudgeError as exc:
+        return [str(exc)]
+    return []

@@ -50,6 +50,7 @@ from connectors.otlp.judge_spans import JudgeSpanSink
 from connectors.scores_log.batch import SCORES_LOG_SCHEMA
 from connectors.scores_log.logged import LoggedScores
 from connectors.scores_log.writer import ScoreLogWriter
+from connectors.tls import ServerTls
 from connectors.wal.log import Wal
 from connectors.wal.reclaim import Reclaimer
 from connectors.wal.source import WalRecordSource
@@ -91,6 +92,8 @@ class Service:
         self._flow: FlowThread | None = None
         self._ready = False
         self.ports: dict[str, int] = {}
+        self.tls: ServerTls | None = None
+        self.http: HttpServers | None = None
 
     # --- start-up ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,6 +105,7 @@ class Service:
         with lc.starting():
             # Claim the HTTP ports first: a taken port fails start-up before anything else is touched.
             listeners = lc.start(Listeners(s.host, {"otlp_http": s.otlp_http_port, "api": s.api_port}))
+            self.tls = ServerTls(s.tls) if s.tls.enabled else None  # bad TLS files fail start-up here
             data_dir = s.data_dir.resolve()
             data_dir.mkdir(parents=True, exist_ok=True)
             logger.info("data directory %s", data_dir)
@@ -125,7 +129,7 @@ class Service:
         apply_retention(self.writer_ch, s.retention_days, self.layout)
         self.reader_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-reader", on_stop=self.reader_ch.close))
-        self.readonly = self.reader_ch.readonly(s.api.sql_max_rows, s.api.sql_max_execution_s)
+        self.readonly = self.reader_ch.readonly(s.api)
         lc.start(Step("clickhouse-readonly", on_stop=self.readonly.close))
         self.scores_ch = ClickHouse(s.resolved_dsn)
         lc.start(Step("clickhouse-scores", on_stop=self.scores_ch.close))
@@ -260,12 +264,18 @@ class Service:
             (build_otlp_http_app(self.ingestor, self.key_ring), listeners.sockets["otlp_http"]),
             (build_api_app(api_state), listeners.sockets["api"]),
         ]
-        lc.start(HttpServers(apps, self.stop_requested.set))
+        tls = self.tls
+        self.http = lc.start(HttpServers(apps, self.stop_requested.set, tls.context if tls else None))
         # gRPC last: a stop closes it first, then the HTTP servers
         receiver = GrpcReceiver(
-            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, self.key_ring
-        )
+            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, self.key_ring,
+            tls.grpc_credentials() if tls else None,
+        )  # fmt: skip
         self.ports["otlp_grpc"] = lc.start(receiver).port
+        if tls is not None:
+            logger.info(
+                "TLS on every listener (%s)%s", s.tls.cert_file, ", client certificates required" * tls.mutual
+            )
         logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])
         logger.info(
@@ -343,6 +353,15 @@ class Service:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGHUP, self._reload)
+
+    def _reload(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGHUP: read the TLS files again (rules and connections reload by themselves)."""
+        tls, http = self.tls, self.http
+        if tls is None or http is None:
+            logger.info("received SIGHUP: no TLS configured (or not started yet), nothing to reload")
+            return
+        http.call_soon(tls.reload)
 
     def wait(self) -> None:
         while not self.stop_requested.wait(0.5):

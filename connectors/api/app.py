@@ -34,6 +34,7 @@ from connectors.api.params import iso_ns, parse_time
 from connectors.api.rules import StatusExtras, build_rules_router
 from connectors.api.score_configs import build_score_configs_router, config_checker
 from connectors.api.scores import build_scores_router
+from connectors.api.sql_query import sql_answer
 from connectors.api.trace_doc import load_trace
 from connectors.api.trace_eval_rules import build_trace_eval_rules_router
 from connectors.auth.middleware import AuthMiddleware
@@ -53,7 +54,6 @@ from connectors.ui.rules_pages import RulesUi, build_rules_ui_router
 from connectors.ui.trace_view import build_trace_ui_router
 from dataflow import metrics
 from dataflow.config import ApiConfig, CompatConfig
-from dataflow.errors import QueryError
 from dataflow.model import CloseReason, Trace
 from dataflow.rules.model import RuleSpec, compile_rule
 from dataflow.scoring.preview import preview
@@ -194,7 +194,7 @@ def build_api_app(state: ApiState) -> FastAPI:
     @app.post(
         "/api/v1/sql",
         response_model=SqlResponse,
-        responses=error_responses(400, 422),
+        responses=error_responses(400, 422, 429),
         summary="Run one read-only query",
     )
     async def sql(request: Request, body: SqlRequest) -> Response:
@@ -205,14 +205,7 @@ def build_api_app(state: ApiState) -> FastAPI:
             raise ApiError(403, str(exc), "query", code="forbidden") from exc
         started = time.perf_counter()
         await run(state.scores.caught_up)  # a query of `scores` sees every score already acknowledged
-        try:
-            columns, types, rows, truncated = await run(state.readonly.query, query)
-        except (
-            QueryError
-        ) as exc:  # the caller's query: a 400 (elsewhere a failed query is the store's, a 503)
-            metrics.API_SQL_QUERIES.labels("refused" if "readonly" in str(exc).lower() else "error").inc()
-            raise ApiError(400, str(exc), code="query_error") from exc
-        metrics.API_SQL_QUERIES.labels("ok").inc()
+        columns, types, rows, truncated = await run(sql_answer, state.readonly, query)
         return json_response(
             {
                 "columns": columns,

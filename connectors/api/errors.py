@@ -50,7 +50,10 @@ _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable snake_case: validation_error, not_found, conflict, query_error...")
     message: str = Field(description=f"What went wrong, at most {MAX_MESSAGE} characters.")
-    field: str | None = Field(None, description="Dotted path of the field at fault, when one is known.")
+    field: str | None = Field(
+        None,
+        description=f"Dotted path of the field at fault, when one is known (at most {_MAX_PROBLEM} characters).",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -67,8 +70,15 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class ApiError(HTTPException):
     """A refusal of one of our routes; `code` defaults to the status' (400: `validation_error`)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None) -> None:
-        super().__init__(status, message)
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, message, dict(headers) if headers else None)
         self.message = message
         self.field = field or None
         self.code = code or _CODES.get(status, "error")
@@ -82,7 +92,10 @@ def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
 def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    detail = ErrorDetail(code=code, message=bounded(message), field=field or None)
+    # the field path too: a body's key is the caller's input (a 100,000-character key came back whole)
+    detail = ErrorDetail(
+        code=code, message=bounded(message), field=bounded(field, _MAX_PROBLEM) if field else None
+    )
     body = ErrorBody(error=detail).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -19,6 +19,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from connectors.clickhouse.readonly import ReadOnlyClient as ReadOnlyClient
+from dataflow.config import ApiConfig
 from dataflow.errors import QueryError, SinkError
 
 logger = logging.getLogger(__name__)
@@ -165,8 +167,9 @@ class ClickHouse:
         except RuntimeError:
             self._raw = None
 
-    def readonly(self, max_rows: int, max_seconds: int) -> ReadOnlyClient:
-        return ReadOnlyClient(self, max_rows, max_seconds)
+    def readonly(self, config: ApiConfig) -> ReadOnlyClient:
+        """The bounded, read-only query clients of the SQL endpoint, on this DSN."""
+        return ReadOnlyClient(self.dsn, config)
 
     def close(self) -> None:
         with self._lock:
@@ -180,51 +183,3 @@ class ClickHouse:
                 except Exception:
                     logger.debug("closing the chDB connection failed", exc_info=True)
                 self._raw = None
-
-
-class ReadOnlyClient:
-    """A separate client whose every query is read-only at the ClickHouse level, with row and time limits."""
-
-    def __init__(self, parent: ClickHouse, max_rows: int, max_seconds: int) -> None:
-        # Limits first, then readonly: once readonly is set the engine refuses to change settings.
-        settings = {
-            "max_execution_time": max_seconds,
-            "max_result_rows": max_rows + 1,
-            "result_overflow_mode": "break",
-            "readonly": 1,
-        }
-        self.max_rows = max_rows
-        self._lock = threading.Lock()
-        kwargs: dict[str, Any] = {"dsn": parent.dsn, "settings": settings}
-        self.client: Client = clickhouse_connect.get_client(**kwargs)
-
-    def query(self, sql: str) -> tuple[list[str], list[str], list[tuple[Any, ...]], bool]:
-        """Columns, type names, rows (at most max_rows) and whether rows were cut."""
-        with self._lock:
-            try:
-                result = self.client.query(sql)
-            except ClickHouseError as exc:
-                try:
-                    self.client.query("SELECT 1")
-                except ClickHouseError:
-                    logger.debug("throwaway query after an error failed too", exc_info=True)
-                raise QueryError(_short_error(str(exc))) from exc
-        rows = [tuple(r) for r in result.result_rows]
-        truncated = len(rows) > self.max_rows
-        types = [str(t.name) for t in result.column_types]
-        return list(result.column_names), types, rows[: self.max_rows], truncated
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def _short_error(text: str) -> str:
-    """ClickHouse's message without the stack trace and HTTP preamble."""
-    text = text.strip()
-    marker = "DB::Exception:"
-    if marker in text:
-        text = text[text.index(marker) + len(marker) :].strip()
-    for cut in ("Stack trace:", "(version "):
-        if cut in text:
-            text = text[: text.index(cut)].strip()
-    return text[:2000]

@@ -101,9 +101,10 @@ def start_grpc_server(
     max_message_bytes: int,
     workers: int = 8,
     ring: KeyRing | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start the OTLP/gRPC receiver; return the server and the port it bound. With a key ring, every export
-    needs a key with the `ingest` scope in its `authorization` metadata."""
+    """Start the OTLP/gRPC receiver (with TLS when `credentials` are given); return the server and the port it
+    bound. With a key ring, every export needs a key with the `ingest` scope in its `authorization` metadata."""
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",
         {
@@ -123,7 +124,12 @@ def start_grpc_server(
     )
     msg = f"cannot bind OTLP/gRPC on {host}:{port}"
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound = (
+            server.add_insecure_port(address)
+            if credentials is None
+            else server.add_secure_port(address, credentials)
+        )
     except RuntimeError as exc:  # grpcio >= 1.60 raises where older versions returned 0
         raise OSError(msg) from exc
     if bound == 0:

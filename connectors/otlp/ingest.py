@@ -13,6 +13,7 @@ from typing import Literal
 from connectors.otlp.builder import Normalizer, restricted, with_project
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
 from connectors.otlp.decode_pool import DecodedPayload, DecodePool, to_payload
+from connectors.otlp.dedupe import RecentRequests, request_key
 from connectors.wal.log import Wal
 from dataflow import metrics
 from dataflow.config import IngestConfig
@@ -52,6 +53,9 @@ class Ingestor:
         self.normalizer = normalizer_from(config)
         self._timeout = append_timeout_s
         self._pool = pool
+        self._recent: RecentRequests[ExportResult] | None = None
+        if config.duplicate_window_s > 0:
+            self._recent = RecentRequests(config.duplicate_window_s, config.duplicate_max_requests)
 
     def decode(
         self,
@@ -77,8 +81,27 @@ class Ingestor:
     ) -> ExportResult:
         """Decode and durably append; `project`, when given, is every span's project (else each resource's);
         spans of projects outside `allowed` (an API key's; None: every project) are rejected and counted.
-        Raises DecodeError (bad body), WalFull (back-pressure), WalError."""
+        Raises DecodeError (bad body), WalFull (back-pressure), WalError. A copy of a request acknowledged
+        lately is answered as the first was and stores nothing (`connectors/otlp/dedupe.py`)."""
         metrics.RECEIVER_REQUEST_BYTES.labels(transport).inc(len(body))
+        if self._recent is None:
+            return self._export(body, encoding, transport, project, allowed)
+        key = request_key(body, encoding, project, allowed)
+        result, duplicate = self._recent.once(
+            key, lambda: self._export(body, encoding, transport, project, allowed)
+        )
+        if duplicate:
+            metrics.RECEIVER_DUPLICATE_REQUESTS.labels(transport).inc()
+        return result
+
+    def _export(
+        self,
+        body: bytes,
+        encoding: Encoding,
+        transport: str,
+        project: str | None,
+        allowed: frozenset[str] | None,
+    ) -> ExportResult:
         self.wal.check_capacity()
         if self._pool is not None:
             decoded = self._pool.decode(body, encoding, time.time_ns(), project, allowed)

@@ -1,7 +1,7 @@
-"""The web UI's SQL page (issue 12, item 7) at `/sql`: a read-only query box over the same read-only client as
-`POST /api/v1/sql` (`ReadOnlyClient.query`: ClickHouse's readonly setting, a row cap and a time limit), its
-results table (a cut shown as such), the columns of the tables a user queries listed beside it (one query of
-`system.columns`), and example queries as links that fill the box.
+"""The web UI's SQL page (issue 12, item 7) at `/sql`: a read-only query box over the same read-only clients as
+`POST /api/v1/sql` (`ReadOnlyClient.query`: ClickHouse's readonly setting, row, time and memory limits, at most
+`api.sql_max_concurrent` queries at once), its results table (a cut shown as such), the columns of the tables a
+user queries listed beside it (one query of `system.columns`), and example queries as links that fill the box.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from connectors.api.blocking import run
+from connectors.api.sql_query import query_outcome
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.ui.pages import TEMPLATES
 from dataflow import metrics
@@ -69,7 +70,7 @@ def run_query(readonly: ReadOnlyClient, sql: str) -> dict[str, Any]:
     try:
         columns, types, rows, truncated = readonly.query(sql)
     except QueryError as exc:
-        metrics.API_SQL_QUERIES.labels("refused" if "readonly" in str(exc).lower() else "error").inc()
+        metrics.API_SQL_QUERIES.labels(query_outcome(exc)).inc()
         return {"error": str(exc)}
     metrics.API_SQL_QUERIES.labels("ok").inc()
     return {

@@ -106,3 +106,8 @@ def test_quality_metrics_are_per_rule_and_scorer() -> None:
     for name, labels in _PER_RULE_AND_SCORER.items():
         assert name in declared, name
         assert declared[name]._labelnames == labels, name
+
+
+def test_sql_limits_default_to_the_issue_s() -> None:
+    api = Settings().api
+    assert (api.sql_max_memory_bytes, api.sql_max_concurrent) == (1024**3, 2)
