@@ -58,7 +58,7 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest $(ARGS)
