@@ -106,5 +106,5 @@ def build_trace_ui_router(
         anchor = f"span-{doc['observation_id']}" if "observation_id" in doc else "scores"
         return RedirectResponse(f"/traces/{tid}?{urlencode({'added': ids[0]})}#{anchor}", status_code=303)
 
-    router.include_router(build_sql_router(reader, readonly))
+    router.include_router(build_sql_router(reader, readonly, scores.caught_up))
     return router
