@@ -97,7 +97,8 @@ def pages(api: str) -> list[tuple[str, str]]:
     trace, rule = scores["scores"][0]["trace_id"], rules["rules"][0]["id"]
     return [
         ("traces (newest 50, last 7 d)", "/traces"),
-        ("traces, text search", "/traces?text=refund"),
+        ("traces, text search", "/traces?text=refund"),  # a word of every loadgen span: no granule skipped
+        ("traces, rare text search", "/traces?text=single+sign-on"),  # only in a few demo traces
         ("traces, errors only", "/traces?errors=1"),
         ("traces, one project", "/traces?project=demo-agent"),
         ("traces, score condition", "/traces?score_name=cites_source&score_op=failed"),

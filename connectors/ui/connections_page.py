@@ -23,9 +23,9 @@ from connectors.api.errors import ApiError
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.rules_store import RuleStore
 from connectors.llm.factory import make_client
+from connectors.ui.forms import posted_form
 from connectors.ui.lookup import found
 from connectors.ui.pages import TEMPLATES
-from connectors.ui.rule_form import posted_form
 from dataflow.judging.client import JudgeRequest
 from dataflow.judging.connections import ConnectionSpec
 

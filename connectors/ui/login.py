@@ -15,8 +15,8 @@ from connectors.api.errors import ApiError
 from connectors.auth.middleware import same_origin
 from connectors.auth.ring import KeyRing
 from connectors.auth.session import COOKIE, SessionSigner
+from connectors.ui.forms import posted_form
 from connectors.ui.pages import TEMPLATES
-from connectors.ui.rule_form import posted_form
 
 
 def _safe_next(target: str) -> str:

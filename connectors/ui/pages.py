@@ -34,6 +34,13 @@ DEFAULT_DAYS = 7
 SCORE_OPS = ("=", "!=", "<", "<=", ">", ">=", "passed", "failed")
 
 
+def like_pattern(text: str) -> str:
+    """`text` as a case-insensitive LIKE pattern of `lowerUTF8(column)`: lower-cased, wildcards escaped, between
+    %: `50%_off` becomes `%50\\%\\_off%`."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _query(name: str) -> str:
     return (SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
 
@@ -108,7 +115,7 @@ def trace_page(ch: ClickHouse, f: TraceFilters, cursor: str, limit: int = PAGE_S
     cursor_ns, cursor_id = page_cursor(cursor)
     params = {
         "project": f.project, "since_ns": since_ns, "until_ns": parse_time(f.until, "until") if f.until else 0,
-        "name": f.name, "text": f.text, "errors": int(f.errors), "session_id": f.session_id,
+        "name": f.name, "text_like": like_pattern(f.text), "errors": int(f.errors), "session_id": f.session_id,
         "use_scores": int(use_scores), "score_trace_ids": score_ids, "cursor_ns": cursor_ns, "cursor_id": cursor_id,
         "limit": limit + 1,
     }  # fmt: skip

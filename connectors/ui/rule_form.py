@@ -12,12 +12,10 @@ from __future__ import annotations
 import ast
 import json
 import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
 from markupsafe import Markup, escape
 
 from dataflow.rules.model import RuleSpec
@@ -50,11 +48,6 @@ class FilterMark:
     at: str
     after: str
     position: int
-
-
-async def posted_form(request: Request) -> dict[str, str]:
-    """A posted HTML form (urlencoded, as browsers and htmx send it): the last value of each name."""
-    return dict(urllib.parse.parse_qsl((await request.body()).decode(), keep_blank_values=True))
 
 
 def blank_values(project: str = "") -> dict[str, Any]:

@@ -5,7 +5,8 @@ the rule's jobs with a live progress bar, charts).
 Everything goes through the rules API's own functions (`validated`, `check_connections`, `rule_status`) and the
 service's Test rule and status functions, server-side. Rewind, Score past traces and Cancel are posted by
 `static/rules.js` to the jobs API (`/api/v1/rules/{id}/rewind`, `.../backfill`, `/api/v1/jobs/{id}/cancel`);
-the jobs list is an htmx fragment that polls itself every second while a job is queued or running.
+the jobs list is an htmx fragment that polls itself every second while a job is queued or running, and the
+Processing status one that polls itself every few seconds while the page is visible.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from connectors.api.blocking import run
 from connectors.api.errors import ApiError
+from connectors.api.models import RuleStatus
 from connectors.api.params import iso_us
 from connectors.api.rules import StatusExtras, check_connections, rule_status, validated
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.connections_store import ConnectionStore
 from connectors.clickhouse.rules_store import RuleStore, StatusRow
 from connectors.ui.connections_page import build_connections_ui_router
+from connectors.ui.forms import posted_form
 from connectors.ui.lookup import found
 from connectors.ui.pages import TEMPLATES
 from connectors.ui.rule_charts import PERIODS, rule_charts
@@ -38,7 +41,6 @@ from connectors.ui.rule_form import (
     filter_mark,
     form_values,
     marked,
-    posted_form,
     rule_body,
     spec_values,
 )
@@ -125,6 +127,11 @@ def build_rules_ui_router(deps: RulesUi) -> APIRouter:
             raise ApiError(404, f"rule {rule_id} not found")
         return spec
 
+    def status_of(spec: RuleSpec) -> RuleStatus:
+        """The rule's processing status, as GET /api/v1/rules/{id}/status answers it. Blocking."""
+        extras = deps.status_extras(spec.id)
+        return rule_status(spec, deps.rules.status(spec.id), extras, deps.connections.by_name)
+
     def form_page(request: Request, values: dict[str, Any], spec: RuleSpec | None, error: str = "",
                   status: int = 200) -> HTMLResponse:  # fmt: skip
         conns = [c.name for c in deps.connections.load()]
@@ -189,12 +196,16 @@ def build_rules_ui_router(deps: RulesUi) -> APIRouter:
         if isinstance(spec, HTMLResponse):
             return spec
         period = request.query_params.get("period", "24h")
-        rows = await run(deps.rules.status, rule_id)
-        extras = await run(deps.status_extras, rule_id)
-        status = rule_status(spec, rows, extras, deps.connections.by_name)
+        status = await run(status_of, spec)
         charts = await run(rule_charts, deps.reader, rule_id, period)
         context = {"spec": spec, "status": status, "charts": charts, "periods": list(PERIODS)}
         return page(request, "rule.html", context)
+
+    @router.get("/rules/{rule_id}/status", response_class=HTMLResponse)
+    async def rule_status_part(request: Request, rule_id: str) -> HTMLResponse:
+        """The rule page's Processing status alone: the page polls it while it is visible."""
+        spec = await get_or_404(rule_id)
+        return page(request, "_rule_status.html", {"status": await run(status_of, spec), "rule_id": rule_id})
 
     @router.get("/rules/{rule_id}/jobs", response_class=HTMLResponse)
     async def rule_jobs(request: Request, rule_id: str) -> HTMLResponse:

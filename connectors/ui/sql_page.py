@@ -1,12 +1,14 @@
 """The web UI's SQL page (issue 12, item 7) at `/sql`: a read-only query box over the same read-only clients as
 `POST /api/v1/sql` (`ReadOnlyClient.query`: ClickHouse's readonly setting, row, time and memory limits, at most
-`api.sql_max_concurrent` queries at once), its results table (a cut shown as such), the columns of the tables a
+`api.sql_max_concurrent` queries at once), after the same bounded wait for the scores already acknowledged to be
+stored (so a score just posted is seen), its results table (a cut shown as such), the columns of the tables a
 user queries listed beside it (one query of `system.columns`), and example queries as links that fill the box.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -87,14 +89,21 @@ def table_columns(reader: ClickHouse) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def build_sql_router(reader: ClickHouse, readonly: ReadOnlyClient) -> APIRouter:
+def build_sql_router(
+    reader: ClickHouse, readonly: ReadOnlyClient, caught_up: Callable[[], object]
+) -> APIRouter:
+    """The page; `caught_up` (the scores access's) waits, bounded, until every acknowledged score is stored."""
     router = APIRouter(include_in_schema=False)
     examples = [(label, "/sql?" + urlencode({"query": sql}), sql) for label, sql in EXAMPLES]
 
     @router.get("/sql", response_class=HTMLResponse)
     async def sql_page(request: Request) -> HTMLResponse:
         query = request.query_params.get("query", "")
-        result = await run(run_query, readonly, query) if query.strip() else None
+        result = None
+        if query.strip():
+            # as POST /api/v1/sql: a query of `scores` sees every score already acknowledged
+            await run(caught_up)
+            result = await run(run_query, readonly, query)
         columns = await run(table_columns, reader)
         context = {
             "active": "/sql",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,13 +23,13 @@ from connectors.api.scores import ConfigCheck, store_scores
 from connectors.api.trace_doc import load_trace
 from connectors.clickhouse.client import ClickHouse, ReadOnlyClient
 from connectors.clickhouse.scores_store import ScoreAccess
+from connectors.ui.forms import posted_form
 from connectors.ui.pages import TEMPLATES
 from connectors.ui.sql_page import build_sql_router
 from connectors.ui.trace_render import trace_sql, waterfall
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
-MAX_FORM_BYTES = 64 * 1024
 MAX_SPANS = 2000  # spans shown (with their details) of a trace; the rest are a SQL query away
 
 
@@ -61,13 +61,6 @@ def annotation_doc(trace_id: str, form: dict[str, str]) -> dict[str, Any]:
             raise ApiError(400, "span_id must be 16 hex digits", "span_id")
         doc["observation_id"] = span_id
     return doc
-
-
-async def _form(request: Request) -> dict[str, str]:
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise ApiError(400, f"the form is larger than {MAX_FORM_BYTES} bytes", "body")
-    return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def build_trace_ui_router(
@@ -103,7 +96,7 @@ def build_trace_ui_router(
         tid = trace_id.lower()
         form: dict[str, str] = {}
         try:
-            form = await _form(request)
+            form = await posted_form(request)
             if _TRACE_ID.fullmatch(tid) is None:
                 raise ApiError(400, "trace_id must be 32 hex characters", "trace_id")
             doc = annotation_doc(tid, form)
@@ -113,5 +106,5 @@ def build_trace_ui_router(
         anchor = f"span-{doc['observation_id']}" if "observation_id" in doc else "scores"
         return RedirectResponse(f"/traces/{tid}?{urlencode({'added': ids[0]})}#{anchor}", status_code=303)
 
-    router.include_router(build_sql_router(reader, readonly))
+    router.include_router(build_sql_router(reader, readonly, scores.caught_up))
     return router

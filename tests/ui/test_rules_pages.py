@@ -16,12 +16,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from connectors.ui.rules_pages import duration
 from tests.builders import otlp_request, otlp_span
 from tests.integration.service import ServiceProcess, http
-from tests.integration.test_jobs import JS, N_TRACES, PROJECT, call, capital, make_rule, send
+from tests.integration.test_jobs import JS, N_TRACES, PROJECT, call, capital, make_rule, send, trace_ids
 from tests.integration.test_rules_e2e import FAST_WINDOWS
 from tests.ui.browsing import new_page
 from tests.waiting import eventually
 
 ENV = {**FAST_WINDOWS, "TRACEJUDGE_JOBS__SETTLE_S": "0.2", "TRACEJUDGE_JOBS__POLL_S": "0.2"}
+FORM = "application/x-www-form-urlencoded"
 LIVE = 6  # traces sent after the rules exist, scored live
 CAPITAL_TRACES = sum(capital(i) for i in range(N_TRACES))
 
@@ -77,6 +78,7 @@ def test_rule_form_validates_as_you_type_tests_and_saves(
 
     browser.find_element(By.ID, "test-rule").click()
     summary = element(browser, "#test-summary")
+    assert browser.find_element(By.TAG_NAME, "main").text.count("The rule is valid.") == 1  # not again below
     browser.find_element(By.ID, "test-result").screenshot("/tmp/uirules-test.png")
     latest = range(N_TRACES - 20, N_TRACES)  # Test rule looks at the project's 20 latest traces
     assert f"{sum(capital(i) for i in latest)} would be scored" in summary.text
@@ -194,20 +196,33 @@ def send_live(svc: ServiceProcess) -> list[str]:
 
 def test_traces_sent_after_saving_are_scored_live(svc: ServiceProcess, browser: webdriver.Chrome) -> None:
     (rule,) = rule_named(svc, "capitals")  # saved through the form by the first test
+    browser.get(svc.api + f"/rules/{rule['id']}")
+    page = browser.find_element(By.TAG_NAME, "html")
+    assert browser.find_element(By.ID, "st-scored").text == "0"
     ids = send_live(svc)
 
-    def scored() -> str:
-        browser.get(svc.api + f"/rules/{rule['id']}")
+    def scored() -> str:  # Processing status refreshes itself: no reload
         return browser.find_element(By.ID, "st-scored").text
 
     eventually(scored, until=lambda n: n == str(LIVE), timeout=60, message=lambda: svc.output)
     assert browser.find_element(By.ID, "st-seen").text == str(LIVE)
+    assert page.is_enabled()  # the same page (a reload would make it stale)
     assert "no trace yet" not in browser.find_element(By.ID, "processing-status").text
     browser.save_screenshot("/tmp/uirules-rule.png")
     browser.get(svc.api + "/traces?text=live+country")
     rows = browser.find_elements(By.CSS_SELECTOR, "#traces tbody tr[data-trace-id]")
     assert sorted(r.get_attribute("data-trace-id") or "" for r in rows) == ids
     assert all("paris 1" in r.find_element(By.CSS_SELECTOR, ".chip.pass").text for r in rows)
+
+
+def test_a_multipart_form_is_refused_with_415_not_a_500(svc: ServiceProcess) -> None:
+    body = b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\n\xff\xfe\r\n--b--\r\n'
+    multipart = {"Content-Type": "multipart/form-data; boundary=b"}
+    for path in ("/rules/new", "/rules/check", "/connections/new", f"/traces/{trace_ids()[0]}/annotations"):
+        status, _, raw = http("POST", svc.api + path, body, multipart)
+        assert status == 415 and b"application/x-www-form-urlencoded" in raw, (path, status, raw[:300])
+    status, _, raw = http("POST", svc.api + "/rules/check", b"name=\xff", {"Content-Type": FORM})
+    assert status == 400 and b"not UTF-8" in raw, raw[:300]
 
 
 def test_durations_read_well() -> None:

@@ -20,7 +20,8 @@ MAX_ROWS = 25
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    env = {"TRACEJUDGE_API__SQL_MAX_ROWS": str(MAX_ROWS)}
+    # a posted score is stored within 60 s unless a read asks for it sooner (the SQL page does)
+    env = {"TRACEJUDGE_API__SQL_MAX_ROWS": str(MAX_ROWS), "TRACEJUDGE_SCORES_LOG__SEGMENT_MAX_AGE_S": "60"}
     service = ServiceProcess(tmp_path_factory.mktemp("ui-sql") / "data", env=env).start()
     send(service, time.time_ns() - 600 * 10**9)
     service.wait_for("SELECT count() FROM otel_traces", 2 * N_TRACES)
@@ -95,3 +96,13 @@ def test_columns_beside_the_box_and_examples_fill_it(svc: ServiceProcess, browse
         assert errors == [], errors[0].text
         assert browser.find_elements(By.ID, "sql-results")
     assert len(cells(browser)) == 1  # judge cost per model: no judge ran, "No rows."
+
+
+def test_a_score_just_posted_is_seen(svc: ServiceProcess, browser: webdriver.Chrome) -> None:
+    score_id = f"sql-page-{time.time_ns()}"
+    status, doc = call(svc, "POST", "/api/v1/scores", {"score_id": score_id, "name": "fresh", "value": 1,
+                                                       "trace_id": "f" * 32, "project": PROJECT})  # fmt: skip
+    assert status == 201, doc
+    browser.get(svc.api + "/sql")
+    run(browser, f"SELECT Name, Value FROM scores FINAL WHERE ScoreId = '{score_id}'")
+    assert cells(browser) == [["fresh", "1.0"]]

@@ -58,6 +58,9 @@ def test_filters_by_text_and_score(svc: ServiceProcess, browser: webdriver.Chrom
     browser.get(svc.api + "/traces?text=WEATHER")
     weather = rows(browser)
     assert len(weather) == N_TRACES // 3
+    for wildcard in ("%25", "_", "%5C"):  # LIKE's wildcards and escape are searched as text: no span has them
+        browser.get(svc.api + f"/traces?text={wildcard}")
+        assert rows(browser) == [], wildcard
     browser.get(svc.api + "/traces?score_name=paris&score_op=passed")
     assert len(rows(browser)) == 50  # the 60 traces that ask for a capital, first page
     browser.get(svc.api + "/traces?score_name=paris&score_op=%3E&score_value=abc")

@@ -38,9 +38,10 @@
     }
     form.addEventListener("change", sync);
     sync();
-    // the field the check names ("filter", "scorers[0].args", "scorers.1.criteria") is marked invalid
+    // the field the check names ("filter", "scorers[0].args", "scorers.1.criteria") is marked invalid, after
+    // a check as you type or a Test rule (which refreshes the check's box out of band)
     document.addEventListener("htmx:afterSwap", function (e) {
-      if (e.target.id !== "rule-check") return;
+      if (e.target.id !== "rule-check" && e.target.id !== "test-result") return;
       form.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
       var problem = document.getElementById("check-problem");
       var field = problem ? problem.getAttribute("data-field") : "";
