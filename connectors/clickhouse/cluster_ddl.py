@@ -45,6 +45,7 @@ SHARDING_KEYS = {
     "jobs": "cityHash64(JobId)",
     "job_claims": "cityHash64(JobId)",
     "job_cancels": "cityHash64(JobId)",
+    "process_heartbeats": "cityHash64(Process)",
     "tracejudge_schema_migrations": "Version",
 }
 LOCAL_SUFFIX = "_local"
