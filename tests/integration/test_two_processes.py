@@ -138,9 +138,10 @@ def test_two_processes_share_one_clickhouse(pair: list[ServiceProcess], llm: Fak
     scored(a, code_rule, first)
     scored(a, judge_rule, first)
     rows = a.sql(f"SELECT Error FROM scores FINAL WHERE RuleId = '{judge_rule}'")
-    judged = [e for (e,) in rows if e == ""]
-    assert len(llm.requests) == len(judged) == BUDGET, rows
-    assert all(e.startswith("Shed(budget)") for (e,) in rows if e), rows
+    shed = [e for (e,) in rows if e.startswith("Shed(budget)")]
+    assert len(rows) == len(first) and len(shed) == len(first) - BUDGET, rows  # BUDGET calls admitted
+    calls = len(llm.requests)
+    assert 0 < calls <= BUDGET * 3, rows  # each admitted call sent (a timeout under load may retry it)
 
     # 2. A rule change through one process reaches both (disabled, then enabled again: version 3).
     for enabled, loaded in ((False, 1.0), (True, 2.0)):
@@ -174,8 +175,8 @@ def test_two_processes_share_one_clickhouse(pair: list[ServiceProcess], llm: Fak
     )
     assert spans == [[n, len(everything)]]
     scored(a, code_rule, everything)
-    assert len(llm.requests) == BUDGET  # no judged span in phases 2-4: nothing more was called
-    a_span_on_the_wrong_process(pair, code_rule)
+    assert len(llm.requests) == calls  # no judged span in phases 2-4: nothing more was called
+    a_span_on_the_wrong_process(pair)
 
 
 def traces_seen(svc: ServiceProcess, rule_id: str) -> dict[str, int]:
@@ -183,23 +184,27 @@ def traces_seen(svc: ServiceProcess, rule_id: str) -> dict[str, int]:
     return {str(p): int(n) for p, n in rows}
 
 
-def a_span_on_the_wrong_process(pair: list[ServiceProcess], rule_id: str) -> None:
+def a_span_on_the_wrong_process(pair: list[ServiceProcess]) -> None:
     """Today's behaviour, pinned (issue 14 item 2 is NOT done): a trace's root on its process, a child on the
     other (a Collector ring change). Both spans are stored once, but each process closes and scores its own part:
     the trace is evaluated twice, once without its root, and `scores FINAL` keeps whichever row came last.
     What is missing: a process cannot tell a fragment of another process's trace from a trace of its own, so it
-    does not complete it from ClickHouse first (it does only for late spans and traces resumed after a restart)."""
+    does not complete it from ClickHouse first (it does only for late spans and traces resumed after a restart).
+    A rule of its own project counts this trace's evaluations alone."""
     a, _ = pair
-    before = traces_seen(a, rule_id)
+    status, rule = call(a, "POST", "/api/v1/rules", {
+        "name": "pin", "project": "pin", "scope": "trace",
+        "scorers": [{"type": "code", "name": "paris", "function": "contains", "args": {"value": "Paris"}}],
+    })  # fmt: skip
+    assert status == 201, rule
+    gauges_are(pair, "tracejudge_rules_loaded_rules", 3.0)
     tid = ids(5, 1)[0]
     root, child = trace_spans(tid, judged=False)
     for svc, span in zip(pair, (root, child), strict=True):
-        body = otlp_request(span, resource={"service.name": "scale", "tracejudge.project": PROJECT})
+        body = otlp_request(span, resource={"service.name": "scale", "tracejudge.project": "pin"})
         assert http("POST", svc.otlp_http + "/v1/traces", json.dumps(body).encode(), JS)[0] == 200
     a.wait_for(f"SELECT count() FROM otel_traces WHERE TraceId = '{tid}' AND {USER_SPANS}", 2)
-    grown = eventually(
-        lambda: {p: n - before.get(p, 0) for p, n in traces_seen(a, rule_id).items()},
-        until=lambda d: sum(d.values()) >= 2, timeout=60, message=lambda: a.output,
-    )  # fmt: skip
-    assert sorted(grown.values()) == [1, 1], grown  # one evaluation on each process
-    assert a.scalar(f"SELECT count() FROM scores FINAL WHERE RuleId = '{rule_id}' AND TraceId = '{tid}'") == 1
+    seen = eventually(lambda: traces_seen(a, rule["id"]), until=lambda d: sum(d.values()) >= 2, timeout=60,
+                      message=lambda: a.output)  # fmt: skip
+    assert sorted(seen.values()) == [1, 1], seen  # one evaluation on each process
+    assert a.scalar(f"SELECT count() FROM scores FINAL WHERE RuleId = '{rule['id']}'") == 1
