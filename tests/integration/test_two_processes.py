@@ -10,6 +10,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +84,14 @@ def gauges_are(procs: list[ServiceProcess], name: str, value: float) -> None:
 def pair(tmp_path: Path) -> Iterator[list[ServiceProcess]]:
     with clickhouse_http_front(tmp_path / "clickhouse-server") as url:
         args = ["--clickhouse-dsn", url]
-        procs = [ServiceProcess(tmp_path / name, env=ENV, args=args).start() for name in ("a", "b")]
+        procs = [ServiceProcess(tmp_path / name, env=ENV, args=args) for name in ("a", "b")]
+        with ThreadPoolExecutor(2) as pool:  # both start at once: half the wait
+            list(pool.map(ServiceProcess.start, procs))
         try:
             yield procs
         finally:
-            codes = [p.stop() for p in procs]
+            with ThreadPoolExecutor(2) as pool:
+                codes = list(pool.map(ServiceProcess.stop, procs))
             assert codes == [0, 0], "\n---\n".join(p.output for p in procs)
 
 
