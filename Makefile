@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-ui screenshots clean-data venv system-deps
+.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-scale bench-ui screenshots clean-data venv system-deps
 
 # From Debian's packages: the validators the tests of docker/ need, docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests), real Prometheus and Alertmanager (scraping a running
@@ -93,6 +93,9 @@ screenshots: $(STAMP) system-deps
 
 bench-rewind: $(STAMP)
 	$(BIN)/python -m bench.rewind $(ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(ARGS)
 
 clean-data:
 	rm -rf data

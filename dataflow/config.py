@@ -251,6 +251,12 @@ class JudgingConfig(_Section):
     breaker_cooldown_s: float = Field(
         30.0, gt=0, description="How long an open breaker sheds calls (seconds)."
     )
+    heartbeat_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often each process records a heartbeat in ClickHouse and counts the live processes "
+        "(a heartbeat younger than 3 intervals); per-rule judge budgets are split evenly among them.",
+    )
     eof_wait_s: float = Field(
         60.0,
         ge=0,

@@ -354,6 +354,12 @@ JUDGE_PENDING = Gauge(
     "a slot, tokens or a retry, or in flight); at judging.max_pending new jobs are shed (overload).",
     registry=REGISTRY,
 )
+LIVE_PROCESSES = Gauge(
+    "tracejudge_live_processes",
+    "Processes with a recent heartbeat in the shared ClickHouse store (this one included); per-rule judge "
+    "budgets are split among them.",
+    registry=REGISTRY,
+)
 JUDGE_PENDING_LIMIT = Gauge(
     "tracejudge_judge_pending_limit_jobs",
     "judging.max_pending: the bound on tracejudge_judge_pending_jobs above which judge jobs are shed.",

@@ -32,6 +32,7 @@ from connectors.auth.session import SessionSigner, load_secret
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.cluster_ddl import Layout
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
+from connectors.clickhouse.heartbeats_store import HeartbeatStore
 from connectors.clickhouse.job_traces import JobTraces
 from connectors.clickhouse.jobs_store import JobStore
 from connectors.clickhouse.keys_store import KeyStore
@@ -67,6 +68,7 @@ from dataflow.rules.status import RuleStats
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
+from tracejudge.heartbeat import Heartbeat
 from tracejudge.jobs import JobParts, job_runner
 from tracejudge.lifecycle import Lifecycle, Step
 
@@ -184,6 +186,9 @@ class Service:
         for rule_id, counts in self.rule_store.process_counts(self.process_id).items():
             self.stats.seed(rule_id, counts)
         lc.start(StatusWriter(self.stats, self.rule_store, self.process_id, s.rules.status_interval_s))
+        self.heartbeat = lc.start(
+            Heartbeat(HeartbeatStore(self.reader_ch), self.process_id, s.judging.heartbeat_interval_s)
+        )
         self.connections = ConnectionRegistry(self.connection_store, s.rules.reload_interval_s)
         self.connections.refresh(force=True)
         lc.start(Step("connection-reloader", self.connections.start, self.connections.stop))
@@ -291,7 +296,7 @@ class Service:
         self.judges = JudgeContext(
             self.executor,
             self.connections.get,
-            RuleBudgets(),
+            RuleBudgets(self.heartbeat.live),
             Pending(s.judging.max_pending),
             s.flow.recovery,
             s.judging.eof_wait_s,

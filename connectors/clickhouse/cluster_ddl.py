@@ -46,6 +46,7 @@ SHARDING_KEYS = {
     "job_claims": "cityHash64(JobId)",
     "job_cancels": "cityHash64(JobId)",
     "keys": "cityHash64(KeyId)",
+    "process_heartbeats": "cityHash64(Process)",
     "tracejudge_schema_migrations": "Version",
 }
 LOCAL_SUFFIX = "_local"

@@ -90,9 +90,14 @@ def jobs_for(task: EvalTask) -> list[JudgeJob]:
 
 
 class RuleBudgets:
-    """Per-rule sliding windows of calls (per minute) and spend (per hour), shared by the shards."""
+    """Per-rule sliding windows of calls (per minute) and spend (per hour), shared by the shards.
 
-    def __init__(self) -> None:
+    With `live` (how many processes share the store: tracejudge/heartbeat.py) this process admits its share of
+    each budget: `max_calls_per_minute / live` rounded down (at least one call) and `max_usd_per_hour / live`.
+    """
+
+    def __init__(self, live: Callable[[], int] | None = None) -> None:
+        self._live = live or (lambda: 1)
         self._lock = threading.Lock()
         self._calls: dict[str, deque[float]] = {}
         self._spend: dict[str, deque[tuple[float, float]]] = {}
@@ -106,9 +111,10 @@ class RuleBudgets:
             spend = self._spend.setdefault(job.rule_id, deque())
             while spend and spend[0][0] < now - 3600:
                 spend.popleft()
-            if job.max_calls_per_minute and len(calls) >= job.max_calls_per_minute:
+            live = max(1, self._live())
+            if job.max_calls_per_minute and len(calls) >= max(1, int(job.max_calls_per_minute / live)):
                 return False
-            if job.max_usd_per_hour and sum(c for _, c in spend) >= job.max_usd_per_hour:
+            if job.max_usd_per_hour and sum(c for _, c in spend) >= job.max_usd_per_hour / live:
                 return False
             calls.append(now)
             return True

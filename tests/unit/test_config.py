@@ -66,7 +66,7 @@ _NAME = re.compile(r"^tracejudge_[a-z]+_[a-z_]+$")
 # `_open` are 0/1 state gauges (the flow runs; a connection's circuit breaker is open).
 _UNITS = (
     "_total", "_seconds", "_bytes", "_segments", "_running", "_traces", "_rules", "_calls", "_jobs", "_ratio",
-    "_open", "_keys",
+    "_open", "_keys", "_processes",
 )  # fmt: skip
 
 
