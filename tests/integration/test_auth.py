@@ -261,7 +261,8 @@ def test_ui_login_sets_a_strict_session_and_refuses_cross_site_posts(svc: Servic
     assert answer.value.code == 303 and answer.value.headers["location"] == "/rules"
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and ui_key not in cookie
     session = {"Cookie": cookie.split(";", 1)[0]}
-    assert http("GET", svc.api + "/rules", b"", session)[0] == 200
+    status, _, page = http("GET", svc.api + "/rules", b"", session)
+    assert status == 200 and b'action="/logout"' in page  # a logged-in page offers "Log out"
     change = {**session, "Content-Type": "application/json"}
     status, _, body = http("PATCH", svc.api + "/api/v1/rules/x", b"{}", change)
     assert status == 403 and b"cross-site request refused" in body  # no Origin
