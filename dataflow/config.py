@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dataflow.errors import ConfigError
+from dataflow.limits_config import LimitsConfig
 
 DEFAULT_INPUT_KEYS = [
     "tracejudge.input",
@@ -409,6 +410,7 @@ class Settings(BaseSettings):
     compat: CompatConfig = Field(default_factory=CompatConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     scores_log: ScoresLogConfig = Field(default_factory=ScoresLogConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

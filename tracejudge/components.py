@@ -22,11 +22,13 @@ from bytewax._bytewax import cli_main
 from bytewax.recovery import RecoveryConfig
 
 from connectors.clickhouse.rules_store import StatusRow
+from connectors.http_guard import guarded_protocol
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.ingest import Ingestor
 from dataflow import metrics
 from dataflow.config import FlowConfig
 from dataflow.errors import TracejudgeError
+from dataflow.limits_config import LimitsConfig
 from dataflow.polling import Poller
 from dataflow.rules.status import RuleStats
 
@@ -179,13 +181,16 @@ class GrpcReceiver:
 
     name = "otlp-grpc"
 
-    def __init__(self, ingestor: Ingestor, host: str, port: int, max_message_bytes: int) -> None:
+    def __init__(
+        self, ingestor: Ingestor, host: str, port: int, max_message_bytes: int, limits: LimitsConfig
+    ) -> None:
         self._args = (ingestor, host, port, max_message_bytes)
+        self._limits = limits
         self._server: grpc.Server | None = None
         self.port = 0
 
     def start(self) -> None:
-        self._server, self.port = start_grpc_server(*self._args)
+        self._server, self.port = start_grpc_server(*self._args, limits=self._limits)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -197,8 +202,11 @@ class HttpServers:
 
     name = "http"
 
-    def __init__(self, apps: list[tuple[Any, socket.socket]], on_failure: Callable[[], None]) -> None:
+    def __init__(
+        self, apps: list[tuple[Any, socket.socket]], on_failure: Callable[[], None], limits: LimitsConfig
+    ) -> None:
         self._apps = apps
+        self._limits = limits
         self._on_failure = on_failure
         self._servers: list[uvicorn.Server] = []
         self._started = threading.Event()
@@ -224,10 +232,13 @@ class HttpServers:
             self._on_failure()
 
     async def _serve_all(self) -> None:
+        lim = self._limits
+        protocol = guarded_protocol(lim.http_header_timeout_s, lim.http_body_timeout_s)
         for app, _sock in self._apps:
             config = uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
-            )
+                app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10,
+                http=protocol, timeout_keep_alive=lim.http_keep_alive_s, limit_concurrency=lim.http_max_connections,
+            )  # fmt: skip
             self._servers.append(uvicorn.Server(config))
         tasks = [
             asyncio.create_task(srv.serve(sockets=[sock]))

@@ -238,9 +238,11 @@ class Service:
             (build_otlp_http_app(self.ingestor), listeners.sockets["otlp_http"]),
             (build_api_app(api_state), listeners.sockets["api"]),
         ]
-        lc.start(HttpServers(apps, self.stop_requested.set))
+        lc.start(HttpServers(apps, self.stop_requested.set, s.limits))
         # gRPC last: a stop closes it first, then the HTTP servers
-        receiver = GrpcReceiver(self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes)
+        receiver = GrpcReceiver(
+            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, s.limits
+        )
         self.ports["otlp_grpc"] = lc.start(receiver).port
         logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])

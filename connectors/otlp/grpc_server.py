@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from connectors.otlp.ingest import Ingestor
 from dataflow import metrics
 from dataflow.errors import DecodeError, WalError, WalFull
+from dataflow.limits_config import LimitsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,25 @@ class _ExportHandler:
         return b""  # unreachable: abort raises
 
 
+def limit_options(limits: LimitsConfig) -> list[tuple[str, int]]:
+    """grpc core's channel arguments for the `limits` settings: streams per connection, handshake and idle
+    deadlines, and keepalive enforcement (a client pinging more often than allowed is sent GOAWAY)."""
+    return [
+        ("grpc.max_concurrent_streams", limits.grpc_max_concurrent_streams),
+        ("grpc.server_handshake_timeout_ms", round(limits.grpc_handshake_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", round(limits.grpc_max_connection_idle_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(limits.grpc_min_ping_interval_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
 def start_grpc_server(
-    ingestor: Ingestor, host: str, port: int, max_message_bytes: int, workers: int = 8
+    ingestor: Ingestor,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    workers: int = 8,
+    limits: LimitsConfig | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start the OTLP/gRPC receiver; return the server and the port it bound."""
     handler = grpc.method_handlers_generic_handler(
@@ -91,6 +109,7 @@ def start_grpc_server(
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            *limit_options(limits or LimitsConfig()),
         ],
     )
     msg = f"cannot bind OTLP/gRPC on {host}:{port}"
