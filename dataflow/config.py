@@ -148,6 +148,22 @@ class WalConfig(_Section):
     reclaim_interval_s: float = Field(
         2.0, gt=0, description="How often sealed, committed segments are deleted."
     )
+    disk_min_free_bytes: int = Field(
+        64 * MIB,
+        ge=0,
+        description=(
+            "Free space of the data directory's file system under which receivers answer 503 / UNAVAILABLE "
+            "(and the disk reserve is released), until the reserve and this much are free again; 0: never."
+        ),
+    )
+    disk_reserve_bytes: int = Field(
+        64 * MIB,
+        ge=0,
+        description=(
+            "A file of this size kept in the data directory and deleted when the disk fills, so the recovery "
+            "store and embedded ClickHouse can go on writing meanwhile; 0: none."
+        ),
+    )
 
 
 class FlowConfig(_Section):

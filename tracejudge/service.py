@@ -44,6 +44,7 @@ from connectors.otlp.judge_spans import JudgeSpanSink
 from connectors.scores_log.batch import SCORES_LOG_SCHEMA
 from connectors.scores_log.logged import LoggedScores
 from connectors.scores_log.writer import ScoreLogWriter
+from connectors.wal.disk_guard import DiskGuard
 from connectors.wal.log import Wal
 from connectors.wal.reclaim import Reclaimer
 from connectors.wal.source import WalRecordSource
@@ -99,6 +100,9 @@ class Service:
             data_dir = s.data_dir.resolve()
             data_dir.mkdir(parents=True, exist_ok=True)
             logger.info("data directory %s", data_dir)
+            self.disk_guard = lc.start(
+                DiskGuard(data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes)
+            )
             self._open_clickhouse()
             self._apply_files()
             self._start_registries(data_dir)
@@ -170,6 +174,7 @@ class Service:
         """The log's consumers (reclaimer, span store, judge loop, flow), then the log: it closes first."""
         s, lc = self.settings, self._lifecycle
         self.wal = Wal(data_dir / "wal", s.wal)
+        self.wal.guard = self.disk_guard
         recovery_dir: Path | None = None
         if s.flow.recovery:
             recovery_dir = data_dir / "recovery"
@@ -209,6 +214,7 @@ class Service:
             metrics.SCORES_LOG,
             "scores-log",
         )
+        log.guard = self.disk_guard
         self.scores_stop = threading.Event()
         store = ScoreStore(self.scores_api_ch)
         self.scores_writer = ScoreLogWriter(log, store, s.sink, self.scores_stop)

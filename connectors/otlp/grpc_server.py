@@ -64,8 +64,7 @@ class _ExportHandler:
                 retry_delay=Duration(seconds=int(exc.retry_after_s), nanos=int(exc.retry_after_s % 1 * 1e9))
             )
             _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc), retry)
-        except WalError as exc:
-            logger.error("export failed: %s", exc)
+        except WalError as exc:  # logged once by the log itself (dataflow.health), not once per request
             _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc))
         finally:
             metrics.RECEIVER_REQUESTS.labels(_TRANSPORT, outcome).inc()

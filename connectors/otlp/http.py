@@ -171,8 +171,7 @@ async def handle_export(
     except WalFull as exc:
         outcome = "throttled"
         return _error(encoding, 429, str(exc), {"Retry-After": str(max(1, round(exc.retry_after_s)))})
-    except WalError as exc:
-        logger.error("export failed: %s", exc)
+    except WalError as exc:  # logged once by the log itself (dataflow.health), not once per request
         return _error(encoding, 503, str(exc), {"Retry-After": "5"})
     finally:
         metrics.RECEIVER_REQUESTS.labels(transport, outcome).inc()
