@@ -36,7 +36,7 @@ class DiskGuard:
     name = "disk-guard"
 
     def __init__(
-        self, data_dir: Path, reserve_bytes: int, min_free_bytes: int, interval_s: float = 0.5
+        self, data_dir: Path, reserve_bytes: int, min_free_bytes: int, interval_s: float = 0.2
     ) -> None:
         self._dir = data_dir
         self._reserve = data_dir / RESERVE_NAME

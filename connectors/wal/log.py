@@ -496,6 +496,8 @@ class Wal:
             self._backlog += delta
             self.metrics.backlog_bytes.set(self._backlog)
         self.metrics.segments.set(sum(len(p.sizes) for p in self.partitions))
+        if delta < 0 and self._full and self.backlog_bytes < self.config.max_bytes:
+            self._set_full(None)  # reclaimed under the bound: ready again without waiting for a request
 
     @property
     def backlog_bytes(self) -> int:
@@ -517,13 +519,18 @@ class Wal:
         if self.backlog_bytes >= self.config.max_bytes:
             self.metrics.throttled.inc()
             msg = f"write-ahead log is full ({self.backlog_bytes} of {self.config.max_bytes} bytes)"
-            if not self._full:
-                self._full = True
-                HEALTH.report(
-                    f"{self.name}/full", f"{self.name}: {msg}, until ClickHouse takes it", blocking=True
-                )
+            self._set_full(msg)
             raise WalFull(msg, self.config.retry_after_s)
-        if self._full:
+        self._set_full(None)
+
+    def _set_full(self, problem: str | None) -> None:
+        """Report the log full (once) or clear that, for /readyz and the log (dataflow.health)."""
+        if problem is not None and not self._full:
+            self._full = True
+            HEALTH.report(
+                f"{self.name}/full", f"{self.name}: {problem}, until ClickHouse takes it", blocking=True
+            )
+        elif problem is None and self._full:
             self._full = False
             HEALTH.clear(f"{self.name}/full")
 
