@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-ui screenshots clean-data venv system-deps
+.PHONY: run test test-faults lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-ui screenshots clean-data venv system-deps
 
 # From Debian's packages: the validators the tests of docker/ need, docker-compose (compose file) and promtool
 # (Prometheus config, alert rules and their unit tests), and the headless browser of the UI's tests (tests/ui/):
@@ -58,6 +58,12 @@ test: $(STAMP) system-deps
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# Fault injection (issue 13 item 5): `make test` runs tests/integration/test_faults_*.py (the data disk full, judge
+# endpoints that hang/reset/drip, slow clients, ClickHouse away for 10 s); this runs the ClickHouse outage at the
+# issue's full 60 s (~90 s), outside make test's time budget. CI runs both (.ci/run).
+test-faults: $(STAMP)
+	TRACEJUDGE_TEST_OUTAGE_S=60 $(BIN)/python -m pytest -q tests/integration/test_faults_clickhouse_outage.py
 
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest $(ARGS)

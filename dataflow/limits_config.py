@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class LimitsConfig(BaseModel):
-    """Per-connection timeouts and connection limits of the OTLP/HTTP, API and OTLP/gRPC listeners."""
+    """Per-connection timeouts and connection limits of the OTLP/HTTP, API and OTLP/gRPC listeners (YAML key
+    `limits`)."""
 
     model_config = ConfigDict(extra="forbid")
 
