@@ -25,6 +25,7 @@ from tests.fakes.clickhouse_http import ClickHouseHttpFrontProcess
 from tests.fakes.llm_server import FakeLLMServer
 from tests.integration.service import ServiceProcess, http
 from tests.integration.test_durability import EXPORT, PB, make_request
+from tests.integration.test_judges_e2e import helpful_rule
 from tests.integration.test_rules_e2e import FAST_WINDOWS, call, send_traces
 from tests.waiting import eventually
 
@@ -34,6 +35,7 @@ ENV = {
     "FAKE_LLM_KEY": "secret",
     "TRACEJUDGE_WAL__MAX_BYTES": str(2 << 20),
     "TRACEJUDGE_SINK__RETRY_MAX_S": "1",
+    "TRACEJUDGE_INGEST__DECODE_WORKERS": "0",  # decoding in-process: a faster start, the same receivers
 }
 
 
@@ -44,11 +46,7 @@ def judge_rule(svc: ServiceProcess, llm: FakeLLMServer) -> str:
     })  # fmt: skip
     assert status == 201, conn
     project = f"outage-{uuid.uuid4().hex[:8]}"
-    status, rule = call(svc, "POST", "/api/v1/rules", {
-        "name": "helpful", "project": project, "scope": "span", "span_names": ["llm.call"],
-        "scorers": [{"type": "llm_judge", "name": "helpfulness", "connection": "fake",
-                     "criteria": "The answer is right.", "min_score": 1, "max_score": 5, "threshold": 3}],
-    })  # fmt: skip
+    status, rule = call(svc, "POST", "/api/v1/rules", helpful_rule(project))
     assert status == 201, rule
     return project
 

@@ -21,9 +21,14 @@ from tests.waiting import eventually
 
 BAD = ("hang", "reset", "drip")
 MAX_RETRIES = 1
-TRACES = 6
-ENV = {**FAST_WINDOWS, "FAKE_LLM_KEY": "secret", "TRACEJUDGE_JUDGING__BREAKER_FAILURES": "2",
-       "TRACEJUDGE_JUDGING__BREAKER_COOLDOWN_S": "600"}  # fmt: skip
+TRACES = 4
+ENV = {
+    **FAST_WINDOWS,
+    "FAKE_LLM_KEY": "secret",
+    "TRACEJUDGE_JUDGING__BREAKER_FAILURES": "2",
+    "TRACEJUDGE_JUDGING__BREAKER_COOLDOWN_S": "600",
+    "TRACEJUDGE_INGEST__DECODE_WORKERS": "0",  # decoding in-process: a faster start, the same receivers
+}
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -21,6 +22,7 @@ from tests.waiting import eventually
 
 SLOW_CONNECTIONS = {"http": 300, "api": 100, "grpc": 100}
 _REQUEST_HEAD = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # a valid start the gRPC server waits for the rest of
 LIMITS = {
     "TRACEJUDGE_LIMITS__HTTP_HEADER_TIMEOUT_S": "3",
     "TRACEJUDGE_LIMITS__HTTP_BODY_TIMEOUT_S": "3",
@@ -62,15 +64,21 @@ class Dribbler:
         for sock in self.sockets:
             sel.register(sock, selectors.EVENT_READ)
         sent = 0
+        next_send = time.monotonic()
         while not self._stop.is_set() and sel.get_map():
-            for key, _ in sel.select(timeout=1.0):
+            for key, _ in sel.select(timeout=max(0.0, next_send - time.monotonic())):
                 self._read(sel, key.fileobj)  # type: ignore[arg-type]
+            if time.monotonic() < next_send:
+                continue
             for key in list(sel.get_map().values()):
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                head = _HTTP2_PREFACE if self.sockets[sock] == "grpc" else _REQUEST_HEAD
                 try:
-                    key.fileobj.send(_REQUEST_HEAD[sent % len(_REQUEST_HEAD) : sent % len(_REQUEST_HEAD) + 1])  # type: ignore[union-attr]
+                    sock.send(head[sent : min(sent + 1, len(head) - 1)])  # never the whole head
                 except OSError:
-                    self._read(sel, key.fileobj)  # type: ignore[arg-type]
+                    self._read(sel, sock)
             sent += 1
+            next_send += 1.0
         sel.close()
 
     def _read(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
