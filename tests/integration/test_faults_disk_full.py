@@ -69,6 +69,7 @@ def test_full_data_disk_refuses_then_recovers_by_itself(small_disk: Path) -> Non
         assert http("POST", svc.otlp_http + "/v1/traces", body, PB)[0] == 200
         acked += ids
         filler = fill(small_disk)
+        refused = 0
         for _ in range(20):
             body, ids = make_request(10)
             status, headers, _ = http("POST", svc.otlp_http + "/v1/traces", body, PB)
@@ -77,6 +78,8 @@ def test_full_data_disk_refuses_then_recovers_by_itself(small_disk: Path) -> Non
                 continue
             assert status == 503, status
             assert {k.lower() for k in headers} >= {"retry-after"}, headers
+            refused += 1
+        assert refused >= 10
         with pytest.raises(grpc.RpcError) as refused:
             export(make_request(10)[0], timeout=30)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -93,6 +96,11 @@ def test_full_data_disk_refuses_then_recovers_by_itself(small_disk: Path) -> Non
         channel.close()
         code = svc.stop()
     assert code == 0, svc.output
+    # Logged when it started and when it ended, not per request: by the disk guard, and by the log's writer if
+    # an append passed the guard just before the disk filled.
     full = [line for line in svc.log if "No space left on device" in line]
-    assert len(full) == 2, "\n".join(full)  # once when it happened (not per request), once when it ended
-    assert "ERROR" in full[0] and "recovered after" in full[1], "\n".join(full)
+    started = [line for line in full if " ERROR " in line]
+    ended = [line for line in full if "recovered after" in line]
+    assert 1 <= len(started) <= 2 and len(ended) == len(started) and len(full) == 2 * len(started), "\n".join(
+        full
+    )
