@@ -80,6 +80,9 @@ def test_clickhouse_outage_buffers_then_lands_everything(tmp_path: Path, llm: Fa
         judged = send_traces(svc, project, [("Capital of France?", "Paris"), ("Capital of Spain?", "wrong")])
         status, text = eventually(lambda: readyz(svc), until=lambda r: "ClickHouse unavailable" in r[1])
         assert status == 200, text  # still acknowledging into the log
+        score = {"name": "thumbs", "value": True, "trace_id": judged[0]}
+        status, answer = call(svc, "POST", "/api/v1/scores", score)
+        assert status == 201, answer  # the scores API's log takes it; it lands once ClickHouse is back
         assert fill_log(svc, acked).get("retry-after"), "429 without Retry-After"
         channel = grpc.insecure_channel(svc.otlp_grpc)
         with pytest.raises(grpc.RpcError) as refused:
@@ -94,7 +97,7 @@ def test_clickhouse_outage_buffers_then_lands_everything(tmp_path: Path, llm: Fa
         front.start()
         landed = check_landed(url, acked, judged, project)
         assert landed == {"acked": len(acked), "stored": len(acked), "distinct": len(acked), "scores": 2,
-                          "judge_spans": 2}  # fmt: skip
+                          "judge_spans": 2, "api_scores": 1}  # fmt: skip
         eventually(lambda: readyz(svc), until=lambda r: r == (200, "ready"), timeout=60)
         body, _ = make_request(5)
         assert http("POST", svc.otlp_http + "/v1/traces", body, PB)[0] == 200
@@ -111,15 +114,18 @@ def check_landed(url: str, acked: list[tuple[str, str]], judged: list[str], proj
         counts = {
             "stored": "SELECT count() FROM otel_traces WHERE ServiceName = 'durability'",
             "distinct": "SELECT uniqExact(TraceId, SpanId) FROM otel_traces WHERE ServiceName = 'durability'",
-            "scores": f"SELECT count() FROM scores FINAL WHERE Project = '{project}' AND Error = ''",
+            "scores": f"SELECT count() FROM scores FINAL WHERE Project = '{project}' AND Name = 'helpfulness' "
+            "AND Error = ''",
             "judge_spans": "SELECT count() FROM otel_traces WHERE ScopeName = 'tracejudge.judge' "
             f"AND Project = '{project}'",
+            "api_scores": f"SELECT count() FROM scores FINAL WHERE Name = 'thumbs' AND TraceId = '{judged[0]}'",
         }
 
         def landed() -> dict[str, Any]:
             return {"acked": len(acked)} | {k: client.query(q).result_rows[0][0] for k, q in counts.items()}
 
-        want = {"acked": len(acked), "stored": len(acked), "scores": len(judged), "judge_spans": len(judged)}
+        want = {"acked": len(acked), "stored": len(acked), "scores": len(judged), "judge_spans": len(judged),
+                "api_scores": 1}  # fmt: skip
         return eventually(landed, until=lambda got: got.items() >= want.items(), timeout=120, interval=0.5)
     finally:
         client.close()
