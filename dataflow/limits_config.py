@@ -39,8 +39,8 @@ class LimitsConfig(BaseModel):
         2048,
         ge=1,
         description=(
-            "Open connections (or requests under way) per HTTP listener above which new requests get 503 "
-            "with Retry-After."
+            "Open connections (or requests under way) per HTTP listener above which new requests are "
+            "answered 503."
         ),
     )
     grpc_max_concurrent_streams: int = Field(

@@ -18,7 +18,7 @@ import orjson
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -105,11 +105,16 @@ async def read_export_request(request: Request, limit: int) -> ExportRequest:
         raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit * 4 + 1024:  # even a compressed body this large is refused outright
-            raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit * 4 + 1024:  # even a compressed body this large is refused outright
+                raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # gone mid-body, or cut by limits.http_body_timeout_s: no server error
+        raise HttpError(
+            400, "bad_request", "the client closed the connection before sending the whole body"
+        ) from exc
     body = decompress(b"".join(chunks), request.headers.get("content-encoding"), limit)
     return ExportRequest(body, encoding)
 
