@@ -59,11 +59,11 @@ test: $(STAMP) system-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-# Fault injection (issue 13 item 5): `make test` runs tests/integration/test_faults_*.py (the data disk full, judge
-# endpoints that hang/reset/drip, slow clients, ClickHouse away for 10 s); this runs the ClickHouse outage at the
-# issue's full 60 s (~90 s), outside make test's time budget. CI runs both (.ci/run).
+# Fault injection (issue 13 item 5), also part of `make test`: the data disk full (mounts a tmpfs: needs root), judge
+# endpoints that hang/reset/drip, slow clients, and ClickHouse away for the issue's 60 s (~90 s in all; a shorter
+# outage for a quick run: TRACEJUDGE_TEST_OUTAGE_S=10).
 test-faults: $(STAMP)
-	TRACEJUDGE_TEST_OUTAGE_S=60 $(BIN)/python -m pytest -q tests/integration/test_faults_clickhouse_outage.py
+	$(BIN)/python -m pytest -q tests/integration/test_faults_*.py
 
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest $(ARGS)

@@ -5,8 +5,8 @@ front and starts it again on the same port. Meanwhile: receivers acknowledge int
 bound, then answer 429 / UNAVAILABLE with Retry-After; `/readyz` names the problem; judge scores and judge spans
 wait. Once ClickHouse is back, everything lands without a restart, nothing lost and nothing duplicated.
 
-The outage lasts TRACEJUDGE_TEST_OUTAGE_S seconds: 10 in `make test`, 60 (the issue's length) in
-`make test-faults`.
+The outage lasts the issue's 60 s (~85-90 s for the whole test on the loaded 2-core machine);
+TRACEJUDGE_TEST_OUTAGE_S sets another length for a quick run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.integration.test_judges_e2e import helpful_rule
 from tests.integration.test_rules_e2e import FAST_WINDOWS, call, send_traces
 from tests.waiting import eventually
 
-OUTAGE_S = float(os.environ.get("TRACEJUDGE_TEST_OUTAGE_S", "10"))
+OUTAGE_S = float(os.environ.get("TRACEJUDGE_TEST_OUTAGE_S", "60"))
 ENV = {
     **FAST_WINDOWS,
     "FAKE_LLM_KEY": "secret",
