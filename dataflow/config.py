@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dataflow.errors import ConfigError
+from dataflow.limits_config import LimitsConfig
 
 DEFAULT_INPUT_KEYS = [
     "tracejudge.input",
@@ -157,6 +158,22 @@ class WalConfig(_Section):
     )
     reclaim_interval_s: float = Field(
         2.0, gt=0, description="How often sealed, committed segments are deleted."
+    )
+    disk_min_free_bytes: int = Field(
+        64 * MIB,
+        ge=0,
+        description=(
+            "Free space of the data directory's file system under which receivers answer 503 / UNAVAILABLE "
+            "(and the disk reserve is released), until the reserve and this much are free again; 0: never."
+        ),
+    )
+    disk_reserve_bytes: int = Field(
+        64 * MIB,
+        ge=0,
+        description=(
+            "A file of this size kept in the data directory and deleted when the disk fills, so the recovery "
+            "store and embedded ClickHouse can go on writing meanwhile; 0: none."
+        ),
     )
 
 
@@ -518,6 +535,7 @@ class Settings(BaseSettings):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     scores_log: ScoresLogConfig = Field(default_factory=ScoresLogConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("clickhouse_dsn")
     @classmethod

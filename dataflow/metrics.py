@@ -75,6 +75,14 @@ RECEIVER_REQUEST_BYTES = Counter(
     registry=REGISTRY,
 )
 
+HTTP_READ_TIMEOUTS = Counter(
+    "tracejudge_http_read_timeouts_total",
+    "HTTP connections closed because a request's headers or body did not arrive in time (limits.*), by phase "
+    "(headers, body).",
+    ["phase"],
+    registry=REGISTRY,
+)
+
 # --- write-ahead log ---------------------------------------------------------------------------------------
 WAL_APPENDED_BYTES = Counter(
     "tracejudge_wal_appended_bytes_total", "Bytes appended to the write-ahead log.", registry=REGISTRY

@@ -24,11 +24,13 @@ from bytewax.recovery import RecoveryConfig
 
 from connectors.auth.ring import KeyRing
 from connectors.clickhouse.rules_store import StatusRow
+from connectors.http_guard import guarded_protocol
 from connectors.otlp.grpc_server import start_grpc_server
 from connectors.otlp.ingest import Ingestor
 from dataflow import metrics
 from dataflow.config import FlowConfig
 from dataflow.errors import TracejudgeError
+from dataflow.limits_config import LimitsConfig
 from dataflow.polling import Poller
 from dataflow.rules.status import RuleStats
 
@@ -187,10 +189,12 @@ class GrpcReceiver:
         host: str,
         port: int,
         max_message_bytes: int,
+        limits: LimitsConfig,
         ring: KeyRing | None = None,
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._args = (ingestor, host, port, max_message_bytes)
+        self._limits = limits
         self._ring = ring
         self._credentials = credentials
         self._server: grpc.Server | None = None
@@ -198,7 +202,7 @@ class GrpcReceiver:
 
     def start(self) -> None:
         self._server, self.port = start_grpc_server(
-            *self._args, ring=self._ring, credentials=self._credentials
+            *self._args, ring=self._ring, credentials=self._credentials, limits=self._limits
         )
 
     def stop(self) -> None:
@@ -216,9 +220,11 @@ class HttpServers:
         self,
         apps: list[tuple[Any, socket.socket]],
         on_failure: Callable[[], None],
+        limits: LimitsConfig,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._apps = apps
+        self._limits = limits
         self._ssl = ssl_context
         self._on_failure = on_failure
         self._servers: list[uvicorn.Server] = []
@@ -262,9 +268,12 @@ class HttpServers:
 
     async def _serve_all(self) -> None:
         self._loop = asyncio.get_running_loop()
+        lim = self._limits
+        protocol = guarded_protocol(lim.http_header_timeout_s, lim.http_body_timeout_s)
         for app, _sock in self._apps:
             config = uvicorn.Config(
                 app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10,
+                http=protocol, timeout_keep_alive=lim.http_keep_alive_s, limit_concurrency=lim.http_max_connections,
                 ssl_context_factory=None if self._ssl is None else self._ssl_context,
             )  # fmt: skip
             self._servers.append(uvicorn.Server(config))

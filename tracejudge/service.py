@@ -52,6 +52,7 @@ from connectors.scores_log.batch import SCORES_LOG_SCHEMA
 from connectors.scores_log.logged import LoggedScores
 from connectors.scores_log.writer import ScoreLogWriter
 from connectors.tls import ServerTls
+from connectors.wal.disk_guard import DiskGuard
 from connectors.wal.log import Wal
 from connectors.wal.reclaim import Reclaimer
 from connectors.wal.source import WalRecordSource
@@ -112,6 +113,9 @@ class Service:
             data_dir.mkdir(parents=True, exist_ok=True)
             logger.info("data directory %s", data_dir)
             metrics.zero_alerted_series((SPANS_TABLE, SCORES_TABLE))
+            self.disk_guard = lc.start(
+                DiskGuard(data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes)
+            )
             self._open_clickhouse()
             self._start_auth(data_dir)
             self._apply_files()
@@ -200,6 +204,7 @@ class Service:
         """The log's consumers (reclaimer, span store, judge loop, flow), then the log: it closes first."""
         s, lc = self.settings, self._lifecycle
         self.wal = Wal(data_dir / "wal", s.wal)
+        self.wal.guard = self.disk_guard
         recovery_dir: Path | None = None
         if s.flow.recovery:
             recovery_dir = data_dir / "recovery"
@@ -239,6 +244,7 @@ class Service:
             metrics.SCORES_LOG,
             "scores-log",
         )
+        log.guard = self.disk_guard
         self.scores_stop = threading.Event()
         store = ScoreStore(self.scores_api_ch, self.layout.delete_target(SCORES_TABLE))
         self.scores_writer = ScoreLogWriter(log, store, s.sink, self.scores_stop)
@@ -270,11 +276,13 @@ class Service:
             (build_api_app(api_state), listeners.sockets["api"]),
         ]
         tls = self.tls
-        self.http = lc.start(HttpServers(apps, self.stop_requested.set, tls.context if tls else None))
+        self.http = lc.start(
+            HttpServers(apps, self.stop_requested.set, s.limits, tls.context if tls else None)
+        )
         # gRPC last: a stop closes it first, then the HTTP servers
         receiver = GrpcReceiver(
-            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, self.key_ring,
-            tls.grpc_credentials() if tls else None,
+            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, s.limits,
+            self.key_ring, tls.grpc_credentials() if tls else None,
         )  # fmt: skip
         self.ports["otlp_grpc"] = lc.start(receiver).port
         if tls is not None:

@@ -54,6 +54,7 @@ from connectors.ui.rules_pages import RulesUi, build_rules_ui_router
 from connectors.ui.trace_view import build_trace_ui_router
 from dataflow import metrics
 from dataflow.config import ApiConfig, CompatConfig
+from dataflow.health import HEALTH
 from dataflow.model import CloseReason, Trace
 from dataflow.rules.model import RuleSpec, compile_rule
 from dataflow.scoring.preview import preview
@@ -223,9 +224,12 @@ def build_api_app(state: ApiState) -> FastAPI:
 
     @app.get("/readyz", summary="Ready to accept spans")
     async def readyz() -> Response:
-        if state.is_ready():
-            return PlainTextResponse("ready")
-        return PlainTextResponse("not ready", status_code=503)
+        """200 while spans are accepted, 503 when not (starting, stopping, the log full or failing); the body
+        names every current problem (dataflow.health), e.g. ClickHouse unavailable while the log buffers."""
+        problems = HEALTH.problems()
+        ready = state.is_ready() and not any(p.blocking for p in problems)
+        lines = ["ready" if ready else "not ready", *(p.message for p in problems)]
+        return PlainTextResponse("\n".join(lines), status_code=200 if ready else 503)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prom() -> Response:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.clickhouse.client import ClickHouse
+from connectors.clickhouse.sink import Backoff
 from dataflow import metrics
 from dataflow.config import SinkConfig
 from dataflow.errors import SinkError
@@ -54,8 +55,7 @@ class ScoreWriter:
         if not rows:
             return
         table = scores_to_arrow(rows)
-        delay = self._config.retry_initial_s
-        stop_seen: float | None = None
+        backoff = Backoff(self._config, self._stop, self._grace, f"clickhouse:{SCORES_TABLE}")
         while True:
             started = time.perf_counter()
             self._seq += 1
@@ -66,14 +66,9 @@ class ScoreWriter:
                 )
             except SinkError as exc:
                 metrics.SINK_INSERTS.labels(SCORES_TABLE, "error").inc()
-                if self._stop.is_set():
-                    stop_seen = stop_seen or time.monotonic()
-                    if time.monotonic() - stop_seen > self._grace:
-                        raise
-                logger.warning("insert of %d scores failed (retrying in %.1fs): %s", len(rows), delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, self._config.retry_max_s)
+                backoff.failed(f"inserting {len(rows)} scores into {SCORES_TABLE}", exc)
                 continue
+            backoff.succeeded()
             metrics.SINK_INSERTS.labels(SCORES_TABLE, "ok").inc()
             metrics.SINK_ROWS.labels(SCORES_TABLE).inc(len(rows))
             metrics.SINK_INSERT_DURATION.labels(SCORES_TABLE).observe(time.perf_counter() - started)

@@ -27,6 +27,7 @@ from connectors.wal.log import Wal, _Partition, read_segment
 from dataflow import metrics
 from dataflow.config import SinkConfig
 from dataflow.errors import SinkError, WalCorrupt
+from dataflow.health import HEALTH
 from dataflow.model import SPAN_COLUMNS, SpanBlock
 
 logger = logging.getLogger(__name__)
@@ -37,13 +38,16 @@ SPANS_TABLE = "otel_traces"
 @dataclass
 class Backoff:
     """The waits between attempts of an insert that must land: doubling from `retry_initial_s` up to
-    `retry_max_s`; once `stop` is set, `failed` gives up (SinkError) after `grace_s` more of failures."""
+    `retry_max_s`; once `stop` is set, `failed` gives up (SinkError) after `grace_s` more of failures. A failure
+    is reported to `/readyz` (dataflow.health) under `health_key` until `succeeded` is called."""
 
     config: SinkConfig
     stop: threading.Event
     grace_s: float
+    health_key: str = "clickhouse"
     delay: float = field(init=False)
     _stop_seen_at: float | None = field(default=None, init=False)
+    _reported: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.delay = self.config.retry_initial_s
@@ -55,9 +59,16 @@ class Backoff:
             if time.monotonic() - self._stop_seen_at > self.grace_s:
                 msg = f"gave up {what} while stopping: {exc}"
                 raise SinkError(msg) from exc
+        HEALTH.report(self.health_key, f"ClickHouse unavailable: {what} failed (retrying): {exc}")
+        self._reported = True
         logger.warning("%s failed (retrying in %.1fs): %s", what, self.delay, exc)
         time.sleep(self.delay)
         self.delay = min(self.delay * 2, self.config.retry_max_s)
+
+    def succeeded(self) -> None:
+        """The attempt after failures landed: clear the problem reported."""
+        if self._reported:
+            HEALTH.clear(self.health_key)
 
 
 class SpanWriter:
@@ -84,7 +95,7 @@ class SpanWriter:
             self._on_written(block.partition, block.segment)
 
     def _insert_with_retry(self, block: SpanBlock) -> None:
-        backoff = Backoff(self._config, self._stop, self._stop_grace_s)
+        backoff = Backoff(self._config, self._stop, self._stop_grace_s, f"clickhouse:{SPANS_TABLE}")
         while True:
             started = time.perf_counter()
             try:
@@ -96,6 +107,7 @@ class SpanWriter:
                 )
                 continue
             elapsed = time.perf_counter() - started
+            backoff.succeeded()
             metrics.SINK_INSERTS.labels(SPANS_TABLE, "ok").inc()
             metrics.SINK_ROWS.labels(SPANS_TABLE).inc(block.rows)
             metrics.SINK_INSERT_DURATION.labels(SPANS_TABLE).observe(elapsed)

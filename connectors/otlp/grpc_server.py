@@ -22,6 +22,7 @@ from connectors.auth.ring import KeyRing
 from connectors.otlp.ingest import Ingestor
 from dataflow import metrics
 from dataflow.errors import DecodeError, WalError, WalFull
+from dataflow.limits_config import LimitsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +86,24 @@ class _ExportHandler:
                 retry_delay=Duration(seconds=int(exc.retry_after_s), nanos=int(exc.retry_after_s % 1 * 1e9))
             )
             _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc), retry)
-        except WalError as exc:
-            logger.error("export failed: %s", exc)
+        except WalError as exc:  # logged once by the log itself (dataflow.health), not once per request
             _abort(context, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE, str(exc))
         finally:
             metrics.RECEIVER_REQUESTS.labels(_TRANSPORT, outcome).inc()
             metrics.RECEIVER_REQUEST_DURATION.labels(_TRANSPORT).observe(time.perf_counter() - started)
         return b""  # unreachable: abort raises
+
+
+def limit_options(limits: LimitsConfig) -> list[tuple[str, int]]:
+    """grpc core's channel arguments for the `limits` settings: streams per connection, handshake and idle
+    deadlines, and keepalive enforcement (a client pinging more often than allowed is sent GOAWAY)."""
+    return [
+        ("grpc.max_concurrent_streams", limits.grpc_max_concurrent_streams),
+        ("grpc.server_handshake_timeout_ms", round(limits.grpc_handshake_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", round(limits.grpc_max_connection_idle_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(limits.grpc_min_ping_interval_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
 
 
 def start_grpc_server(
@@ -102,6 +114,7 @@ def start_grpc_server(
     workers: int = 8,
     ring: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    limits: LimitsConfig | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start the OTLP/gRPC receiver (with TLS when `credentials` are given); return the server and the port it
     bound. With a key ring, every export needs a key with the `ingest` scope in its `authorization` metadata."""
@@ -120,6 +133,7 @@ def start_grpc_server(
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            *limit_options(limits or LimitsConfig()),
         ],
     )
     msg = f"cannot bind OTLP/gRPC on {host}:{port}"

@@ -19,7 +19,7 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
@@ -109,11 +109,16 @@ async def read_export_request(request: Request, limit: int) -> ExportRequest:
         raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit * 4 + 1024:  # even a compressed body this large is refused outright
-            raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit * 4 + 1024:  # even a compressed body this large is refused outright
+                raise HttpError(413, "too_large", f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # gone mid-body, or cut by limits.http_body_timeout_s: no server error
+        raise HttpError(
+            400, "bad_request", "the client closed the connection before sending the whole body"
+        ) from exc
     body = decompress(b"".join(chunks), request.headers.get("content-encoding"), limit)
     return ExportRequest(body, encoding)
 
@@ -177,8 +182,7 @@ async def handle_export(
     except WalFull as exc:
         outcome = "throttled"
         return _error(encoding, 429, str(exc), {"Retry-After": str(max(1, round(exc.retry_after_s)))})
-    except WalError as exc:
-        logger.error("export failed: %s", exc)
+    except WalError as exc:  # logged once by the log itself (dataflow.health), not once per request
         return _error(encoding, 503, str(exc), {"Retry-After": "5"})
     finally:
         metrics.RECEIVER_REQUESTS.labels(transport, outcome).inc()

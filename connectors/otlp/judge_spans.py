@@ -7,7 +7,9 @@ Durable per epoch, as connectors/clickhouse/score_sink.py: the sink partition bu
 `snapshot()` (called before Bytewax commits the epoch) appends them to the log as one batch and waits until
 the log says they are on disk, so a committed epoch never leaves its judge spans queued in memory (a kill -9
 would lose them while their score rows stay). A large epoch is appended in several batches as it fills;
-`snapshot()` waits for all of them. An append the log refuses (full, closed, failed) or does not confirm
+`snapshot()` waits for all of them. The log's size bound does not apply to them (it is back-pressure for
+clients; judge spans have none to retry them, so they wait in the log while ClickHouse is away). An append
+the log refuses (closed, failed, the disk full) or does not confirm
 within `wait_s` is counted in `tracejudge_judge_spans_dropped_total` and logged, never retried or raised:
 the score row is the record of the judgement, the span is its trace-view companion.
 """
@@ -72,7 +74,7 @@ class _Partition(StatefulSinkPartition[dict[str, Any], None]):
         if batch is None:
             return
         try:
-            self._appended.append((len(spans), self._wal.append(batch)))
+            self._appended.append((len(spans), self._wal.append(batch, bounded=False)))
         except WalError as exc:
             _dropped(len(spans), exc)
 
@@ -103,7 +105,7 @@ def append_judge_spans(wal: Wal, spans: list[dict[str, Any]], normalizer: Normal
     if not spans:
         return
     try:
-        wal.append(judge_spans_batch(spans, normalizer)).result(timeout=wait_s)
+        wal.append(judge_spans_batch(spans, normalizer), bounded=False).result(timeout=wait_s)
     except TimeoutError:
         _dropped(len(spans), f"the write-ahead log did not confirm them within {wait_s:g}s")
     except Exception as exc:  # WalFull, WalError: counted, never raised (the score rows are the record)

@@ -136,10 +136,11 @@ class ScoreLogWriter:
             os.close(fd)
 
     def _write(self, scores: list[ValidScore], seq: int) -> None:
-        backoff = Backoff(self._config, self._stop, self._stop_grace_s)
+        backoff = Backoff(self._config, self._stop, self._stop_grace_s, "clickhouse:scores-api")
         while True:
             try:
                 self._store.write(scores)
+                backoff.succeeded()
                 return
             except (SinkError, QueryError) as exc:
                 metrics.SCORES_LOG_INSERT_ERRORS.inc()

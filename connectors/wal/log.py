@@ -35,12 +35,14 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 
 from dataflow import metrics
 from dataflow.config import WalConfig
 from dataflow.errors import WalCorrupt, WalError, WalFull
+from dataflow.health import HEALTH
 from dataflow.model import SPAN_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 # 24 bytes, and Arrow IPC payloads are multiples of 8: every payload starts 8-byte aligned in the file,
 # so record batches read from a memory map are zero-copy and aligned.
 _HEADER = struct.Struct("<4sB3xIII4x")
+_SEAL_RETRY_S = 0.5  # the wait before sealing again after a failed seal (a full disk)
 _MAGIC = b"TJW2"
 REC_SCHEMA = 1
 REC_BATCH = 2
@@ -165,6 +168,7 @@ class _Partition:
         self._queued_bytes = 0
         self._closing = False
         self._seal_asked = False  # seal the open segment now, not at its age (`seal_soon`)
+        self._failing = False  # a write or seal failed and none has succeeded since (reported to health)
         self._fd: int | None = None
         self._seq = self._read_last_seq()
         self._seg_rows = 0
@@ -361,7 +365,8 @@ class _Partition:
         except OSError as exc:
             # Nothing of this group is acknowledged: answer every caller with the error (503, retried by
             # exporters), cut what was partly written, and keep serving (e.g. after a full disk frees up).
-            logger.error("%s p%d: write failed: %s", self.wal.name, self.index, exc)
+            # Logged once until a write succeeds again (dataflow.health), not once per request.
+            self._report(f"write failed: {exc}")
             self.wal.metrics.write_errors.inc()
             err = WalError(f"write-ahead log write failed: {exc.strerror}")
             for _, _, fut in items:
@@ -374,6 +379,7 @@ class _Partition:
             return
         with self._cond:
             self._queued_bytes -= queued
+        self._recovered()
         self._seg_rows += rows
         self._seg_bytes += written
         self.sizes[self._seq] = self._seg_bytes
@@ -385,12 +391,33 @@ class _Partition:
         for _, _, fut in items:
             fut.set_result(None)
 
+    def _report(self, problem: str) -> None:
+        self._failing = True
+        HEALTH.report(
+            f"{self.wal.name}/p{self.index}", f"{self.wal.name} p{self.index}: {problem}", blocking=True
+        )
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            HEALTH.clear(f"{self.wal.name}/p{self.index}")
+
     def _seal(self) -> None:
+        """Seal the open segment; when its seal record cannot be written (a full disk), cut it off again and
+        leave the segment open, to be sealed on a later pass."""
         assert self._fd is not None
         seal = _frame(REC_SEAL, b"", self._seg_rows)
-        os.writev(self._fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in seal])
-        if self.wal.config.fsync == "always":
-            os.fsync(self._fd)
+        try:
+            os.writev(self._fd, [bytes(p) if isinstance(p, pa.Buffer) else p for p in seal])
+            if self.wal.config.fsync == "always":
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._report(f"sealing segment {self._seq} failed: {exc}")
+            self.wal.metrics.write_errors.inc()
+            os.ftruncate(self._fd, self._seg_bytes)  # if this fails too, the writer stops, loudly
+            os.lseek(self._fd, self._seg_bytes, os.SEEK_SET)
+            time.sleep(_SEAL_RETRY_S)
+            return
         os.close(self._fd)
         self._fd = None
         os.replace(self.seg_path(self._seq, sealed=False), self.seg_path(self._seq))
@@ -416,6 +443,10 @@ class _Partition:
         return removed
 
 
+class DiskGuardLike(Protocol):
+    def check(self) -> None: ...
+
+
 class Wal:
     """The write-ahead log of one process: partitions, the size bound, reclaiming."""
 
@@ -433,6 +464,7 @@ class Wal:
         self.metrics = log_metrics
         self.name = name
         self.failed: BaseException | None = None
+        self.guard: DiskGuardLike | None = None  # refuses appends while the disk is full (disk_guard.py)
         root.mkdir(parents=True, exist_ok=True)
         id_path = root / "id"
         if not id_path.exists():
@@ -443,6 +475,7 @@ class Wal:
         self._backlog_lock = threading.Lock()
         self._backlog = 0
         self._rr = 0
+        self._full = False  # over max_bytes at the last check (reported to health)
         self.closed = False
         existing = sorted(int(p.name[1:]) for p in root.glob("p*") if p.name[1:].isdigit())
         if existing and existing[-1] >= config.partitions:
@@ -463,31 +496,52 @@ class Wal:
             self._backlog += delta
             self.metrics.backlog_bytes.set(self._backlog)
         self.metrics.segments.set(sum(len(p.sizes) for p in self.partitions))
+        if delta < 0 and self._full and self.backlog_bytes < self.config.max_bytes:
+            self._set_full(None)  # reclaimed under the bound: ready again without waiting for a request
 
     @property
     def backlog_bytes(self) -> int:
         return self._backlog + sum(p.queued_bytes for p in self.partitions)
 
-    def check_capacity(self) -> None:
-        """Raise WalFull when over the bound (or WalError when unusable), before any work is spent."""
+    def check_capacity(self, bounded: bool = True) -> None:
+        """Raise WalFull when over the bound (or WalError when unusable), before any work is spent. Not
+        `bounded`: only an unusable log (or a full disk) refuses."""
         if self.failed is not None:
             msg = f"write-ahead log unavailable: {self.failed}"
             raise WalError(msg)
+        if self.guard is not None:
+            self.guard.check()
         if self.closed:
             msg = "write-ahead log is closed: the service is stopping"
             raise WalFull(msg, self.config.retry_after_s)
+        if not bounded:
+            return
         if self.backlog_bytes >= self.config.max_bytes:
             self.metrics.throttled.inc()
             msg = f"write-ahead log is full ({self.backlog_bytes} of {self.config.max_bytes} bytes)"
+            self._set_full(msg)
             raise WalFull(msg, self.config.retry_after_s)
+        self._set_full(None)
 
-    def append(self, batch: pa.RecordBatch) -> Future[None]:
-        """Queue a batch; the future resolves once it is durable. Raises WalFull over the bound."""
-        return self.append_payload(batch.serialize(), batch.num_rows)
+    def _set_full(self, problem: str | None) -> None:
+        """Report the log full (once) or clear that, for /readyz and the log (dataflow.health)."""
+        if problem is not None and not self._full:
+            self._full = True
+            HEALTH.report(
+                f"{self.name}/full", f"{self.name}: {problem}, until ClickHouse takes it", blocking=True
+            )
+        elif problem is None and self._full:
+            self._full = False
+            HEALTH.clear(f"{self.name}/full")
 
-    def append_payload(self, payload: bytes | pa.Buffer, rows: int) -> Future[None]:
+    def append(self, batch: pa.RecordBatch, bounded: bool = True) -> Future[None]:
+        """Queue a batch; the future resolves once it is durable. Raises WalFull over the bound, unless not
+        `bounded` (the service's own spans, such as judge spans, which have no client to retry them)."""
+        return self.append_payload(batch.serialize(), batch.num_rows, bounded)
+
+    def append_payload(self, payload: bytes | pa.Buffer, rows: int, bounded: bool = True) -> Future[None]:
         """Queue a batch already serialised as an Arrow IPC record-batch message of the log's schema."""
-        self.check_capacity()
+        self.check_capacity(bounded)
         buf = payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload)
         part = self.partitions[self._rr % len(self.partitions)]
         self._rr += 1

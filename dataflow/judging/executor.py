@@ -233,10 +233,7 @@ class JudgeExecutor:
     async def call(self, spec: ConnectionSpec, request: JudgeRequest) -> CallResult:
         lane = self._lane(spec)
         if not lane.breaker.admits():
-            metrics.JUDGE_SHED.labels(spec.name, "circuit_open").inc()
-            return CallResult(
-                None, "CircuitOpen: too many recent failures", "CircuitOpen", 0, 0.0, "circuit_open"
-            )
+            return _shed(spec)
         return await self._attempts(lane, request)
 
     async def _attempts(self, lane: _Lane, request: JudgeRequest) -> CallResult:
@@ -249,6 +246,8 @@ class JudgeExecutor:
             attempts += 1
             await asyncio.sleep(lane.requests.delay_for(1) + lane.tokens.delay_for(estimate))
             async with lane.semaphore:  # the client's deadline starts in here
+                if attempts == 1 and lane.breaker.is_open():  # opened while this call waited for a slot
+                    return _shed(spec)
                 metrics.JUDGE_IN_FLIGHT.labels(spec.name).inc()
                 try:
                     answer = await lane.client.judge(request)
@@ -282,3 +281,9 @@ class JudgeExecutor:
                 )
             backoff = min(cfg.max_backoff_s, 0.5 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2)
             await asyncio.sleep(max(backoff, server_wait or 0.0))
+
+
+def _shed(spec: ConnectionSpec) -> CallResult:
+    """A call the open breaker refuses before it is sent, counted as shed (`circuit_open`)."""
+    metrics.JUDGE_SHED.labels(spec.name, "circuit_open").inc()
+    return CallResult(None, "CircuitOpen: too many recent failures", "CircuitOpen", 0, 0.0, "circuit_open")

@@ -23,6 +23,15 @@ def wait_rows(svc: ServiceProcess, sql: str, n: int, timeout: float = 60.0) -> l
     )  # fmt: skip
 
 
+def helpful_rule(project: str) -> dict[str, Any]:
+    """A span rule judging every `llm.call` span of `project` with the connection `fake`."""
+    return {
+        "name": "helpful", "project": project, "scope": "span", "span_names": ["llm.call"],
+        "scorers": [{"type": "llm_judge", "name": "helpfulness", "connection": "fake",
+                     "criteria": "The answer is right.", "min_score": 1, "max_score": 5, "threshold": 3}],
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("provider", "protocol"),
     [("openai", "chat_completions"), ("openai", "responses"), ("anthropic", "messages")],
@@ -39,11 +48,7 @@ def test_judge_rule_scores_traces(tmp_path: Path, llm: FakeLLMServer, provider: 
         })  # fmt: skip
         assert status == 201 and conn["key_status"] == "set" and "secret" not in str(conn)
         project = f"judge-{uuid.uuid4().hex[:8]}"
-        status, rule = call(svc, "POST", "/api/v1/rules", {
-            "name": "helpful", "project": project, "scope": "span", "span_names": ["llm.call"],
-            "scorers": [{"type": "llm_judge", "name": "helpfulness", "connection": "fake",
-                         "criteria": "The answer is right.", "min_score": 1, "max_score": 5, "threshold": 3}],
-        })  # fmt: skip
+        status, rule = call(svc, "POST", "/api/v1/rules", helpful_rule(project))
         assert status == 201, rule
         ids = send_traces(svc, project, [("Capital of France?", "Paris"), ("Capital of Spain?", "wrong")])
         rows = wait_rows(

@@ -129,6 +129,14 @@ def test_breaker_opens_and_sheds(run: Any) -> None:
         ex.stop()
 
 
+def test_calls_waiting_for_a_slot_when_the_breaker_opens_are_shed_not_sent(run: Any) -> None:
+    client = Scripted([JudgeServerError("down")] * 100, delay=0.02)
+    cfg = ExecutorConfig(breaker_failures=2, breaker_cooldown_s=60, max_backoff_s=0.01)
+    results = run(client, calls=6, cfg=cfg, max_retries=0, max_concurrency=1)
+    assert [r.error_class for r in results] == ["JudgeServerError"] * 2 + ["CircuitOpen"] * 4
+    assert [r.shed for r in results[2:]] == ["circuit_open"] * 4 and len(client.calls) == 2
+
+
 def test_concurrency_limit(run: Any) -> None:
     client = Scripted([], delay=0.05)
     results = run(client, calls=40, max_concurrency=4)

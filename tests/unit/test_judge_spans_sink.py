@@ -33,14 +33,16 @@ class FakeWal:
     """`append` as the log's: a future per batch; `outcome` says how the futures end (or never do)."""
 
     def __init__(self, outcome: str = "ok") -> None:
-        self.outcome = outcome  # ok | fail | never | full
+        self.outcome = outcome  # ok | fail | never | full | closed
         self.appended: list[tuple[pa.RecordBatch, Durable]] = []
 
-    def append(self, batch: pa.RecordBatch) -> Durable:
-        if self.outcome == "full":
+    def append(self, batch: pa.RecordBatch, bounded: bool = True) -> Durable:
+        if self.outcome == "full" and bounded:
             raise WalFull("write-ahead log is full (9 of 9 bytes)", 1.0)
+        if self.outcome == "closed":
+            raise WalError("the write-ahead log is closed")
         durable = Durable()
-        if self.outcome == "ok":
+        if self.outcome in ("ok", "full"):
             durable.set_result(None)
         elif self.outcome == "fail":
             durable.set_exception(WalError("write-ahead log write failed: No space left on device"))
@@ -104,7 +106,17 @@ def test_a_large_epoch_is_appended_as_it_fills_and_all_of_it_awaited_at_the_snap
     assert all(durable.waits for _, durable in wal.appended)
 
 
-@pytest.mark.parametrize("outcome", ["fail", "full", "never"])
+def test_the_logs_size_bound_does_not_refuse_judge_spans() -> None:
+    wal = FakeWal("full")  # full for clients: judge spans wait in the log until ClickHouse takes it
+    p = part(wal, wait_s=0.05, flush_spans=2)
+    before = dropped()
+    p.write_batch([span(1), span(2), span(3)])
+    p.snapshot()
+    assert dropped() == before
+    assert sum(len(ids) for ids in wal.trace_ids()) == 3
+
+
+@pytest.mark.parametrize("outcome", ["fail", "closed", "never"])
 def test_a_refused_failed_or_unconfirmed_append_is_counted_not_raised(
     outcome: str, caplog: pytest.LogCaptureFixture
 ) -> None:
