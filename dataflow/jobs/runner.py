@@ -16,14 +16,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dataflow import metrics
 from dataflow.errors import TracejudgeError
 from dataflow.jobs.model import Candidate, Cursor, Job, JobKind, JobState
-from dataflow.jobs.scoring import chosen_tasks, replayed, rule_tasks, score_tasks
+from dataflow.jobs.scoring import (
+    chosen_tasks,
+    planned,
+    reads_root_only,
+    replayed,
+    root_tasks,
+    rule_tasks,
+    score_tasks,
+)
 from dataflow.model import ScoreRow, Span
+from dataflow.rules.engine import EvalTask
 from dataflow.rules.model import CompiledRule, SpanNeeds, span_needs
 from dataflow.scoring.judge_step import JudgeContext
 
@@ -42,8 +52,9 @@ class JobStorePort(Protocol):
 
 
 class TracePlanner(Protocol):
-    def plan(self, job: Job, rule: CompiledRule | None) -> list[Candidate]: ...
+    def plan(self, job: Job, rule: CompiledRule | None, chars: bool = True) -> list[Candidate]: ...
     def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]: ...
+    def roots(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, Span]: ...
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,7 @@ class JobRunner:
             rule = self._s.rule(job.rule_id)
             if rule is None:
                 return self._finish(job, JobState.FAILED, f"rule {job.rule_id} no longer exists")
-        plan = self._retrying(lambda: self._s.traces.plan(job, rule))
+        job, plan = self._plan(job, rule)
         progress = job.progress.copy()
         progress.total = len(plan)
         todo = [c for c in plan if job.cursor.before(c.start_ns, c.trace_id)]
@@ -195,37 +206,54 @@ class JobRunner:
             )
         return self._finish(job.with_(progress=progress), JobState.SUCCEEDED)
 
+    def _plan(self, job: Job, rule: CompiledRule | None) -> tuple[Job, list[Candidate]]:
+        """The job's plan, read on a thread while this one renews the lease: a huge window's plan can take
+        longer than `lease_s`, and another process must not take the job over meanwhile."""
+        with ThreadPoolExecutor(1, thread_name_prefix="job-plan") as pool:
+            planning = pool.submit(self._retrying, lambda: self._s.traces.plan(job, rule, chars=False))
+            while True:
+                try:
+                    return job, planning.result(timeout=self._cfg.lease_s / 3)
+                except TimeoutError:
+                    job = self._save(job)
+
     def _score_page(self, job: Job, rule: CompiledRule | None, page: list[Candidate]) -> bool:
         """Score one page and write its rows; False when a stop or cancel cut its judge calls short."""
         progress = job.progress
-        if rule is not None:
-            wanted = []
-            for c in page:
-                if not rule.sampled(c.trace_id):
-                    progress.sampled_out += 1
-                elif c.tasks == 0:
-                    progress.filtered_out += 1
-                else:
-                    wanted.append(c.trace_id)
-        else:
-            wanted = [c.trace_id for c in page]
-        # Only the attributes the rule reads become Python (as live; a user scorer gets them all).
-        needs = span_needs([rule]) if rule is not None else None
-        spans = self._retrying(lambda: self._s.traces.fetch(wanted, needs)) if wanted else {}
-        traces = [replayed(tid, spans[tid]) for tid in wanted if spans.get(tid)]
-        progress.filtered_out += len(wanted) - len(traces)  # gone from ClickHouse since the plan
-        if rule is not None:
-            tasks = rule_tasks(traces, rule, progress)
-        else:
-            ids = frozenset(job.params.get("span_ids") or ())
-            tasks = chosen_tasks(traces, lambda p: self._s.manual_rule(job, p), job.params["scope"], ids)
+        chosen = planned(page, rule, progress) if rule is not None else page
+        tasks, starts = self._tasks(job, rule, chosen)
         progress.matched += len(tasks)
         watch = _Watch(self, job.with_(progress=job.progress.copy()))
-        result = score_tasks(tasks, self._s.judges, progress, self._stop, watch.interrupted)
+        result = score_tasks(tasks, self._s.judges, progress, self._stop, watch.interrupted, starts)
         self._s.write_scores(result.rows)
         if result.judge_spans:
             self._s.write_judge_spans(result.judge_spans)
         return result.complete
+
+    def _tasks(
+        self, job: Job, rule: CompiledRule | None, chosen: list[Candidate]
+    ) -> tuple[list[EvalTask], dict[str, int]]:
+        """The tasks of the chosen traces, and the plan's start of those read by their root alone."""
+        progress = job.progress
+        wanted = [c.trace_id for c in chosen]
+        # Only the attributes the rule reads become Python (as live; a user scorer gets them all).
+        needs = span_needs([rule]) if rule is not None else None
+        tasks: list[EvalTask] = []
+        starts: dict[str, int] = {}
+        if rule is not None and reads_root_only(rule) and wanted:
+            roots = self._retrying(lambda: self._s.traces.roots(wanted, needs))
+            tasks = root_tasks(chosen, roots, rule)
+            starts = {c.trace_id: c.start_ns for c in chosen if c.trace_id in roots}
+            wanted = [tid for tid in wanted if tid not in roots]  # no root stored: read whole, as below
+        spans = self._retrying(lambda: self._s.traces.fetch(wanted, needs)) if wanted else {}
+        traces = [replayed(tid, spans[tid]) for tid in wanted if spans.get(tid)]
+        progress.filtered_out += len(wanted) - len(traces)  # gone from ClickHouse since the plan
+        if rule is not None:
+            tasks += rule_tasks(traces, rule, progress)
+        else:
+            ids = frozenset(job.params.get("span_ids") or ())
+            tasks = chosen_tasks(traces, lambda p: self._s.manual_rule(job, p), job.params["scope"], ids)
+        return tasks, starts
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def _checkpoint_ready(self, job: Job) -> Job:
