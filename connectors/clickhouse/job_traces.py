@@ -33,7 +33,8 @@ _NOT_JUDGE = f"NOT mapContains(SpanAttributes, '{JUDGE_ATTRIBUTE}')"
 _IO = "lengthUTF8(Input) + lengthUTF8(Output)"
 _SELECT = """
 SELECT TraceId, toUnixTimestamp64Nano(min(Timestamp)) AS start, any(Project),
-       uniqExactIf(SpanId, {not_judge}) AS spans, {tasks} AS tasks, {chars} AS chars
+       uniqExactIf(SpanId, {not_judge}) AS spans, {tasks} AS tasks, {chars} AS chars,
+       toUnixTimestamp64Nano(minIf(Timestamp, ParentSpanId = '')) AS root
 FROM otel_traces
 """
 _WINDOW = """
@@ -73,7 +74,7 @@ def _rule_columns(rule: CompiledRule, with_chars: bool = True) -> tuple[str, dic
 
 
 def _candidates(rows: list[tuple[Any, ...]]) -> list[Candidate]:
-    return [Candidate(int(s), tid, p, int(n), int(t), int(c)) for tid, s, p, n, t, c in rows]
+    return [Candidate(int(s), tid, p, int(n), int(t), int(c), int(r)) for tid, s, p, n, t, c, r in rows]
 
 
 class JobTraces:
@@ -88,9 +89,19 @@ class JobTraces:
     def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]:
         return self._fetcher.fetch(trace_ids, needs)
 
-    def roots(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, Span]:
-        """Each trace's root span (`Trace.root`'s choice); a trace with no root stored is absent."""
-        return {tid: spans[0] for tid, spans in self._roots.fetch(trace_ids, needs).items()}
+    def roots(self, chosen: list[Candidate], needs: SpanNeeds | None = None) -> dict[str, Span]:
+        """Each trace's root span (`Trace.root`'s choice) where the plan found one (`root_ns`), else absent."""
+        out: dict[str, Span] = {}
+        for project in {c.project for c in chosen if c.root_ns}:
+            rooted = [c for c in chosen if c.root_ns and c.project == project]
+            bounds = {
+                "project": project,
+                "lo": min(c.root_ns for c in rooted),
+                "hi": max(c.root_ns for c in rooted),
+            }
+            spans = self._roots.fetch([c.trace_id for c in rooted], needs, bounds)
+            out.update((tid, found[0]) for tid, found in spans.items())
+        return out
 
     def plan(self, job: Job, rule: CompiledRule | None, chars: bool = True) -> list[Candidate]:
         """Every trace the job covers, in (start, trace id) order (`chars` False: every `chars` 0)."""

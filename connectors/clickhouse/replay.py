@@ -5,6 +5,7 @@ trace's root span reads just that (`ROOTS_FOR_TRACES`)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.migrate import SQL_DIR
@@ -22,13 +23,16 @@ class SpanFetcher:
         self._batch = batch
         self._sql = sql  # a query of parameter trace_ids with spans_for_traces.sql's columns
 
-    def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]:
+    def fetch(
+        self, trace_ids: list[str], needs: SpanNeeds | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, list[Span]]:
         """The stored spans of each trace, in start order (a trace with none stored is absent); with `needs`,
-        only those attribute keys become Python (the others stay out of the spans)."""
+        only those attribute keys become Python (the others stay out of the spans); `params`: the query's
+        others."""
         out: dict[str, list[Span]] = defaultdict(list)
         for i in range(0, len(trace_ids), self._batch):
             chunk = trace_ids[i : i + self._batch]
-            table = self._ch.query_arrow(self._sql, {"trace_ids": chunk})
+            table = self._ch.query_arrow(self._sql, {**(params or {}), "trace_ids": chunk})
             keys = (needs.attributes, needs.resource) if needs is not None else (None, None)
             for span in spans_from_batch(table, None, *keys):
                 out[span.trace_id].append(span)

@@ -54,7 +54,7 @@ class JobStorePort(Protocol):
 class TracePlanner(Protocol):
     def plan(self, job: Job, rule: CompiledRule | None, chars: bool = True) -> list[Candidate]: ...
     def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]: ...
-    def roots(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, Span]: ...
+    def roots(self, chosen: list[Candidate], needs: SpanNeeds | None = None) -> dict[str, Span]: ...
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ class JobRunner:
         tasks: list[EvalTask] = []
         starts: dict[str, int] = {}
         if rule is not None and reads_root_only(rule) and wanted:
-            roots = self._retrying(lambda: self._s.traces.roots(wanted, needs))
+            roots = self._retrying(lambda: self._s.traces.roots(chosen, needs))
             tasks = root_tasks(chosen, roots, rule)
             starts = {c.trace_id: c.start_ns for c in chosen if c.trace_id in roots}
             wanted = [tid for tid in wanted if tid not in roots]  # no root stored: read whole, as below

@@ -47,7 +47,7 @@ class Planner:
     def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]:
         return {}
 
-    def roots(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, Span]:
+    def roots(self, chosen: list[Candidate], needs: SpanNeeds | None = None) -> dict[str, Span]:
         return {}
 
 
