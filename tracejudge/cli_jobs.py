@@ -2,7 +2,7 @@
 through a running service's jobs API (issue 11).
 
     tracejudge rewind RULE --since T [--until T] [--project P] [--dry-run] [--yes] [--even-if-empty]
-    tracejudge backfill RULE [--last N | --since T [--until T]] [--project P] [--dry-run] [--yes]
+    tracejudge backfill RULE [--last N | --since T [--until T]] [--project P] [--dry-run] [--yes] [--even-if-empty]
     tracejudge score-traces (--rule RULE | --scorers-file F) [--scope trace|span] [--span-id S]... TRACE_ID...
     tracejudge jobs list [--rule RULE] [--state S] [--format table|csv|json]
     tracejudge jobs show ID [--follow] | jobs cancel ID
