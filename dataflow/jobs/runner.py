@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from dataflow import metrics
 from dataflow.errors import TracejudgeError
 from dataflow.jobs.model import Candidate, Cursor, Job, JobKind, JobState
+from dataflow.jobs.ports import JobServices, JobSettings
 from dataflow.jobs.scoring import (
     chosen_tasks,
     planned,
@@ -32,51 +32,10 @@ from dataflow.jobs.scoring import (
     rule_tasks,
     score_tasks,
 )
-from dataflow.model import ScoreRow, Span
 from dataflow.rules.engine import EvalTask
-from dataflow.rules.model import CompiledRule, SpanNeeds, span_needs
-from dataflow.scoring.judge_step import JudgeContext
+from dataflow.rules.model import CompiledRule, span_needs
 
 logger = logging.getLogger(__name__)
-
-
-class JobStorePort(Protocol):
-    def save(self, job: Job) -> None: ...
-    def get(self, job_id: str) -> Job | None: ...
-    def claimable(self, lease_s: float) -> list[Job]: ...
-    def claim(self, job_id: str, epoch: int, process: str) -> None: ...
-    def claim_winner(self, job_id: str, epoch: int) -> str: ...
-    def latest_epoch(self, job_id: str) -> int: ...
-    def cancel_requested(self, job_id: str) -> bool: ...
-    def running_on(self, process: str) -> list[Job]: ...
-
-
-class TracePlanner(Protocol):
-    def plan(self, job: Job, rule: CompiledRule | None, chars: bool = True) -> list[Candidate]: ...
-    def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]: ...
-    def roots(self, chosen: list[Candidate], needs: SpanNeeds | None = None) -> dict[str, Span]: ...
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    page_traces: int = 5000
-    lease_s: float = 30.0
-    settle_s: float = 1.0
-    poll_s: float = 1.0
-    retries: int = 5  # a page whose reads keep failing this many times fails the job
-
-
-@dataclass(frozen=True)
-class JobServices:
-    store: JobStorePort
-    traces: TracePlanner
-    rule: Callable[[str], CompiledRule | None]  # a saved rule's current version
-    manual_rule: Callable[[Job, str], CompiledRule]  # score_traces: its scorers as a rule of a project
-    write_scores: Callable[[list[ScoreRow]], None]
-    write_judge_spans: Callable[[list[dict[str, Any]]], None]
-    judges: JudgeContext | None
-    live_busy: Callable[[], str]
-    process: str
 
 
 class JobLost(Exception):
@@ -193,7 +152,7 @@ class JobRunner:
             job = self._checkpoint_ready(job.with_(progress=progress))
             if self._stop.is_set():
                 return self._requeue(job)
-            before = progress.copy()
+            before, started, seen = progress.copy(), time.monotonic(), self._s.live_traffic()
             if not self._score_page(job, rule, page):
                 if self._stop.is_set():  # the page is redone on resume: its counts are not kept
                     return self._requeue(job.with_(progress=before))
@@ -204,6 +163,10 @@ class JobRunner:
             job = self._save(
                 job.with_(progress=progress, cursor=Cursor(page[-1].start_ns, page[-1].trace_id))
             )
+            if (
+                self._cfg.live_rest and self._s.live_traffic() != seen
+            ):  # the cores (and the GIL) to live traffic
+                self._stop.wait(self._cfg.live_rest * (time.monotonic() - started))
         return self._finish(job.with_(progress=progress), JobState.SUCCEEDED)
 
     def _plan(self, job: Job, rule: CompiledRule | None) -> tuple[Job, list[Candidate]]:
