@@ -163,11 +163,14 @@ class JobRunner:
             job = self._save(
                 job.with_(progress=progress, cursor=Cursor(page[-1].start_ns, page[-1].trace_id))
             )
-            if (
-                self._cfg.live_rest and self._s.live_traffic() != seen
-            ):  # the cores (and the GIL) to live traffic
-                self._stop.wait(self._cfg.live_rest * (time.monotonic() - started))
+            if self._cfg.live_rest and self._s.live_traffic() != seen:
+                self._rest(time.monotonic() - started)
         return self._finish(job.with_(progress=progress), JobState.SUCCEEDED)
+
+    def _rest(self, page_s: float) -> None:
+        """Live traffic arrives: leave it the cores (and the GIL) `live_rest` times as long as the page took, at
+        most a third of the lease (the next page's watch renews it a third of the lease after it starts)."""
+        self._stop.wait(min(self._cfg.live_rest * page_s, self._cfg.lease_s / 3))
 
     def _plan(self, job: Job, rule: CompiledRule | None) -> tuple[Job, list[Candidate]]:
         """The job's plan, read on a thread while this one renews the lease: a huge window's plan can take
