@@ -36,9 +36,8 @@ class JobSettings:
     settle_s: float = 1.0
     poll_s: float = 1.0
     retries: int = 5  # a page whose reads keep failing this many times fails the job
-    live_rest: float = (
-        1.0  # while live traffic arrives: rest this many times as long as a page took, after it
-    )
+    # While live traffic arrives: rest this many times as long as a page took, after it.
+    live_rest: float = 3.0
 
 
 @dataclass(frozen=True)
