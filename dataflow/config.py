@@ -473,6 +473,12 @@ class JobsConfig(_Section):
     trace_lookback_s: float = Field(
         3600.0, gt=0, description="A trace's start is its earliest span at most this long before the window."
     )
+    live_rest: float = Field(
+        3.0,
+        ge=0,
+        description="While live spans arrive, a job rests after each page this many times as long as the page "
+        "took (3: busy at most a quarter of the time), leaving the cores to live traffic; 0: never rests.",
+    )
     pause_pending_share: float = Field(
         0.5,
         gt=0,

@@ -1,8 +1,8 @@
 """`tracejudge rewind|backfill|score-traces` and `tracejudge jobs list|show|cancel`: re-score stored traces
 through a running service's jobs API (issue 11).
 
-    tracejudge rewind RULE --since T [--until T] [--project P] [--dry-run] [--yes]
-    tracejudge backfill RULE [--last N | --since T [--until T]] [--project P] [--dry-run] [--yes]
+    tracejudge rewind RULE --since T [--until T] [--project P] [--dry-run] [--yes] [--even-if-empty]
+    tracejudge backfill RULE [--last N | --since T [--until T]] [--project P] [--dry-run] [--yes] [--even-if-empty]
     tracejudge score-traces (--rule RULE | --scorers-file F) [--scope trace|span] [--span-id S]... TRACE_ID...
     tracejudge jobs list [--rule RULE] [--state S] [--format table|csv|json]
     tracejudge jobs show ID [--follow] | jobs cancel ID
@@ -10,7 +10,8 @@ through a running service's jobs API (issue 11).
 RULE is a rule id or name (`--project` when the name exists in several projects). T is RFC 3339, Unix seconds,
 or an age (`30m`, `2h`, `7d`: that long before now). A run first asks the API for its dry run and prints it; one
 that costs money (judge calls, or an estimated cost) asks "Start? [y/N]" unless `--yes`; then the job is
-followed (tracejudge/cli_follow.py). Exit 0: the job succeeded or the dry run was shown; 1: it failed, was
+followed (tracejudge/cli_follow.py). A dry run that finds no trace starts nothing ("nothing to do") unless
+`--even-if-empty`. Exit 0: the job succeeded or the dry run was shown; 1: it failed, was
 cancelled or refused, or the API answered an error; 2: a usage error; 130: interrupted (a job it started is
 left running).
 """
@@ -83,6 +84,9 @@ def start(args: argparse.Namespace, path: str, body: dict[str, Any], what: str) 
     """Print the dry run of `POST path`, ask if it costs money, start the job and follow it."""
     dry = api(args, "POST", path, {**body, "dry_run": True})
     print(f"dry run: {what}\n{_estimate(dry)}", flush=True)
+    if not dry["traces"] and not args.even_if_empty:
+        print("nothing to do: no stored trace is covered" + ("" if args.dry_run else "; no job started"))
+        return 0
     if args.dry_run:
         return 0
     if not args.yes:
@@ -216,6 +220,9 @@ def _run_options(p: Any) -> None:
     p.add_argument("--project", help="the rule's project, when its name exists in several")
     p.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
     p.add_argument("--yes", "-y", action="store_true", help="start a run that costs money without asking")
+    p.add_argument(
+        "--even-if-empty", action="store_true", help="start a job even when the dry run finds no trace"
+    )
 
 
 def add_parsers(sub: Any) -> None:

@@ -21,10 +21,12 @@ from connectors.clickhouse.sink import SpanStore
 from connectors.otlp.ingest import normalizer_from
 from connectors.otlp.judge_spans import append_judge_spans
 from connectors.wal.log import Wal
+from dataflow import metrics
 from dataflow.config import Settings
 from dataflow.errors import TracejudgeError
 from dataflow.jobs.manual import ManualRules
-from dataflow.jobs.runner import JobRunner, JobServices, JobSettings
+from dataflow.jobs.ports import JobServices, JobSettings
+from dataflow.jobs.runner import JobRunner
 from dataflow.rules.model import CompiledRule, compile_rule
 from dataflow.scoring.judge_step import JudgeContext, Pending
 
@@ -80,6 +82,13 @@ def live_busy(
     return busy
 
 
+def received_requests() -> float:
+    """Export requests the receivers have answered so far, all transports and outcomes: live traffic."""
+    return sum(
+        s.value for m in metrics.RECEIVER_REQUESTS.collect() for s in m.samples if s.name.endswith("_total")
+    )
+
+
 @dataclass(frozen=True)
 class JobParts:
     """What the job runner uses of the running service."""
@@ -114,6 +123,9 @@ def job_runner(s: Settings, store: JobStore, parts: JobParts) -> JobRunnerThread
             s.judging.max_pending * s.jobs.pause_pending_share,
         ),
         process=parts.process,
+        live_traffic=received_requests,
     )  # fmt: skip
-    settings = JobSettings(s.jobs.page_traces, s.jobs.lease_s, s.jobs.settle_s, s.jobs.poll_s)
+    settings = JobSettings(
+        s.jobs.page_traces, s.jobs.lease_s, s.jobs.settle_s, s.jobs.poll_s, live_rest=s.jobs.live_rest
+    )
     return JobRunnerThread(JobRunner(services, settings, stop), stop, s.jobs.poll_s)

@@ -109,7 +109,9 @@ class Job:
 class Candidate:
     """A stored trace a job may score, as its plan found it: start, id, project, spans (judge spans excluded),
     `tasks` (what the rule's filter and targeting match there, computed in ClickHouse; the Python filter
-    decides again on the fetched spans) and the input/output characters its judge calls would read."""
+    decides again on the fetched spans, unless only the root is read: `dataflow.jobs.scoring.reads_root_only`)
+    and the input/output characters its judge calls would read (0 in a job's own plan: only estimates need them),
+    and the start of its earliest root span (0: none)."""
 
     start_ns: int
     trace_id: str
@@ -117,3 +119,4 @@ class Candidate:
     spans: int
     tasks: int
     io_chars: int = 0
+    root_ns: int = 0

@@ -16,56 +16,26 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from dataflow import metrics
 from dataflow.errors import TracejudgeError
 from dataflow.jobs.model import Candidate, Cursor, Job, JobKind, JobState
-from dataflow.jobs.scoring import chosen_tasks, replayed, rule_tasks, score_tasks
-from dataflow.model import ScoreRow, Span
-from dataflow.rules.model import CompiledRule, SpanNeeds, span_needs
-from dataflow.scoring.judge_step import JudgeContext
+from dataflow.jobs.ports import JobServices, JobSettings
+from dataflow.jobs.scoring import (
+    chosen_tasks,
+    planned,
+    reads_root_only,
+    replayed,
+    root_tasks,
+    rule_tasks,
+    score_tasks,
+)
+from dataflow.rules.engine import EvalTask
+from dataflow.rules.model import CompiledRule, span_needs
 
 logger = logging.getLogger(__name__)
-
-
-class JobStorePort(Protocol):
-    def save(self, job: Job) -> None: ...
-    def get(self, job_id: str) -> Job | None: ...
-    def claimable(self, lease_s: float) -> list[Job]: ...
-    def claim(self, job_id: str, epoch: int, process: str) -> None: ...
-    def claim_winner(self, job_id: str, epoch: int) -> str: ...
-    def latest_epoch(self, job_id: str) -> int: ...
-    def cancel_requested(self, job_id: str) -> bool: ...
-    def running_on(self, process: str) -> list[Job]: ...
-
-
-class TracePlanner(Protocol):
-    def plan(self, job: Job, rule: CompiledRule | None) -> list[Candidate]: ...
-    def fetch(self, trace_ids: list[str], needs: SpanNeeds | None = None) -> dict[str, list[Span]]: ...
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    page_traces: int = 5000
-    lease_s: float = 30.0
-    settle_s: float = 1.0
-    poll_s: float = 1.0
-    retries: int = 5  # a page whose reads keep failing this many times fails the job
-
-
-@dataclass(frozen=True)
-class JobServices:
-    store: JobStorePort
-    traces: TracePlanner
-    rule: Callable[[str], CompiledRule | None]  # a saved rule's current version
-    manual_rule: Callable[[Job, str], CompiledRule]  # score_traces: its scorers as a rule of a project
-    write_scores: Callable[[list[ScoreRow]], None]
-    write_judge_spans: Callable[[list[dict[str, Any]]], None]
-    judges: JudgeContext | None
-    live_busy: Callable[[], str]
-    process: str
 
 
 class JobLost(Exception):
@@ -172,7 +142,7 @@ class JobRunner:
             rule = self._s.rule(job.rule_id)
             if rule is None:
                 return self._finish(job, JobState.FAILED, f"rule {job.rule_id} no longer exists")
-        plan = self._retrying(lambda: self._s.traces.plan(job, rule))
+        job, plan = self._plan(job, rule)
         progress = job.progress.copy()
         progress.total = len(plan)
         todo = [c for c in plan if job.cursor.before(c.start_ns, c.trace_id)]
@@ -182,7 +152,7 @@ class JobRunner:
             job = self._checkpoint_ready(job.with_(progress=progress))
             if self._stop.is_set():
                 return self._requeue(job)
-            before = progress.copy()
+            before, started, seen = progress.copy(), time.monotonic(), self._s.live_traffic()
             if not self._score_page(job, rule, page):
                 if self._stop.is_set():  # the page is redone on resume: its counts are not kept
                     return self._requeue(job.with_(progress=before))
@@ -193,39 +163,63 @@ class JobRunner:
             job = self._save(
                 job.with_(progress=progress, cursor=Cursor(page[-1].start_ns, page[-1].trace_id))
             )
+            if self._cfg.live_rest and self._s.live_traffic() != seen:
+                self._rest(time.monotonic() - started)
         return self._finish(job.with_(progress=progress), JobState.SUCCEEDED)
+
+    def _rest(self, page_s: float) -> None:
+        """Live traffic arrives: leave it the cores (and the GIL) `live_rest` times as long as the page took, at
+        most a third of the lease (the next page's watch renews it a third of the lease after it starts)."""
+        self._stop.wait(min(self._cfg.live_rest * page_s, self._cfg.lease_s / 3))
+
+    def _plan(self, job: Job, rule: CompiledRule | None) -> tuple[Job, list[Candidate]]:
+        """The job's plan, read on a thread while this one renews the lease: a huge window's plan can take
+        longer than `lease_s`, and another process must not take the job over meanwhile."""
+        with ThreadPoolExecutor(1, thread_name_prefix="job-plan") as pool:
+            planning = pool.submit(self._retrying, lambda: self._s.traces.plan(job, rule, chars=False))
+            while True:
+                try:
+                    return job, planning.result(timeout=self._cfg.lease_s / 3)
+                except TimeoutError:
+                    job = self._save(job)
 
     def _score_page(self, job: Job, rule: CompiledRule | None, page: list[Candidate]) -> bool:
         """Score one page and write its rows; False when a stop or cancel cut its judge calls short."""
         progress = job.progress
-        if rule is not None:
-            wanted = []
-            for c in page:
-                if not rule.sampled(c.trace_id):
-                    progress.sampled_out += 1
-                elif c.tasks == 0:
-                    progress.filtered_out += 1
-                else:
-                    wanted.append(c.trace_id)
-        else:
-            wanted = [c.trace_id for c in page]
-        # Only the attributes the rule reads become Python (as live; a user scorer gets them all).
-        needs = span_needs([rule]) if rule is not None else None
-        spans = self._retrying(lambda: self._s.traces.fetch(wanted, needs)) if wanted else {}
-        traces = [replayed(tid, spans[tid]) for tid in wanted if spans.get(tid)]
-        progress.filtered_out += len(wanted) - len(traces)  # gone from ClickHouse since the plan
-        if rule is not None:
-            tasks = rule_tasks(traces, rule, progress)
-        else:
-            ids = frozenset(job.params.get("span_ids") or ())
-            tasks = chosen_tasks(traces, lambda p: self._s.manual_rule(job, p), job.params["scope"], ids)
+        chosen = planned(page, rule, progress) if rule is not None else page
+        tasks, starts = self._tasks(job, rule, chosen)
         progress.matched += len(tasks)
         watch = _Watch(self, job.with_(progress=job.progress.copy()))
-        result = score_tasks(tasks, self._s.judges, progress, self._stop, watch.interrupted)
+        result = score_tasks(tasks, self._s.judges, progress, self._stop, watch.interrupted, starts)
         self._s.write_scores(result.rows)
         if result.judge_spans:
             self._s.write_judge_spans(result.judge_spans)
         return result.complete
+
+    def _tasks(
+        self, job: Job, rule: CompiledRule | None, chosen: list[Candidate]
+    ) -> tuple[list[EvalTask], dict[str, int]]:
+        """The tasks of the chosen traces, and the plan's start of those read by their root alone."""
+        progress = job.progress
+        wanted = [c.trace_id for c in chosen]
+        # Only the attributes the rule reads become Python (as live; a user scorer gets them all).
+        needs = span_needs([rule]) if rule is not None else None
+        tasks: list[EvalTask] = []
+        starts: dict[str, int] = {}
+        if rule is not None and reads_root_only(rule) and wanted:
+            roots = self._retrying(lambda: self._s.traces.roots(chosen, needs))
+            tasks = root_tasks(chosen, roots, rule)
+            starts = {c.trace_id: c.start_ns for c in chosen if c.trace_id in roots}
+            wanted = [tid for tid in wanted if tid not in roots]  # no root stored: read whole, as below
+        spans = self._retrying(lambda: self._s.traces.fetch(wanted, needs)) if wanted else {}
+        traces = [replayed(tid, spans[tid]) for tid in wanted if spans.get(tid)]
+        progress.filtered_out += len(wanted) - len(traces)  # gone from ClickHouse since the plan
+        if rule is not None:
+            tasks += rule_tasks(traces, rule, progress)
+        else:
+            ids = frozenset(job.params.get("span_ids") or ())
+            tasks = chosen_tasks(traces, lambda p: self._s.manual_rule(job, p), job.params["scope"], ids)
+        return tasks, starts
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def _checkpoint_ready(self, job: Job) -> Job:

@@ -81,6 +81,19 @@ def test_rewind_dry_run_prints_the_estimate_and_writes_nothing(svc: ServiceProce
     assert rule_scores(svc, rule["id"]) == [] and jobs_of(svc, rule["id"]) == []
 
 
+def test_a_window_without_traces_starts_no_job_unless_asked(svc: ServiceProcess) -> None:
+    rule = make_rule(svc)
+    empty = ("--since", SINCE, "--until", "2000-01-02T00:00:00Z")
+    for extra in ((), ("--yes",), ("--dry-run",)):
+        out = tj(svc, "rewind", rule["id"], *empty, *extra)
+        assert out.returncode == 0 and "nothing to do: no stored trace is covered" in out.stdout, out.stdout
+        assert "started job" not in out.stdout and jobs_of(svc, rule["id"]) == []
+    forced = tj(svc, "rewind", rule["id"], *empty, "--even-if-empty")
+    assert forced.returncode == 0 and "started job" in forced.stdout, forced.stdout + forced.stderr
+    (job,) = jobs_of(svc, rule["id"])
+    assert (job["state"], job["counts"]["total"]) == ("succeeded", 0)
+
+
 def test_rewind_yes_follows_the_job_to_its_end(svc: ServiceProcess) -> None:
     rule = make_rule(svc, sampling_rate=0.5)
     want = expected_traces(rule["id"], 0.5)

@@ -227,3 +227,39 @@ def test_backfill_defaults_to_the_50_most_recent_matching_traces(svc: ServicePro
     job = finished(svc, started["job_id"])
     assert job["params"]["last"] == 50 and job["counts"]["total"] == 50, job
     assert {r[0] for r in rule_scores(svc, rule["id"])} == set(ordered[-50:])
+
+
+def test_reading_roots_alone_writes_what_reading_every_span_writes(svc: ServiceProcess) -> None:
+    """A rule of built-in code scorers is rewound from its traces' root spans alone (the plan's SQL decided);
+    score-traces with the same rule reads every span: the same rows. One trace's child started before its
+    root (the trace's start is the child's); the other has no root stored (read whole, its earliest span)."""
+    base, project, early, orphan = time.time_ns() - 300 * 10**9, "jobs-roots", "a" * 32, "b" * 32
+    ask = {"input.value": "capital of France?", "output.value": "Paris"}
+    spans = [
+        otlp_span(trace_id=early, span_id="1" * 16, name="agent", start_ns=base + 10**6, attributes=ask),
+        otlp_span(trace_id=early, span_id="2" * 16, parent_span_id="1" * 16, start_ns=base,
+                  attributes={"input.value": "x" * 200, "output.value": "no"}),
+        otlp_span(trace_id=orphan, span_id="3" * 16, parent_span_id="9" * 16, start_ns=base + 2 * 10**6,
+                  attributes={"input.value": "weather?", "output.value": "x" * 200}),
+        otlp_span(trace_id=orphan, span_id="4" * 16, parent_span_id="9" * 16, start_ns=base + 3 * 10**6,
+                  attributes=ask),
+    ]  # fmt: skip
+    body = otlp_request(*spans, resource={"service.name": "jobs-test", "tracejudge.project": project})
+    assert http("POST", svc.otlp_http + "/v1/traces", json.dumps(body).encode(), JS)[0] == 200
+    svc.wait_for(f"SELECT count() FROM otel_traces WHERE Project = '{project}'", 4)
+    rule = make_rule(svc, project=project)
+    query = ("SELECT TraceId, Name, Value, toUnixTimestamp64Nano(TraceStart) FROM scores FINAL "
+             f"WHERE RuleId = '{rule['id']}' ORDER BY TraceId, Name")  # fmt: skip
+    runs = []
+    for path, body in (
+        (f"/api/v1/rules/{rule['id']}/rewind", {"since": "2000-01-01T00:00:00Z"}),
+        ("/api/v1/score-traces", {"trace_ids": [early, orphan], "rule_id": rule["id"]}),
+    ):
+        status, started = call(svc, "POST", path, body)
+        assert status == 202, started
+        assert finished(svc, started["job_id"])["state"] == "succeeded"
+        runs.append(svc.sql(query))
+    assert runs[0] == runs[1] == [
+        [early, "paris", 1.0, base], [early, "short", 1.0, base],
+        [orphan, "paris", 0.0, base + 2 * 10**6], [orphan, "short", 0.0, base + 2 * 10**6],
+    ], runs  # fmt: skip
