@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 ARGS   ?=
+# Test workers of `make test` (pytest-xdist; a test file stays on one worker). 0 runs the suite in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-faults lint typecheck unit integration bench-ingest bench-rules bench-judges bench-scoring bench-sdk-cost bench-client-cost bench-scores bench-flow bench-rewind bench-scale bench-ui screenshots clean-data venv system-deps
 
@@ -58,7 +60,7 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 # Fault injection (issue 13 item 5), also part of `make test`: the data disk full (mounts a tmpfs: needs root), judge
 # endpoints that hang/reset/drip, slow clients, and ClickHouse away for the issue's 60 s (~90 s in all; a shorter
