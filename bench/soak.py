@@ -28,8 +28,10 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,21 @@ FIGURES: tuple[tuple[str, str, str, float], ...] = (
     ("WAL on disk MB", "wal_disk_mb", ",.1f", 16.0),
     ("active parts", "parts", ",.0f", 10.0),
     ("open traces", "open_traces", ",.0f", 500.0),
+    ("flow behind (traces)", "flow_behind", ",.0f", 500.0),
 )
+
+
+LOAD_SPANS = f"ScopeName != '{judges.JUDGE_SCOPE}'"
+
+
+def thread_names(pid: int) -> Counter[str]:
+    """Threads of a process by name (``/proc/PID/task/*/comm``), digits folded: what a thread count is made of."""
+    out: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/comm") as f:
+                out[re.sub(r"\d+", "N", f.read().strip())] += 1
+    return out
 
 
 def data_dir_of(server: ManagedServer) -> Path:
@@ -78,15 +94,22 @@ class SoakSampler(Periodic):
         self.tree = TreeSampler(server.proc.pid, interval)
         self.points: list[dict[str, Any]] = []
 
-    def _proc_figures(self) -> dict[str, float]:
+    def _proc_figures(self) -> dict[str, Any]:
         ps = self.tree.psutil
         fds = threads = 0
+        names: Counter[str] = Counter()
         for p in [self.tree.root, *self.tree.root.children(recursive=True)]:
             with contextlib.suppress(ps.Error):
                 fds += p.num_fds()
                 threads += p.num_threads()
+                names.update(thread_names(p.pid))
         self.tree.sample()
-        return {"rss_mb": self.tree.samples[-1][1] / MB, "fds": fds, "threads": threads}
+        return {
+            "rss_mb": self.tree.samples[-1][1] / MB,
+            "fds": fds,
+            "threads": threads,
+            "thread_names": names,
+        }
 
     def sample(self) -> None:
         point: dict[str, Any] = {"t": round(time.time() - self.t0, 1)}
@@ -97,6 +120,11 @@ class SoakSampler(Periodic):
             point["wal_backlog_mb"] = metric_sum(m, "tracejudge_wal_backlog_bytes") / MB
             point["open_traces"] = metric_sum(m, "tracejudge_window_open_traces")
             point["parts"] = sql_row(self.api, "SELECT count() FROM system.parts WHERE active", 30)[0]
+            # acknowledged traces the trace windows have not closed yet (each loadgen trace is in one request)
+            stored = sql_row(self.api, f"SELECT uniqExact(TraceId) FROM otel_traces WHERE {LOAD_SPANS}", 30)[
+                0
+            ]
+            point["flow_behind"] = stored - metric_sum(m, "tracejudge_window_closed_traces_total")
         except Exception as e:
             self.note(e)
         self.points.append(point)
@@ -189,8 +217,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]
         rule_list += judges.make_judge_rules(conns, args.judge_sampling_rate)
         phase = SoakPhase(phase_options(args, args.duration), rule_list, args.duration, fake, conns)
         label = f"soak ({args.rate:,.0f} spans/s, {len(rule_list)} rules)"
-        span_filter = f"ScopeName != '{judges.JUDGE_SCOPE}'"
-        result = run_phase(phase, tracejudge_cmd(args), label, service_env(args), span_filter=span_filter)
+        result = run_phase(phase, tracejudge_cmd(args), label, service_env(args), span_filter=LOAD_SPANS)
     finally:
         fake.stop()
         with contextlib.suppress(OSError):
@@ -269,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(v))
     rules.print_details(result)
+    points = [p for p in result.get("soak_points", []) if p.get("thread_names")]
+    if points:
+        first, last = points[0]["thread_names"], points[-1]["thread_names"]
+        grew = {k: (first.get(k, 0), v) for k, v in last.items() if v != first.get(k, 0)}
+        print(f"   threads by name that changed, first -> last sample: {grew}")
     if result.get("soak_errors"):
         print(f"   soak sampler errors: {result['soak_errors']}")
     if args.json_out:
