@@ -97,5 +97,13 @@ bench-rewind: $(STAMP)
 bench-soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(ARGS)
 
+# Hypothesis fuzzing of the OTLP decode path (tests/fuzz/): 6,000 requests per in-process test (about 100,000
+# cases in all) and 10,000 against a running service's receivers; TJ_FUZZ_SEED=N for other cases.
+FUZZ_EXAMPLES ?= 6000
+FUZZ_RECEIVER_EXAMPLES ?= 10000
+fuzz: $(STAMP)
+	TJ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TJ_FUZZ_RECEIVER_EXAMPLES=$(FUZZ_RECEIVER_EXAMPLES) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider --timeout 3600 --durations=0 tests/fuzz tests/integration/test_fuzz_receivers.py $(ARGS)
+
 clean-data:
 	rm -rf data
