@@ -18,13 +18,12 @@ import copy
 import functools
 import gzip
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from hypothesis import strategies as st
 
+from connectors.otlp.ingest import Encoding
 from tests.fuzz.wire import BadUtf8, Deep, tag, to_json, to_protobuf, varint
-
-Encoding = Literal["protobuf", "json"]
 
 
 @dataclass(frozen=True)
