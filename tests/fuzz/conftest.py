@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 SEED = int(os.environ.get("TJ_FUZZ_SEED", "20261205"))
-EXAMPLES = int(os.environ.get("TJ_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("TJ_FUZZ_EXAMPLES", "60"))
 
 settings.register_profile(
     "fuzz",
