@@ -46,19 +46,6 @@ _HEX = "0123456789abcdef"
 _INT64 = 2**63
 
 
-@functools.cache
-def ids(length: int) -> st.SearchStrategy[str]:
-    """Hex ids: the right length mostly, and every wrong one: empty, 1..2x long, zeros, upper case, not hex."""
-    good = st.text(_HEX, min_size=length, max_size=length).filter(lambda s: s.strip("0") != "")
-    return st.one_of(
-        good,
-        good.map(str.upper),
-        st.just("0" * length),
-        st.integers(0, 2 * length + 2).flatmap(lambda n: st.text(_HEX, min_size=n, max_size=n)),
-        st.text(min_size=length, max_size=length),
-    )
-
-
 def rarely(
     common: st.SearchStrategy[Any], rare: st.SearchStrategy[Any], one_in: int
 ) -> st.SearchStrategy[Any]:
@@ -66,6 +53,22 @@ def rarely(
     # an interior value: Hypothesis draws the bounds of a range far more often than the rest, and shrinks to 1
     pick = one_in // 2 + 1
     return st.integers(1, one_in).flatmap(lambda i: rare if i == pick else common)
+
+
+@functools.cache
+def ids(length: int) -> st.SearchStrategy[str]:
+    """Hex ids: the right length mostly, and now and then every wrong one: empty, 1..2x long, all zeros,
+    upper case, not hex."""
+    good = st.binary(min_size=length // 2, max_size=length // 2).map(
+        lambda b: b.hex() if any(b) else (b[:-1] + b"\x01").hex()
+    )
+    bad = st.one_of(
+        good.map(str.upper),
+        st.just("0" * length),
+        st.integers(0, 2 * length + 2).flatmap(lambda n: st.text(_HEX, min_size=n, max_size=n)),
+        st.text(min_size=length, max_size=length),
+    )
+    return rarely(good, bad, 8)
 
 
 @functools.cache
@@ -97,7 +100,7 @@ def any_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
         max_leaves=max_leaves,
     )
-    return rarely(nested, deep, 30)
+    return rarely(nested, deep, 200)
 
 
 @functools.cache
@@ -111,9 +114,16 @@ def attributes() -> st.SearchStrategy[list[tuple[Any, Any]]]:
 
 @functools.cache
 def timestamps() -> st.SearchStrategy[Any]:
-    """fixed64 nanoseconds: any, the edges, as OTLP/JSON's decimal strings, and past 64 bits or negative."""
-    ints = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, _INT64 - 1, _INT64, 2**64 - 1]))
-    return st.one_of(ints, ints, ints.map(str), st.integers(-(2**80), 2**80).map(str), st.just(-1))
+    """fixed64 nanoseconds: mostly plausible, as numbers or OTLP/JSON's decimal strings; now and then any
+    64-bit value, the edges, past 64 bits or negative."""
+    plausible = st.integers(0, 2**62)
+    odd = st.one_of(
+        st.integers(0, 2**64 - 1),
+        st.sampled_from([0, _INT64 - 1, _INT64, 2**64 - 1]),
+        st.integers(-(2**80), 2**80).map(str),
+        st.just(-1),
+    )
+    return rarely(st.one_of(plausible, plausible.map(str)), odd, 6)
 
 
 @functools.cache
@@ -128,7 +138,7 @@ def wrong_fields() -> st.SearchStrategy[bytes]:
 
 
 _PARENT_IDS = st.one_of(st.just(""), ids(16))
-_NAMES = st.one_of(st.just(""), strings())
+_NAMES = rarely(strings().filter(bool), st.just(""), 10)
 _KINDS = st.one_of(st.integers(0, 5), st.integers(-(2**31), 2**31 - 1))
 _EVENTS = st.lists(
     st.fixed_dictionaries({"timeUnixNano": timestamps(), "name": strings(8), "attributes": attributes()}),
