@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from connectors.otlp.builder import Normalizer, SpanBatchBuilder, bytes_to_str, double_to_str, json_text
+from connectors.otlp.wire_depth import PROTOBUF_DEPTH_LIMIT, nesting_depth
 from dataflow.errors import DecodeError
 
 _KIND_NAMES = {
@@ -29,6 +30,9 @@ _KIND_NAMES = {
     "SPAN_KIND_PRODUCER": 4,
     "SPAN_KIND_CONSUMER": 5,
 }
+# Arrays and key-value lists within each other in one OTLP/JSON attribute value (protobuf's own depth limit
+# allows about 45 in a span's attribute; orjson writes at most 254 levels, Python recurses to about 1,000)
+MAX_JSON_NESTING = 64
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
 
@@ -116,7 +120,15 @@ def decode_protobuf(body: bytes, normalizer: Normalizer, ingested_at_ns: int) ->
     try:
         request.ParseFromString(body)
     except ProtoDecodeError as exc:
-        msg = f"body is not a protobuf ExportTraceServiceRequest: {exc}"
+        depth = nesting_depth(body)
+        if depth > PROTOBUF_DEPTH_LIMIT:
+            msg = (
+                f"body is not a protobuf ExportTraceServiceRequest: messages nest more than protobuf's limit of "
+                f"{PROTOBUF_DEPTH_LIMIT} levels deep (attribute values of arrays or key-value lists within "
+                "each other)"
+            )
+        else:
+            msg = f"body is not a protobuf ExportTraceServiceRequest: {exc}"
         raise DecodeError(msg) from exc
     return decode_message(request, normalizer, ingested_at_ns)
 
@@ -202,10 +214,15 @@ def _json_enum(value: Any, names: dict[str, int]) -> int:
     return 0
 
 
-def _json_value(value: Any) -> Any:
-    """An OTLP/JSON AnyValue -> the plain JSON value the protobuf path produces."""
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """An OTLP/JSON AnyValue -> the plain JSON value the protobuf path produces. Arrays and key-value lists
+    nested deeper than `MAX_JSON_NESTING` raise ValueError (the recursion stays far from Python's limit,
+    and the value can be stored as JSON text)."""
     if not isinstance(value, dict):
         return None
+    if depth > MAX_JSON_NESTING:
+        msg = f"attribute value nests arrays or key-value lists more than {MAX_JSON_NESTING} levels deep"
+        raise ValueError(msg)
     if "stringValue" in value:
         return str(value["stringValue"])
     if "boolValue" in value:
@@ -216,10 +233,10 @@ def _json_value(value: Any) -> Any:
         v = value["doubleValue"]
         return float(v) if not isinstance(v, str) else _json_double_str(v)
     if "arrayValue" in value:
-        return [_json_value(v) for v in (value["arrayValue"] or {}).get("values") or []]
+        return [_json_value(v, depth + 1) for v in (value["arrayValue"] or {}).get("values") or []]
     if "kvlistValue" in value:
         return {
-            str(kv.get("key", "")): _json_value(kv.get("value"))
+            str(kv.get("key", "")): _json_value(kv.get("value"), depth + 1)
             for kv in (value["kvlistValue"] or {}).get("values") or []
         }
     if "bytesValue" in value:
@@ -293,13 +310,41 @@ def decode_json(body: bytes, normalizer: Normalizer, ingested_at_ns: int) -> Dec
         except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
             msg = f"resourceSpans[{ri}].resource has malformed attributes: {exc}"
             raise DecodeError(msg) from exc
-        for si, ss in enumerate(_get(rs, "scopeSpans", "scope_spans", []) or []):
-            scope = (ss or {}).get("scope") or {}
-            scope_name = str(scope.get("name", "") or "")
-            scope_version = str(scope.get("version", "") or "")
-            for pi, span in enumerate((ss or {}).get("spans") or []):
-                _json_span(builder, res, scope_name, scope_version, span, f"{ri}.{si}.{pi}")
+        for si, ss in enumerate(
+            _json_array(_get(rs, "scopeSpans", "scope_spans", []), f"resourceSpans[{ri}].scopeSpans")
+        ):
+            _json_scope_spans(builder, res, ss, f"resourceSpans[{ri}].scopeSpans[{si}]", f"{ri}.{si}")
     return _finish(builder)
+
+
+def _json_array(value: Any, where: str) -> list[Any]:
+    """A container array of the request (absent or null: empty); DecodeError naming it if not an array."""
+    if not value:
+        return []
+    if not isinstance(value, list):
+        msg = f"{where} must be an array"
+        raise DecodeError(msg)
+    return value
+
+
+def _json_scope_spans(
+    builder: SpanBatchBuilder, res: tuple[list[str], list[str], str, str], ss: Any, where: str, index: str
+) -> None:
+    """One ScopeSpans object; DecodeError naming it when it, its scope or its spans are not what OTLP says
+    (the spans' count would be unknown, so the request is refused rather than answered with a wrong one)."""
+    if ss is None:
+        return
+    if not isinstance(ss, dict):
+        msg = f"{where} must be an object"
+        raise DecodeError(msg)
+    scope = ss.get("scope") or {}
+    if not isinstance(scope, dict):
+        msg = f"{where}.scope must be an object"
+        raise DecodeError(msg)
+    scope_name = str(scope.get("name", "") or "")
+    scope_version = str(scope.get("version", "") or "")
+    for pi, span in enumerate(_json_array(ss.get("spans"), f"{where}.spans")):
+        _json_span(builder, res, scope_name, scope_version, span, f"{index}.{pi}")
 
 
 def _json_span(
