@@ -107,7 +107,7 @@ class FakeContext:
         raise _Aborted
 
 
-GRPC_HANDLER = _ExportHandler(INGESTOR)
+GRPC_HANDLER = _ExportHandler(INGESTOR, None)
 
 
 @seed(SEED)

@@ -10,8 +10,10 @@ span it accepted is stored, and its log holds no traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import grpc
+import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
@@ -24,6 +26,17 @@ from tests.waiting import eventually
 
 EXAMPLES = int(os.environ.get("TJ_FUZZ_RECEIVER_EXAMPLES", "30"))
 TARGETS = ("http", "api", "grpc")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A service that does not remember re-sent bodies (`ingest.duplicate_window_s` 0): the fuzzer may send the
+    same request twice, and every copy must be decoded, stored and counted."""
+    env = {"TRACEJUDGE_INGEST__DUPLICATE_WINDOW_S": "0"}
+    svc = ServiceProcess(tmp_path_factory.mktemp("fuzz") / "data", env=env).start()
+    yield svc
+    if svc.proc is not None and svc.proc.poll() is None:
+        assert svc.stop() == 0, svc.output
 
 
 def _send_http(service: ServiceProcess, case: FuzzCase, api: bool) -> int:
