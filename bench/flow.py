@@ -33,8 +33,10 @@ from bytewax.testing import TestingSink, run_main
 
 from bench.common import write_json
 from bench.scoring import _Rules, build_batches, build_ruleset
+from dataflow import metrics
 from dataflow.config import WindowConfig
 from dataflow.flow import ScoringPlan, build_flow
+from dataflow.flow_timing import STAGES
 from dataflow.model import SpanRecords
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.step import ScoringStep
@@ -116,10 +118,12 @@ def run_once(batches: list[SpanRecords], args: argparse.Namespace) -> dict[str, 
         # bytewax 0.21 ships these untyped (as in tracejudge/service.py)
         init_db_dir(Path(tmp), 1)  # type: ignore[no-untyped-call]
         recovery = None if args.no_recovery else RecoveryConfig(tmp)  # type: ignore[no-untyped-call]
+        stages0 = stage_seconds()
         t0, w0 = time.thread_time(), time.monotonic()
         epoch = timedelta(seconds=args.epoch_s)
         run_main(flow, epoch_interval=epoch, recovery_config=recovery)  # type: ignore[no-untyped-call]
         cpu, wall = time.thread_time() - t0, time.monotonic() - w0
+        stages = {k: v - stages0[k] for k, v in stage_seconds().items()}
     rows = [r for kind, batch in out if kind == "scores" for r in batch]
     spans = sum(b.batch.num_rows for b in batches)
     return {
@@ -130,7 +134,13 @@ def run_once(batches: list[SpanRecords], args: argparse.Namespace) -> dict[str, 
         "snapshots": snapshots[0],
         "score_rows": len(rows),
         "traces_scored": len({r.trace_id for r in rows}),
+        "stage_us_per_span": {k: v / spans * 1e6 for k, v in stages.items()},
     }
+
+
+def stage_seconds() -> dict[str, float]:
+    """The flow's per-stage CPU counters (`tracejudge_flow_stage_seconds_total`) as they stand."""
+    return {stage: float(metrics.FLOW_STAGE_SECONDS.labels(stage)._value.get()) for stage in STAGES}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| {best['us_per_span']:.1f} | {every} | "
         f"{best['snapshots']:,} | {best['traces_scored']:,} | {best['score_rows']:,} | {best['wall_s']:.1f} |"
     )
+    per_stage = best["stage_us_per_span"]
+    print(
+        "\nper stage, CPU us/span of the best run (tracejudge_flow_stage_seconds_total; the rest is Bytewax's):"
+    )
+    print("| " + " | ".join(per_stage) + " | rest |")
+    print("| " + " | ".join("---" for _ in per_stage) + " | --- |")
+    rest = best["us_per_span"] - sum(per_stage.values())
+    print("| " + " | ".join(f"{v:.1f}" for v in per_stage.values()) + f" | {rest:.1f} |")
     if args.json_out:
         write_json(args.json_out, {"args": vars(args) | {"json_out": None}, "runs": runs}, 2, announce=False)
     return 0

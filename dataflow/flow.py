@@ -25,6 +25,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow.config import WindowConfig
+from dataflow.flow_timing import TimedLogic, timed
 from dataflow.model import ScoreRow, Span, SpanRecords, Trace
 from dataflow.rules.engine import sampled_by_any
 from dataflow.rules.model import RuleSet
@@ -100,14 +101,14 @@ def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
     def to_shards(records: list[SpanRecords]) -> list[tuple[str, list[Span]]]:
         return shard_batches(records, plan.rules(), shards)
 
-    def build(state: ShardState | None) -> WindowShardLogic:
-        return WindowShardLogic(plan.windows, plan.keep_open_at_eof, state)
+    def build(state: ShardState | None) -> TimedLogic[list[Span], Trace, ShardState]:
+        return TimedLogic("windows", WindowShardLogic(plan.windows, plan.keep_open_at_eof, state))
 
     records = op.input(RECORDS_STEP, flow, plan.records)
-    keyed: Any = op.flat_map_batch("spans", records, to_shards)
+    keyed: Any = op.flat_map_batch("spans", records, timed("spans", to_shards))
     closed = op.stateful_batch("windows", keyed, build)
     traces = op.key_rm("traces", closed)
-    scored = op.flat_map_batch("scoring", traces, plan.score)
+    scored = op.flat_map_batch("scoring", traces, timed("scoring", plan.score))
     split = op.branch("split", scored, lambda kv: kv[0] == "scores")
     rows: Any = split.trues
     if plan.judges is not None and plan.judge_spans_sink is not None:
@@ -116,7 +117,10 @@ def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
         keyed_jobs = op.key_on(
             "by_judge_shard", jobs, lambda j: f"j{int(j.score_id[:8], 16) % plan.judge_shards}"
         )
-        judged = op.key_rm("judged", op.stateful_batch("judges", keyed_jobs, lambda st: JudgeLogic(ctx, st)))
+        judged = op.key_rm(
+            "judged",
+            op.stateful_batch("judges", keyed_jobs, lambda st: TimedLogic("judges", JudgeLogic(ctx, st))),
+        )
         out = op.branch("judge_out", judged, lambda kv: kv[0] == "scores")
         rows = op.merge("all_scores", rows, out.trues)
         op.output("judge_spans", out.falses, plan.judge_spans_sink)  # ("judge_spans", span) items

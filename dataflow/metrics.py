@@ -228,6 +228,14 @@ SINK_SEGMENTS = Counter(
     registry=REGISTRY,
 )
 FLOW_RUNNING = Gauge("tracejudge_flow_running", "1 while the Bytewax flow runs.", registry=REGISTRY)
+FLOW_STAGE_SECONDS = Counter(
+    "tracejudge_flow_stage_seconds_total",
+    "CPU seconds (thread time) the flow's own steps spent, by stage: spans (sharding the log's batches into "
+    "spans), windows, scoring (rules and code scorers), judges (handing jobs to the executor and collecting "
+    "their answers). Bytewax's own work between steps is not in it.",
+    ["stage"],
+    registry=REGISTRY,
+)
 
 # --- trace windows ----------------------------------------------------------------------------------------------
 WINDOW_OPEN_TRACES = Gauge(

@@ -78,6 +78,10 @@ def test_judge_rule_scores_traces(tmp_path: Path, llm: FakeLLMServer, provider: 
         time.sleep(1.5)
         metrics = http("GET", svc.api + "/metrics")[2].decode()
         assert "tracejudge_window_late_spans_total 0.0" in metrics
+        # Where the flow's CPU went, per stage (issue 15): every stage these traces passed through has some.
+        for stage in ("spans", "windows", "scoring", "judges"):
+            line = f'tracejudge_flow_stage_seconds_total{{stage="{stage}"}} '
+            assert float(metrics.split(line, 1)[1].split("\n", 1)[0]) > 0, stage
         _, st = call(svc, "GET", f"/api/v1/rules/{rule['id']}/status")
         assert st["counts"]["traces_seen"] == 2 and st["connection_problems"] == []
     finally:
