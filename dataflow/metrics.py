@@ -344,6 +344,12 @@ RULE_SHED = Counter(
     registry=REGISTRY,
 )
 
+SCORING_FOREIGN_FRAGMENTS = Counter(
+    "tracejudge_scoring_foreign_fragments_total",
+    "Closed traces whose root another process holds (several processes share ClickHouse and the trace's spans "
+    "reached two of them): scored again here, completed from ClickHouse, as a late trace.",
+    registry=REGISTRY,
+)
 SCORING_INCOMPLETE_TRACES = Counter(
     "tracejudge_scoring_incomplete_traces_total",
     "Late or resumed traces scored although some of their spans were not found in ClickHouse.",

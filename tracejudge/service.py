@@ -297,7 +297,10 @@ class Service:
 
     def _scoring_plan(self) -> ScoringPlan:
         s = self.settings
-        step = ScoringStep(self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans)
+        step = ScoringStep(
+            self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans,
+            shared=lambda: self.heartbeat.live() > 1,
+        )  # fmt: skip
         self.executor = JudgeExecutor(
             make_client, ExecutorConfig(s.judging.breaker_failures, s.judging.breaker_cooldown_s)
         )

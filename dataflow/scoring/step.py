@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -41,13 +42,21 @@ class ScoringStep:
         late_spans: str = "rescore",
         fetch_retries: int = 20,
         fetch_wait_s: float = 0.5,
+        shared: Callable[[], bool] | None = None,
     ) -> None:
+        """`shared`: True while other processes are live on the same ClickHouse behind a trace-id router. A
+        trace's spans may then have reached two of them (the router's ring changed). A closed trace with no
+        root span that some rule samples is completed from ClickHouse before it is scored; if the root is there
+        (another process holds it, and has scored what it had), the whole trace is scored again here as a late
+        one, with the same score ids, so the stored scores are the whole trace's. A trace with its root is
+        scored as it is (no query per trace on the live path)."""
         self._rules = rules
         self._stats = stats
         self._fetcher = fetcher
         self._late = late_spans
         self._retries = fetch_retries
         self._wait = fetch_wait_s
+        self._shared = shared
 
     def __call__(self, traces: list[Trace]) -> list[tuple[str, Any]]:
         """Score a batch of closed traces: one ("scores", [rows]) item for all its code-scorer rows, and one
@@ -56,7 +65,10 @@ class ScoringStep:
         todo = [t for t in traces if ruleset.for_project(t.project)]
         if self._late == "ignore":
             todo = [t for t in todo if not t.late]
-        todo = self._complete(todo, ruleset)
+        if self._shared is not None and self._shared():
+            todo = [_as_late_if_foreign(t) for t in self._complete([_partial(t) for t in todo], ruleset)]
+        else:
+            todo = self._complete(todo, ruleset)
         by_project: dict[str, list[Trace]] = {}
         for trace in todo:
             by_project.setdefault(trace.project, []).append(trace)
@@ -115,6 +127,25 @@ class ScoringStep:
             spans = tuple(sorted(merged.values(), key=lambda s: (s.start_ns, s.span_id)))
             out.append(replace(trace, spans=spans, complete=complete, new_span_ids=frozenset(window)))
         return out
+
+
+def _partial(trace: Trace) -> Trace:
+    """A root-less window's trace marked for completion from ClickHouse (a late one is completed anyway)."""
+    if trace.late or not trace.complete or any(s.is_root for s in trace.spans):
+        return trace
+    return replace(trace, complete=False)
+
+
+def _as_late_if_foreign(trace: Trace) -> Trace:
+    """A completed fragment whose root arrived at another process: scored as late spans of that trace (span
+    scope: this fragment's spans; trace scope: the whole trace again), counted."""
+    root = trace.root
+    if trace.late or not trace.new_span_ids or root is None or root.span_id in trace.new_span_ids:
+        return trace
+    if not root.is_root:
+        return trace  # no root anywhere yet: the earliest span stands in, as on one process
+    metrics.SCORING_FOREIGN_FRAGMENTS.inc()
+    return replace(trace, late=True)
 
 
 def _covers(stored: list[Span], trace: Trace) -> bool:

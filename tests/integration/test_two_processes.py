@@ -189,26 +189,31 @@ def traces_seen(svc: ServiceProcess, rule_id: str) -> dict[str, int]:
 
 
 def a_span_on_the_wrong_process(pair: list[ServiceProcess]) -> None:
-    """Today's behaviour, pinned (issue 14 item 2 is NOT done): a trace's root on its process, a child on the
-    other (a Collector ring change). Both spans are stored once, but each process closes and scores its own part:
-    the trace is evaluated twice, once without its root, and `scores FINAL` keeps whichever row came last.
-    What is missing: a process cannot tell a fragment of another process's trace from a trace of its own, so it
-    does not complete it from ClickHouse first (it does only for late spans and traces resumed after a restart).
-    A rule of its own project counts this trace's evaluations alone."""
-    a, _ = pair
+    """Issue 14 item 2: a trace's root on its process, a child on the other (a Collector ring change). Both spans
+    are stored once; each process completes the trace from ClickHouse before scoring it, and the child's
+    process, finding the root elsewhere, scores the whole trace again as a late one (same score ids), so the
+    stored score is the whole trace's. The rule only matches the whole trace (its filter needs the child, its
+    scorer reads the root's output); scored on the child's fragment alone, the value would be 0 (the child
+    standing in for the root, its output "Lyon")."""
+    a, b = pair
     status, rule = call(a, "POST", "/api/v1/rules", {
-        "name": "pin", "project": "pin", "scope": "trace",
+        "name": "pin", "project": "pin", "scope": "trace", "filter": "name = 'tool'",
         "scorers": [{"type": "code", "name": "paris", "function": "contains", "args": {"value": "Paris"}}],
     })  # fmt: skip
     assert status == 201, rule
     gauges_are(pair, "tracejudge_rules_loaded_rules", 3.0)
     tid = ids(5, 1)[0]
-    root, child = trace_spans(tid, judged=False)
+    root = trace_spans(tid, judged=False)[0]
+    child = otlp_span(trace_id=tid, span_id=format(int(tid[16:], 16) + 1, "016x"), parent_span_id=tid[16:],
+                      name="tool", attributes={"input.value": "capital of France?", "output.value": "Lyon"})  # fmt: skip
+    foreign_before = gauge(b, "tracejudge_scoring_foreign_fragments_total")
     for svc, span in zip(pair, (root, child), strict=True):
         body = otlp_request(span, resource={"service.name": "scale", "tracejudge.project": "pin"})
         assert http("POST", svc.otlp_http + "/v1/traces", json.dumps(body).encode(), JS)[0] == 200
     a.wait_for(f"SELECT count() FROM otel_traces WHERE TraceId = '{tid}' AND {USER_SPANS}", 2)
-    seen = eventually(lambda: traces_seen(a, rule["id"]), until=lambda d: sum(d.values()) >= 2, timeout=60,
-                      message=lambda: a.output)  # fmt: skip
-    assert sorted(seen.values()) == [1, 1], seen  # one evaluation on each process
-    assert a.scalar(f"SELECT count() FROM scores FINAL WHERE RuleId = '{rule['id']}'") == 1
+    query = f"SELECT Value, SpanId FROM scores FINAL WHERE RuleId = '{rule['id']}'"
+    eventually(lambda: a.sql(query), until=lambda rows: rows == [[1.0, ""]], timeout=60,
+               message=lambda: f"{a.sql(query)}\n{b.output}")  # fmt: skip  # one score, of the whole trace
+    eventually(lambda: gauge(b, "tracejudge_scoring_foreign_fragments_total"), until=lambda n: n == foreign_before + 1,
+               timeout=60, message=lambda: b.output)  # fmt: skip
+    assert a.sql(query) == [[1.0, ""]]  # the child's process scored the whole trace again: the same score
