@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -201,11 +202,16 @@ def test_traces_sent_after_saving_are_scored_live(svc: ServiceProcess, browser: 
     assert browser.find_element(By.ID, "st-scored").text == "0"
     ids = send_live(svc)
 
-    def scored() -> str:  # Processing status refreshes itself: no reload
-        return browser.find_element(By.ID, "st-scored").text
+    def count(element_id: str) -> str:  # Processing status refreshes itself (a swap every 3 s): no reload
+        try:
+            return browser.find_element(By.ID, element_id).text
+        except StaleElementReferenceException:  # swapped between finding it and reading it
+            return ""
 
-    eventually(scored, until=lambda n: n == str(LIVE), timeout=60, message=lambda: svc.output)
-    assert browser.find_element(By.ID, "st-seen").text == str(LIVE)
+    eventually(
+        lambda: count("st-scored"), until=lambda n: n == str(LIVE), timeout=60, message=lambda: svc.output
+    )
+    assert eventually(lambda: count("st-seen")) == str(LIVE)
     assert page.is_enabled()  # the same page (a reload would make it stale)
     assert "no trace yet" not in browser.find_element(By.ID, "processing-status").text
     browser.save_screenshot("/tmp/uirules-rule.png")
