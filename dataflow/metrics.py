@@ -346,8 +346,9 @@ RULE_SHED = Counter(
 
 SCORING_FOREIGN_FRAGMENTS = Counter(
     "tracejudge_scoring_foreign_fragments_total",
-    "Closed traces whose root another process holds (several processes share ClickHouse and the trace's spans "
-    "reached two of them): scored again here, completed from ClickHouse, as a late trace.",
+    "Closed traces of which another process holds a part (several processes share ClickHouse and the trace's "
+    "spans reached two of them): the root, or spans stored before this process closed its root's part; "
+    "completed from ClickHouse and scored again here whole, as a late trace.",
     registry=REGISTRY,
 )
 SCORING_INCOMPLETE_TRACES = Counter(

@@ -43,6 +43,7 @@ from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.scores_store import SCORES_TABLE, ScoreStore
 from connectors.clickhouse.sink import SPANS_TABLE, SpanStore, SpanWriter
+from connectors.clickhouse.span_ids import StoredSpanIds
 from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
@@ -66,6 +67,7 @@ from dataflow.rules.checks import scorer_connection_problems
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
 from dataflow.rules.registry import RuleRegistry
 from dataflow.rules.status import RuleStats
+from dataflow.scoring.foreign import ForeignCheck
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
@@ -300,6 +302,7 @@ class Service:
         step = ScoringStep(
             self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans,
             shared=lambda: self.heartbeat.live() > 1,
+            foreign=ForeignCheck(StoredSpanIds(self.reader_ch), s.windows.idle_gap_s),
         )  # fmt: skip
         self.executor = JudgeExecutor(
             make_client, ExecutorConfig(s.judging.breaker_failures, s.judging.breaker_cooldown_s)
