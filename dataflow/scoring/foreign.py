@@ -6,8 +6,8 @@ root is stored, it scores the whole trace. That misses one case: the root reache
 B closed its root-less part (a trace still running one `windows.idle_gap_s` after the change). B found no root
 and scored its part with the earliest span standing in; A, holding the root, would score only its own spans.
 
-So while shared, before scoring, A asks ClickHouse which span ids it holds for such traces (one query per
-batch, ids only: no text column is read) and marks each trace where it holds spans the window does not have as
+So while shared, before scoring, A asks ClickHouse which span ids are stored for such traces (one query per
+batch, ids only: no text column is read) and marks each trace with stored spans its window does not have as
 late: the scoring step then completes it from ClickHouse (a full fetch of those traces alone) and scores it
 whole, with the same score ids, so B's trace-scope rows are replaced (`scores` is a ReplacingMergeTree on the
 score id, keyed by rule and trace) and span-scope rules score A's spans only (B scored its own).
@@ -20,10 +20,12 @@ margin covers clock skew between the root's service and this process. A short tr
 
 Why B's spans are in ClickHouse when A asks: B's completion of its root-less part waited until its own spans
 were stored (`ScoringStep._complete`, up to its fetch retries), and B did that before the root reached A, so
-before A closed. When both parts are open together instead, the root-less one closes later and B's completion
-finds the root (if A's root is not stored yet when B reads, and B's part was stored before A asked, A scored
-the whole trace first and B's later fragment rows win: this needs the root to arrive within the insert lag
-(`ingest.wal.segment_max_age_s` plus the insert) before B's close; said in the README).
+before A closed. When both parts are open at once, whichever closes last sees the other (B's completion finds
+the root if it is stored; A's check finds B's part if it is stored). Where it can still miss (said in the
+README): span inserts lagging more than about half an idle gap (a ClickHouse outage); and the order of the
+writes, since `scores` keeps the latest row per score id: B's fragment row wins if it is written after A's whole
+one (B read before A's root was stored, i.e. the root arrived within the insert lag, `wal.segment_max_age_s`
+plus the insert, before B closed, but scored after A; or B's judge call answered after A's).
 """
 
 from __future__ import annotations
