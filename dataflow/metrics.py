@@ -351,6 +351,13 @@ SCORING_FOREIGN_FRAGMENTS = Counter(
     "completed from ClickHouse and scored again here whole, as a late trace.",
     registry=REGISTRY,
 )
+SCORING_SPAN_ID_QUERY_DURATION = Histogram(
+    "tracejudge_scoring_span_id_query_duration_seconds",
+    "Time of one span-id query of the scoring step while several processes share ClickHouse: one per batch of "
+    "closed traces that hold their root and are old enough to have been split by a ring change.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 SCORING_INCOMPLETE_TRACES = Counter(
     "tracejudge_scoring_incomplete_traces_total",
     "Late or resumed traces scored although some of their spans were not found in ClickHouse.",

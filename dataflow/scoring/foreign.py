@@ -87,7 +87,8 @@ class ForeignCheck:
         hi = max(_end_ns(t) for t in traces) + SKEW_NS
         projects = sorted({t.project for t in traces})
         try:
-            stored = self.source.span_ids([t.trace_id for t in traces], projects, lo, hi)
+            with metrics.SCORING_SPAN_ID_QUERY_DURATION.time():
+                stored = self.source.span_ids([t.trace_id for t in traces], projects, lo, hi)
         except QueryError as exc:
             if not self._failing:
                 logger.warning("checking closed traces for spans another process stored failed: %s", exc)
