@@ -12,7 +12,8 @@ Collector's ``routing_key: traceID`` does with its traces. Measured, from the st
   per trace / the time until every acknowledged trace is closed and evaluated;
 * the loss/duplicate check of ``bench/ingest.py``: ``count() == uniqExact(TraceId, SpanId) == acknowledged``;
 * the scoring step's thread time (``tracejudge_flow_stage_seconds_total{stage="scoring"}``: CPU, not the waits
-  for ClickHouse), its span-id queries and their wall time (``tracejudge_scoring_span_id_query_duration_seconds``)
+  for ClickHouse), its look-ups of root-less parts and their wall time
+  (``tracejudge_scoring_fragment_query_duration_seconds{operation="look-up"}``)
   and the traces it completed with another process's part (``tracejudge_scoring_foreign_fragments_total``),
   summed over the processes at the end.
 
@@ -117,13 +118,13 @@ def run(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if closed * spec.spans_per_trace >= acked:
                 reached.setdefault("scored", now)
             time.sleep(0.5)
-        scoring_s, foreign, id_queries, id_query_s = (
+        scoring_s, foreign, lookups, lookup_s = (
             sum(metric_sum(scrape(s.api), name, **labels) for s in servers)
             for name, labels in (
                 ("tracejudge_flow_stage_seconds_total", {"stage": "scoring"}),
                 ("tracejudge_scoring_foreign_fragments_total", {}),
-                ("tracejudge_scoring_span_id_query_duration_seconds_count", {}),
-                ("tracejudge_scoring_span_id_query_duration_seconds_sum", {}),
+                ("tracejudge_scoring_fragment_query_duration_seconds_count", {"operation": "look-up"}),
+                ("tracejudge_scoring_fragment_query_duration_seconds_sum", {"operation": "look-up"}),
             )
         )
         count, uniq = sql_row(
@@ -138,17 +139,17 @@ def run(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "scored_sps": acked / reached["scored"] if "scored" in reached else float("nan"),
         "persisted_at_stop": at_stop[0], "scored_spans_at_stop": at_stop[1] * spec.spans_per_trace,
         "check": check_label(count, uniq, acked), "scoring_stage_s": scoring_s, "foreign_fragments": int(foreign),
-        "span_id_queries": int(id_queries), "span_id_query_s": id_query_s,
+        "lookups": int(lookups), "lookup_s": lookup_s,
     }  # fmt: skip
 
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     header = ("processes", "load", "accepted spans/s", "persisted spans/s", "scored spans/s", "throttled",
-              "loss/dup check", "scoring step s", "span-id queries (s)", "foreign fragments")  # fmt: skip
+              "loss/dup check", "scoring step s", "look-ups (s)", "foreign fragments")  # fmt: skip
     rows = [
         [str(r["processes"]), f"{r['duration_s']:g} s, {args.rules} rules", fmt(r["accepted_sps"]),
          fmt(r["persisted_sps"]), fmt(r["scored_sps"]), str(r["throttled"]), r["check"],
-         f"{r['scoring_stage_s']:.1f}", f"{r['span_id_queries']} ({r['span_id_query_s']:.1f})",
+         f"{r['scoring_stage_s']:.1f}", f"{r['lookups']} ({r['lookup_s']:.1f})",
          str(r["foreign_fragments"])]
         for r in results
     ]  # fmt: skip

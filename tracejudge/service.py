@@ -32,6 +32,7 @@ from connectors.auth.session import SessionSigner, load_secret
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.cluster_ddl import Layout
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
+from connectors.clickhouse.fragments_store import FragmentStore
 from connectors.clickhouse.heartbeats_store import HeartbeatStore
 from connectors.clickhouse.job_traces import JobTraces
 from connectors.clickhouse.jobs_store import JobStore
@@ -43,7 +44,6 @@ from connectors.clickhouse.score_configs_store import ScoreConfigStore
 from connectors.clickhouse.score_sink import ScoreSink, ScoreWriter
 from connectors.clickhouse.scores_store import SCORES_TABLE, ScoreStore
 from connectors.clickhouse.sink import SPANS_TABLE, SpanStore, SpanWriter
-from connectors.clickhouse.span_ids import StoredSpanIds
 from connectors.llm.factory import load_sdks, make_client
 from connectors.otlp.decode_pool import DecodePool
 from connectors.otlp.http import build_otlp_http_app
@@ -302,7 +302,7 @@ class Service:
         step = ScoringStep(
             self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans,
             shared=lambda: self.heartbeat.live() > 1,
-            foreign=ForeignCheck(StoredSpanIds(self.reader_ch), s.windows.idle_gap_s),
+            foreign=ForeignCheck(FragmentStore(self.reader_ch, self.process_id), s.windows.idle_gap_s),
         )  # fmt: skip
         self.executor = JudgeExecutor(
             make_client, ExecutorConfig(s.judging.breaker_failures, s.judging.breaker_cooldown_s)

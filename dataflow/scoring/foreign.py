@@ -1,4 +1,4 @@
-"""Spans of a trace that another process stored, seen from the process that holds the root (issue 14 item 2).
+"""Root-less trace parts that another process scored, seen from the process that holds the root (issue 14 item 2).
 
 Several processes behind a trace-id router: a change of the router's ring can split an open trace between two
 of them. The process whose part has no root completes it from ClickHouse (`ScoringStep`'s shared mode); if the
@@ -6,36 +6,40 @@ root is stored, it scores the whole trace. That misses one case: the root reache
 B closed its root-less part (a trace still running one `windows.idle_gap_s` after the change). B found no root
 and scored its part with the earliest span standing in; A, holding the root, would score only its own spans.
 
-So while shared, before scoring, A asks ClickHouse which span ids are stored for such traces (one query per
-batch, ids only: no text column is read) and marks each trace with stored spans its window does not have as
-late: the scoring step then completes it from ClickHouse (a full fetch of those traces alone) and scores it
-whole, with the same score ids, so B's trace-scope rows are replaced (`scores` is a ReplacingMergeTree on the
-score id, keyed by rule and trace) and span-scope rules score A's spans only (B scored its own).
+So while shared, B records each root-less part it scored with no root stored (`trace_fragments`, a small table
+sorted by trace id), and A, before scoring, looks up the trace ids of its batch there (one query per batch):
+each trace found is marked late, so the scoring step completes it from ClickHouse (a full fetch of those traces
+alone) and scores it whole, with the same score ids, so B's trace-scope rows are replaced (`scores` is a
+ReplacingMergeTree on the score id, keyed by rule and trace) and span-scope rules score A's spans only (B scored
+its own). A first version asked `otel_traces` for the span ids of the batch's traces instead (no text column);
+under the scale benchmark's load that took 1.3-2.1 s a query (`bench/RESULTS.md`, "Scale-out"), since a batch's
+spans lie in a granule of every (project, service, span name), read whole.
 
-Which traces are asked about: those with their root, sampled by some rule, not late, that started at least
-half an idle gap before they closed. In the case above, B's spans started after the root did and were
-acknowledged at least `idle_gap_s` before the root arrived at A (B closed its part after that much quiet, and
-before the root came), so the root started at least `idle_gap_s` before A closed the trace; the half left as
-margin covers clock skew between the root's service and this process. A short trace is never asked about.
+Which traces are looked up: those with their root, sampled by some rule, not late, that started at least half
+an idle gap before they closed. In the case above, B's spans started after the root did and were acknowledged
+at least `idle_gap_s` before the root arrived at A (B closed its part after that much quiet, and before the root
+came), so the root started at least `idle_gap_s` before A closed the trace; the half left as margin covers clock
+skew between the root's service and this process. A short trace is never looked up.
 
-Why B's spans are in ClickHouse when A asks: B's completion of its root-less part waited until its own spans
-were stored (`ScoringStep._complete`, up to its fetch retries), and B did that before the root reached A, so
-before A closed. When both parts are open at once, whichever closes last sees the other (B's completion finds
-the root if it is stored; A's check finds B's part if it is stored). Where it can still miss (said in the
-README): span inserts lagging more than about half an idle gap (a ClickHouse outage); and the order of the
-writes, since `scores` keeps the latest row per score id: B's fragment row wins if it is written after A's whole
-one (B read before A's root was stored, i.e. the root arrived within the insert lag, `wal.segment_max_age_s`
-plus the insert, before B closed, but scored after A; or B's judge call answered after A's).
+Why B's record and spans are in ClickHouse when A looks: B completes its root-less part only once its own spans
+are stored (`ScoringStep._complete`, up to its fetch retries) and records it right after, before it scores; the
+root reached A after that, so before A closed. When both parts are open at once, B's completion finds the root
+if it is stored by then; if not, B records its part, and A finds the record if it closes after that. Where it
+can still miss (said in the README): B read before the root was stored and recorded after A looked (the root
+arrived within the insert lag, `wal.segment_max_age_s` plus the insert, of B's completion), or ClickHouse
+refused the record or the look-up (logged); and since `scores` keeps the latest row per score id, a judge call
+on B's part that answers after A's call on the whole trace leaves B's row.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from dataflow import metrics
-from dataflow.errors import QueryError
+from dataflow.errors import QueryError, SinkError
 from dataflow.model import Trace
 from dataflow.rules.engine import sampled_by_any
 from dataflow.rules.model import RuleSet
@@ -43,27 +47,26 @@ from dataflow.rules.model import RuleSet
 logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-# Spans of one trace from another service may start this far outside the root's span (clock skew).
-SKEW_NS = 5 * NS
+T = TypeVar("T")
 
 
-class SpanIdSource(Protocol):
-    def span_ids(
-        self, trace_ids: list[str], projects: list[str], lo_ns: int, hi_ns: int
-    ) -> dict[str, set[str]]: ...
+class FragmentLog(Protocol):
+    def record(self, fragments: list[tuple[str, str]]) -> None: ...
+
+    def known(self, trace_ids: list[str]) -> set[str]: ...
 
 
 @dataclass
 class ForeignCheck:
-    """Marks root-holding traces whose other spans another process stored (see the module docstring)."""
+    """Records root-less parts scored here; marks root-holding traces of which another process scored a part."""
 
-    source: SpanIdSource
+    fragments: FragmentLog
     idle_gap_s: float
     _failing: bool = field(default=False, init=False)
 
     def mark(self, traces: list[Trace], ruleset: RuleSet) -> list[Trace]:
-        """`traces` with those that have spans stored elsewhere marked late (to be completed and scored whole);
-        at most one query. If ClickHouse cannot answer, the traces are scored as they are (logged)."""
+        """`traces` with those of which another process recorded a root-less part marked late (to be completed
+        and scored whole); at most one query. If ClickHouse cannot answer, the traces are scored as they are."""
         min_age = int(self.idle_gap_s * NS / 2)
         asked = [i for i, t in enumerate(traces) if _may_be_split(t, min_age)]
         if asked:
@@ -73,31 +76,36 @@ class ForeignCheck:
             asked = [i for k, i in enumerate(asked) if hit is None or hit[k]]
         if not asked:
             return traces
-        stored = self._stored([traces[i] for i in asked])
+        ids = [traces[i].trace_id for i in asked]
+        none: set[str] = set()
+        found = self._guarded("look-up", lambda: self.fragments.known(ids), none)
         out = list(traces)
         for i in asked:
-            trace = traces[i]
-            if stored.get(trace.trace_id, set()) - {s.span_id for s in trace.spans}:
+            if traces[i].trace_id in found:
                 metrics.SCORING_FOREIGN_FRAGMENTS.inc()
-                out[i] = replace(trace, late=True)
+                out[i] = replace(traces[i], late=True)
         return out
 
-    def _stored(self, traces: list[Trace]) -> dict[str, set[str]]:
-        lo = min(t.spans[0].start_ns for t in traces) - SKEW_NS
-        hi = max(_end_ns(t) for t in traces) + SKEW_NS
-        projects = sorted({t.project for t in traces})
+    def record(self, traces: list[Trace]) -> None:
+        """Record the root-less parts among `traces` (completed from ClickHouse, no root found): scored here with
+        a stand-in root, to be scored whole by the process that gets the root."""
+        rows = [(t.trace_id, t.project) for t in traces if _rootless_part(t)]
+        if rows:
+            self._guarded("record", lambda: self.fragments.record(rows), None)
+
+    def _guarded(self, operation: str, call: Callable[[], T], default: T) -> T:
         try:
-            with metrics.SCORING_SPAN_ID_QUERY_DURATION.time():
-                stored = self.source.span_ids([t.trace_id for t in traces], projects, lo, hi)
-        except QueryError as exc:
+            with metrics.SCORING_FRAGMENT_QUERY_DURATION.labels(operation).time():
+                result = call()
+        except (QueryError, SinkError) as exc:
             if not self._failing:
-                logger.warning("checking closed traces for spans another process stored failed: %s", exc)
+                logger.warning("root-less trace parts (trace_fragments): the %s failed: %s", operation, exc)
             self._failing = True
-            return {}
+            return default
         if self._failing:
-            logger.info("checking closed traces for spans another process stored works again")
+            logger.info("root-less trace parts (trace_fragments): the %s works again", operation)
             self._failing = False
-        return stored
+        return result
 
 
 def _may_be_split(trace: Trace, min_age_ns: int) -> bool:
@@ -107,8 +115,6 @@ def _may_be_split(trace: Trace, min_age_ns: int) -> bool:
     return trace.closed_at_ns - root.start_ns >= min_age_ns
 
 
-def _end_ns(trace: Trace) -> int:
-    """The latest a span of the trace may start: the root's end, or a later span's start in the window."""
+def _rootless_part(trace: Trace) -> bool:
     root = trace.root
-    root_end = root.start_ns + root.duration_ns if root is not None else 0
-    return max(root_end, trace.spans[-1].start_ns)
+    return not trace.late and bool(trace.new_span_ids) and root is not None and not root.is_root

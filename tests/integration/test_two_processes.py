@@ -223,10 +223,10 @@ def a_span_on_the_wrong_process(pair: list[ServiceProcess]) -> None:
 
 
 def a_root_after_the_other_part_closed(pair: list[ServiceProcess], rule_id: str) -> None:
-    """The last case of item 2: the child reaches `b`, which closes its root-less part and scores it (no root
-    anywhere yet: the child stands in, 0); only then does the root reach `a`. `a` finds the child's id stored
-    (its span-id check: the trace started more than half an idle gap before `a` closed it), completes the trace
-    and scores it whole, replacing `b`'s score (the same score id)."""
+    """The last case of item 2: the child reaches `b`, which closes its root-less part, scores it (no root
+    anywhere yet: the child stands in, 0) and records it in `trace_fragments`; only then does the root reach `a`.
+    `a` finds the record (the trace started more than half an idle gap before `a` closed it, so `a` looks),
+    completes the trace and scores it whole, replacing `b`'s score (the same score id)."""
     a, b = pair
     tid = ids(6, 1)[0]
     start = time.time_ns() - 2_000_000_000

@@ -1,7 +1,6 @@
-"""The scoring step's check for spans another process stored, from the process holding the root (issue 14 item 2,
-`dataflow/scoring/foreign.py`): the root arrived here after another process closed and scored its root-less
-part; one span-id query per batch finds that part, and the trace is completed and scored whole, as a late one.
-"""
+"""Root-less trace parts between processes (issue 14 item 2, `dataflow/scoring/foreign.py`): a process that
+scores a root-less part with no root stored records it; the process that gets the root after that finds the
+record (one look-up per batch), completes the trace and scores it whole, as a late one."""
 
 from __future__ import annotations
 
@@ -10,11 +9,11 @@ import logging
 import pytest
 
 from dataflow import metrics
-from dataflow.errors import QueryError
+from dataflow.errors import QueryError, SinkError
 from dataflow.model import CloseReason, ScoreRow, Span, Trace
 from dataflow.rules.model import RuleSet, compile_rule, parse_rule
 from dataflow.rules.status import RuleStats
-from dataflow.scoring.foreign import SKEW_NS, ForeignCheck
+from dataflow.scoring.foreign import ForeignCheck
 from dataflow.scoring.step import ScoringStep
 from tests import builders
 
@@ -48,27 +47,31 @@ class Rules:
 
 
 class Stored:
-    """ClickHouse as the scoring step sees it: full fetches and span-id queries, recorded."""
+    """ClickHouse as the scoring step sees it: full fetches, and root-less parts recorded and looked up."""
 
-    def __init__(self, *spans: Span, fail: bool = False) -> None:
+    def __init__(self, *spans: Span, recorded: tuple[str, ...] = (), fail: bool = False) -> None:
         self.spans = list(spans)
+        self.recorded = [(tid, "p") for tid in recorded]
         self.fail = fail
         self.fetched: list[str] = []
-        self.asked: list[tuple[list[str], list[str], int, int]] = []
+        self.asked: list[list[str]] = []
 
     def fetch(self, trace_ids: list[str]) -> dict[str, list[Span]]:
         self.fetched += trace_ids
         return {TID: self.spans} if TID in trace_ids and self.spans else {}
 
-    def span_ids(
-        self, trace_ids: list[str], projects: list[str], lo_ns: int, hi_ns: int
-    ) -> dict[str, set[str]]:
-        self.asked.append((trace_ids, projects, lo_ns, hi_ns))
+    def known(self, trace_ids: list[str]) -> set[str]:
+        self.asked.append(trace_ids)
         if self.fail:
             msg = "ClickHouse is away"
             raise QueryError(msg)
-        ids = {s.span_id for s in self.spans if s.trace_id in trace_ids and lo_ns <= s.start_ns <= hi_ns}
-        return {TID: ids} if ids else {}
+        return {tid for tid, _ in self.recorded if tid in trace_ids}
+
+    def record(self, fragments: list[tuple[str, str]]) -> None:
+        if self.fail:
+            msg = "ClickHouse is away"
+            raise SinkError(msg)
+        self.recorded += fragments
 
 
 def closed(*spans: Span, after_s: float = IDLE_GAP_S) -> Trace:
@@ -95,10 +98,12 @@ def foreign() -> float:
 
 
 def test_a_root_whose_other_spans_another_process_stored_is_completed_and_scored_whole() -> None:
-    store, before = Stored(CHILD), foreign()  # this process's own spans need not be stored yet
+    store, before = (
+        Stored(CHILD, recorded=(TID,)),
+        foreign(),
+    )  # this process's own spans need not be stored yet
     rows = score(store, Rules(WHOLE, EACH), closed(ROOT, LATE_CHILD))
-    [(ids, projects, lo, hi)] = store.asked  # one span-id query, bounded by the trace's times
-    assert (ids, projects, lo, hi) == ([TID], ["p"], T0 - SKEW_NS, T0 + 60 * NS + SKEW_NS)
+    assert store.asked == [[TID]]  # one look-up
     assert store.fetched == [TID]  # then the full fetch, of that trace alone
     by_rule = {(r.rule_id, r.span_id): (r.value, r.metadata.get("late")) for r in rows}
     # the trace-scope rule sees the whole trace (the same score id the other process wrote, replaced); the
@@ -111,8 +116,8 @@ def test_a_root_whose_other_spans_another_process_stored_is_completed_and_scored
     assert foreign() == before + 1
 
 
-def test_with_nothing_stored_elsewhere_a_trace_is_scored_as_it_is_without_a_full_fetch() -> None:
-    store, before = Stored(ROOT), foreign()  # only this process's own root is stored
+def test_with_no_part_recorded_elsewhere_a_trace_is_scored_as_it_is_without_a_full_fetch() -> None:
+    store, before = Stored(CHILD), foreign()  # the child is stored (another process still has it open)
     rows = score(store, Rules(WHOLE, EACH), closed(ROOT, LATE_CHILD))
     assert len(store.asked) == 1 and store.fetched == []
     assert {(r.rule_id, r.span_id, r.metadata.get("late")) for r in rows} == {
@@ -131,8 +136,8 @@ def test_with_nothing_stored_elsewhere_a_trace_is_scored_as_it_is_without_a_full
     ],
     ids=["short", "rootless", "unsampled", "alone"],
 )
-def test_no_span_id_query(trace: Trace, rules: Rules, shared: bool) -> None:
-    store = Stored(CHILD)
+def test_no_look_up(trace: Trace, rules: Rules, shared: bool) -> None:
+    store = Stored(CHILD, recorded=(TID,))
     score(store, rules, trace, shared)
     assert store.asked == []
 
@@ -140,7 +145,7 @@ def test_no_span_id_query(trace: Trace, rules: Rules, shared: bool) -> None:
 def test_a_failing_query_scores_the_traces_as_they_are_and_says_so_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = Stored(CHILD, fail=True)
+    store = Stored(CHILD, recorded=(TID,), fail=True)
     step = scoring(store, Rules(WHOLE, EACH))
     with caplog.at_level(logging.INFO, logger="dataflow.scoring.foreign"):
         for _ in range(2):
@@ -149,3 +154,25 @@ def test_a_failing_query_scores_the_traces_as_they_are_and_says_so_once(
         assert sorted(r.rule_id for r in rows_of(step, closed(ROOT))) == ["each", "whole"]
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
     assert len(store.asked) == 3
+
+
+def test_a_root_less_part_with_no_root_stored_is_recorded_and_then_scored_whole_where_the_root_arrives() -> (
+    None
+):
+    """Both sides, one store: the child's process scores its part (the child standing in for the root) and
+    records it; the root's process, closing later, finds the record and scores the whole trace."""
+    store = Stored(CHILD)
+    part = score(store, Rules(WHOLE), closed(CHILD))
+    assert [(r.value, r.metadata.get("late")) for r in part] == [(0.0, None)]
+    assert store.recorded == [(TID, "p")]
+    store.spans = [ROOT, CHILD]
+    whole = score(store, Rules(WHOLE), closed(ROOT))
+    assert [(r.score_id, r.value, r.metadata.get("late")) for r in whole] == [(part[0].score_id, 1.0, "true")]
+
+
+def test_a_root_less_part_whose_root_is_stored_or_that_no_rule_samples_is_not_recorded() -> None:
+    store = Stored(ROOT, CHILD)
+    score(store, Rules(WHOLE), closed(CHILD))  # scored whole here already (the session-18 case)
+    score(Stored(CHILD), Rules(WHOLE, rate=0.0), closed(CHILD))
+    score(store, Rules(WHOLE), closed(CHILD), shared=False)
+    assert store.recorded == []

@@ -1,0 +1,27 @@
+"""Root-less trace parts in ClickHouse (`trace_fragments`, migration 0013): recorded by the process that scored
+one with no root stored anywhere, looked up by the process that later closes the trace with its root
+(`dataflow.scoring.foreign`)."""
+
+from __future__ import annotations
+
+from connectors.clickhouse.client import ClickHouse
+
+_COLUMNS = ["TraceId", "Project", "Process"]
+_TYPES = ["String", "LowCardinality(String)", "String"]
+_KNOWN = "SELECT DISTINCT TraceId FROM trace_fragments WHERE TraceId IN {ids:Array(String)}"
+
+
+class FragmentStore:
+    def __init__(self, ch: ClickHouse, process: str) -> None:
+        self._ch = ch
+        self._process = process
+
+    def record(self, fragments: list[tuple[str, str]]) -> None:
+        """Record (trace id, project) pairs as this process's root-less parts."""
+        self._ch.insert_rows(
+            "trace_fragments", [(t, p, self._process) for t, p in fragments], _COLUMNS, _TYPES
+        )
+
+    def known(self, trace_ids: list[str]) -> set[str]:
+        """Those of `trace_ids` of which some process recorded a root-less part."""
+        return {str(t) for (t,) in self._ch.query_rows(_KNOWN, {"ids": trace_ids})}
