@@ -11,9 +11,9 @@ sorted by trace id), and A, before scoring, looks up the trace ids of its batch 
 each trace found is marked late, so the scoring step completes it from ClickHouse (a full fetch of those traces
 alone) and scores it whole, with the same score ids, so B's trace-scope rows are replaced (`scores` is a
 ReplacingMergeTree on the score id, keyed by rule and trace) and span-scope rules score A's spans only (B scored
-its own). A first version asked `otel_traces` for the span ids of the batch's traces instead (no text column);
-under the scale benchmark's load that took 1.3-2.1 s a query (`bench/RESULTS.md`, "Scale-out"), since a batch's
-spans lie in a granule of every (project, service, span name), read whole.
+its own). A first version asked `otel_traces` for the span ids of the batch's traces instead (no text column):
+36-100 ms a batch against 6-12 ms (`bench/RESULTS.md`, "Scale-out"), since a batch's spans lie in a granule of
+every (project, service, span name), read whole, and that grows with the span rate.
 
 Which traces are looked up: those with their root, sampled by some rule, not late, that started at least half
 an idle gap before they closed. In the case above, B's spans started after the root did and were acknowledged
