@@ -12,9 +12,10 @@ _KNOWN = "SELECT DISTINCT TraceId FROM trace_fragments WHERE TraceId IN {ids:Arr
 
 
 class FragmentStore:
-    def __init__(self, ch: ClickHouse, process: str) -> None:
+    def __init__(self, ch: ClickHouse, process: str, chunk: int = 5_000) -> None:
         self._ch = ch
         self._process = process
+        self._chunk = chunk
 
     def record(self, fragments: list[tuple[str, str]]) -> None:
         """Record (trace id, project) pairs as this process's root-less parts."""
@@ -23,5 +24,9 @@ class FragmentStore:
         )
 
     def known(self, trace_ids: list[str]) -> set[str]:
-        """Those of `trace_ids` of which some process recorded a root-less part."""
-        return {str(t) for (t,) in self._ch.query_rows(_KNOWN, {"ids": trace_ids})}
+        """Those of `trace_ids` of which some process recorded a root-less part (`chunk` ids a query)."""
+        out: set[str] = set()
+        for i in range(0, len(trace_ids), self._chunk):
+            chunk = trace_ids[i : i + self._chunk]
+            out.update(str(t) for (t,) in self._ch.query_rows(_KNOWN, {"ids": chunk}))
+        return out

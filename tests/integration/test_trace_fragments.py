@@ -1,5 +1,5 @@
 """`FragmentStore` on chDB (`trace_fragments`, migration 0013): root-less trace parts recorded by one process are
-found by trace id by any process, once each however often recorded."""
+found by trace id by any process (in chunks of ids), once each however often recorded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from connectors.clickhouse.fragments_store import FragmentStore
 
 def test_recorded_parts_are_found_by_trace_id(chdb_client: ClickHouse) -> None:
     t, u, never = (secrets.token_hex(16) for _ in range(3))
-    b, a = FragmentStore(chdb_client, "proc-b"), FragmentStore(chdb_client, "proc-a")
+    b, a = FragmentStore(chdb_client, "proc-b"), FragmentStore(chdb_client, "proc-a", chunk=1)
     b.record([(t, "p"), (u, "q")])
     b.record([(t, "p")])  # a second part of the same trace
     assert a.known([t, never]) == {t}
