@@ -10,7 +10,12 @@ Collector's ``routing_key: traceID`` does with its traces. Measured, from the st
 * persisted spans/s: acknowledged spans / the time until all are in ``otel_traces`` (the shared store);
 * scored spans/s: closed traces (``tracejudge_window_closed_traces_total``, summed over the processes) x spans
   per trace / the time until every acknowledged trace is closed and evaluated;
-* the loss/duplicate check of ``bench/ingest.py``: ``count() == uniqExact(TraceId, SpanId) == acknowledged``.
+* the loss/duplicate check of ``bench/ingest.py``: ``count() == uniqExact(TraceId, SpanId) == acknowledged``;
+* the scoring step's thread time (``tracejudge_flow_stage_seconds_total{stage="scoring"}``: CPU, not the waits
+  for ClickHouse), its look-ups of root-less parts and their wall time
+  (``tracejudge_scoring_fragment_query_duration_seconds{operation="look-up"}``)
+  and the traces it completed with another process's part (``tracejudge_scoring_foreign_fragments_total``),
+  summed over the processes at the end.
 
 On this 2-core machine the processes, the clients and the ClickHouse front all compete for the same cores: see
 ``bench/RESULTS.md`` for what that means on a real multi-core host.
@@ -113,6 +118,15 @@ def run(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if closed * spec.spans_per_trace >= acked:
                 reached.setdefault("scored", now)
             time.sleep(0.5)
+        scoring_s, foreign, lookups, lookup_s = (
+            sum(metric_sum(scrape(s.api), name, **labels) for s in servers)
+            for name, labels in (
+                ("tracejudge_flow_stage_seconds_total", {"stage": "scoring"}),
+                ("tracejudge_scoring_foreign_fragments_total", {}),
+                ("tracejudge_scoring_fragment_query_duration_seconds_count", {"operation": "look-up"}),
+                ("tracejudge_scoring_fragment_query_duration_seconds_sum", {"operation": "look-up"}),
+            )
+        )
         count, uniq = sql_row(
             servers[0].api,
             "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces WHERE ScopeName != 'tracejudge.judge'",
@@ -124,16 +138,19 @@ def run(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "persisted_sps": acked / reached["persisted"] if "persisted" in reached else float("nan"),
         "scored_sps": acked / reached["scored"] if "scored" in reached else float("nan"),
         "persisted_at_stop": at_stop[0], "scored_spans_at_stop": at_stop[1] * spec.spans_per_trace,
-        "check": check_label(count, uniq, acked),
+        "check": check_label(count, uniq, acked), "scoring_stage_s": scoring_s, "foreign_fragments": int(foreign),
+        "lookups": int(lookups), "lookup_s": lookup_s,
     }  # fmt: skip
 
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     header = ("processes", "load", "accepted spans/s", "persisted spans/s", "scored spans/s", "throttled",
-              "loss/dup check")  # fmt: skip
+              "loss/dup check", "scoring step s", "look-ups (s)", "foreign fragments")  # fmt: skip
     rows = [
         [str(r["processes"]), f"{r['duration_s']:g} s, {args.rules} rules", fmt(r["accepted_sps"]),
-         fmt(r["persisted_sps"]), fmt(r["scored_sps"]), str(r["throttled"]), r["check"]]
+         fmt(r["persisted_sps"]), fmt(r["scored_sps"]), str(r["throttled"]), r["check"],
+         f"{r['scoring_stage_s']:.1f}", f"{r['lookups']} ({r['lookup_s']:.1f})",
+         str(r["foreign_fragments"])]
         for r in results
     ]  # fmt: skip
     return markdown_table(header, rows)

@@ -346,8 +346,18 @@ RULE_SHED = Counter(
 
 SCORING_FOREIGN_FRAGMENTS = Counter(
     "tracejudge_scoring_foreign_fragments_total",
-    "Closed traces whose root another process holds (several processes share ClickHouse and the trace's spans "
-    "reached two of them): scored again here, completed from ClickHouse, as a late trace.",
+    "Closed traces of which another process holds a part (several processes share ClickHouse and the trace's "
+    "spans reached two of them: the root, or a root-less part it scored and recorded before this process "
+    "closed the root's part): completed from ClickHouse and scored again here whole, as a late trace.",
+    registry=REGISTRY,
+)
+SCORING_FRAGMENT_QUERY_DURATION = Histogram(
+    "tracejudge_scoring_fragment_query_duration_seconds",
+    "Time of one query of the scoring step on `trace_fragments` while several processes share ClickHouse, by "
+    "operation: record (root-less trace parts scored here) or look-up (one per batch of closed traces that hold "
+    "their root and are old enough to have been split by a ring change).",
+    ["operation"],
+    buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 SCORING_INCOMPLETE_TRACES = Counter(

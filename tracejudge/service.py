@@ -32,6 +32,7 @@ from connectors.auth.session import SessionSigner, load_secret
 from connectors.clickhouse.client import ClickHouse
 from connectors.clickhouse.cluster_ddl import Layout
 from connectors.clickhouse.connections_store import ConnectionStore, apply_connections_file
+from connectors.clickhouse.fragments_store import FragmentStore
 from connectors.clickhouse.heartbeats_store import HeartbeatStore
 from connectors.clickhouse.job_traces import JobTraces
 from connectors.clickhouse.jobs_store import JobStore
@@ -66,6 +67,7 @@ from dataflow.rules.checks import scorer_connection_problems
 from dataflow.rules.files import apply_rules, read_rules_file, validate_rules
 from dataflow.rules.registry import RuleRegistry
 from dataflow.rules.status import RuleStats
+from dataflow.scoring.foreign import ForeignCheck
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
@@ -300,6 +302,7 @@ class Service:
         step = ScoringStep(
             self.registry, self.stats, SpanFetcher(self.reader_ch), s.windows.late_spans,
             shared=lambda: self.heartbeat.live() > 1,
+            foreign=ForeignCheck(FragmentStore(self.reader_ch, self.process_id), s.windows.idle_gap_s),
         )  # fmt: skip
         self.executor = JudgeExecutor(
             make_client, ExecutorConfig(s.judging.breaker_failures, s.judging.breaker_cooldown_s)

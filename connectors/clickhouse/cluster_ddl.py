@@ -47,6 +47,7 @@ SHARDING_KEYS = {
     "job_cancels": "cityHash64(JobId)",
     "keys": "cityHash64(KeyId)",
     "process_heartbeats": "cityHash64(Process)",
+    "trace_fragments": "cityHash64(TraceId)",
     "tracejudge_schema_migrations": "Version",
 }
 LOCAL_SUFFIX = "_local"

@@ -19,6 +19,7 @@ from dataflow.rules.engine import evaluate_batch, sampled_by_any
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.code_step import run_code_scorers
+from dataflow.scoring.foreign import ForeignCheck
 from dataflow.scoring.judge_step import jobs_for
 
 logger = logging.getLogger(__name__)
@@ -43,13 +44,15 @@ class ScoringStep:
         fetch_retries: int = 20,
         fetch_wait_s: float = 0.5,
         shared: Callable[[], bool] | None = None,
+        foreign: ForeignCheck | None = None,
     ) -> None:
         """`shared`: True while other processes are live on the same ClickHouse behind a trace-id router. A
         trace's spans may then have reached two of them (the router's ring changed). A closed trace with no
         root span that some rule samples is completed from ClickHouse before it is scored; if the root is there
         (another process holds it, and has scored what it had), the whole trace is scored again here as a late
         one, with the same score ids, so the stored scores are the whole trace's. A trace with its root is
-        scored as it is (no query per trace on the live path)."""
+        scored as it is, unless `foreign` finds that another process scored a root-less part of it (one look-up
+        per batch, for long enough traces: `dataflow.scoring.foreign`); then it is completed and scored whole."""
         self._rules = rules
         self._stats = stats
         self._fetcher = fetcher
@@ -57,6 +60,7 @@ class ScoringStep:
         self._retries = fetch_retries
         self._wait = fetch_wait_s
         self._shared = shared
+        self._foreign = foreign
 
     def __call__(self, traces: list[Trace]) -> list[tuple[str, Any]]:
         """Score a batch of closed traces: one ("scores", [rows]) item for all its code-scorer rows, and one
@@ -66,7 +70,7 @@ class ScoringStep:
         if self._late == "ignore":
             todo = [t for t in todo if not t.late]
         if self._shared is not None and self._shared():
-            todo = [_as_late_if_foreign(t) for t in self._complete([_partial(t) for t in todo], ruleset)]
+            todo = self._complete_shared(todo, ruleset)
         else:
             todo = self._complete(todo, ruleset)
         by_project: dict[str, list[Trace]] = {}
@@ -90,6 +94,17 @@ class ScoringStep:
                     jobs.extend(("judge", job) for job in jobs_for(task))
         self._stats.publish()
         return [("scores", rows), *jobs] if rows else jobs
+
+    def _complete_shared(self, traces: list[Trace], ruleset: RuleSet) -> list[Trace]:
+        """`_complete` with other processes live: root-less traces too; root-holding ones another process
+        recorded a part of; root-less parts with no root stored recorded (`dataflow.scoring.foreign`)."""
+        todo = [_partial(t) for t in traces]
+        if self._foreign is not None:
+            todo = self._foreign.mark(todo, ruleset)
+        todo = self._complete(todo, ruleset)
+        if self._foreign is not None:
+            self._foreign.record(todo)
+        return [_as_late_if_foreign(t) for t in todo]
 
     def _complete(self, traces: list[Trace], ruleset: RuleSet) -> list[Trace]:
         """Fill in late, resumed and partial traces that some rule samples from ClickHouse (blocking; rare: late

@@ -1,13 +1,15 @@
 """Two `tracejudge run` processes on one ClickHouse server (the test's HTTP front over chDB), spans routed by
 trace id as the Collector's loadbalancing exporter does (issue 14): every span stored once, every trace scored
 once, rule changes reach both, a rewind job runs on one, a judge budget holds across both, and a `kill -9` of
-one process and its restart lose nothing."""
+one process and its restart lose nothing; a trace split between the two (a Collector ring change) is scored
+whole, whichever part closes first."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -217,3 +219,26 @@ def a_span_on_the_wrong_process(pair: list[ServiceProcess]) -> None:
     eventually(lambda: gauge(b, "tracejudge_scoring_foreign_fragments_total"), until=lambda n: n == foreign_before + 1,
                timeout=60, message=lambda: b.output)  # fmt: skip
     assert a.sql(query) == [[1.0, ""]]  # the child's process scored the whole trace again: the same score
+    a_root_after_the_other_part_closed(pair, str(rule["id"]))
+
+
+def a_root_after_the_other_part_closed(pair: list[ServiceProcess], rule_id: str) -> None:
+    """The last case of item 2: the child reaches `b`, which closes its root-less part, scores it (no root
+    anywhere yet: the child stands in, 0) and records it in `trace_fragments`; only then does the root reach `a`.
+    `a` finds the record (the trace started more than half an idle gap before `a` closed it, so `a` looks),
+    completes the trace and scores it whole, replacing `b`'s score (the same score id)."""
+    a, b = pair
+    tid = ids(6, 1)[0]
+    start = time.time_ns() - 2_000_000_000
+    child = otlp_span(trace_id=tid, span_id=format(int(tid[16:], 16) + 1, "016x"), parent_span_id=tid[16:],
+                      name="tool", start_ns=start + 1_000_000, attributes={"output.value": "Lyon"})  # fmt: skip
+    root = otlp_span(trace_id=tid, span_id=tid[16:], name="agent", start_ns=start, duration_ns=4_000_000_000,
+                     attributes={"output.value": "Paris"})  # fmt: skip
+    query = f"SELECT Value, SpanId FROM scores FINAL WHERE RuleId = '{rule_id}' AND TraceId = '{tid}'"
+    foreign_before = gauge(a, "tracejudge_scoring_foreign_fragments_total")
+    for svc, span, value in ((b, child, 0.0), (a, root, 1.0)):
+        body = otlp_request(span, resource={"service.name": "scale", "tracejudge.project": "pin"})
+        assert http("POST", svc.otlp_http + "/v1/traces", json.dumps(body).encode(), JS)[0] == 200
+        eventually(lambda: a.sql(query), until=lambda rows, v=value: rows == [[v, ""]], timeout=60,
+                   message=lambda: f"{a.sql(query)}\n{a.output}\n{b.output}")  # fmt: skip
+    assert gauge(a, "tracejudge_scoring_foreign_fragments_total") == foreign_before + 1
