@@ -75,7 +75,7 @@ from typing import Any
 import pyarrow as pa
 
 from dataflow.model import SPAN_SCHEMA, Span
-from dataflow.rules.arrow_compiler import ArrowEval, compile_arrow
+from dataflow.rules.arrow_compiler import ArrowEval, Memo, compile_arrow
 from dataflow.rules.parser import Expr, FilterError, parse
 from dataflow.rules.python_compiler import Eval, compile_python
 from dataflow.rules.sql_compiler import compile_sql
@@ -89,7 +89,7 @@ def _everything(span: Span) -> bool:
     return True
 
 
-def _all_rows(batch: pa.RecordBatch | pa.Table) -> pa.BooleanArray:
+def _all_rows(batch: pa.RecordBatch | pa.Table, memo: Memo | None = None) -> pa.BooleanArray:
     return pa.array([True] * batch.num_rows, pa.bool_())
 
 
@@ -113,12 +113,13 @@ class CompiledFilter:
         """False when the filter could not be compiled for Arrow: use `matches` span by span."""
         return self._arrow is not None
 
-    def mask(self, batch: pa.RecordBatch | pa.Table) -> pa.BooleanArray:
-        """Per row of a batch with `otel_traces`' columns: True only where the filter is TRUE (as `matches`)."""
+    def mask(self, batch: pa.RecordBatch | pa.Table, memo: Memo | None = None) -> pa.BooleanArray:
+        """Per row of a batch with `otel_traces`' columns: True only where the filter is TRUE (as `matches`).
+        Filters evaluated over the same batch with the same `memo` share their common subexpressions."""
         if self._arrow is None:
             msg = "this filter is not vectorised; use matches()"
             raise ValueError(msg)
-        return self._arrow(batch)
+        return self._arrow(batch, memo)
 
 
 def compile_filter(text: str, *, param_prefix: str = "f") -> CompiledFilter:
@@ -144,7 +145,7 @@ def _vectorised(tree: Expr) -> ArrowEval | None:
     filter is then evaluated span by span (`matches`)."""
     try:
         arrow = compile_arrow(tree)
-        arrow(_EMPTY)
+        arrow(_EMPTY, None)
     except (pa.ArrowException, ValueError, TypeError):
         logger.warning("filter not vectorised, evaluated span by span", exc_info=True)
         return None
