@@ -112,7 +112,7 @@ def run_once(batches: list[SpanRecords], args: argparse.Namespace) -> dict[str, 
         keep_open_at_eof=False,
         score=ScoringStep(_Rules(ruleset), RuleStats(), fetcher=None),
         scores_sink=TestingSink(out),
-        batch_filters=not args.per_span_filters,
+        batch_filters=args.batch_filters,
     )
     flow = build_flow(plan)
     with tempfile.TemporaryDirectory(prefix="tj-bench-flow-") as tmp, counting_snapshots() as snapshots:
@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-recovery", action="store_true", help="run without a recovery store (to compare)")
     p.add_argument("--repeat", type=int, default=3, help="runs; the best is reported (default 3)")
     p.add_argument(
-        "--per-span-filters",
+        "--batch-filters",
         action="store_true",
-        help="rule filters per span at close, not per batch (to compare)",
+        help="rule filters per batch in the spans step, not per span at close (to compare)",
     )
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)

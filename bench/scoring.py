@@ -83,7 +83,7 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def run(
-    requests: int, rules: int, sampling_rate: float, repeat: int, per_item: int, per_span: bool = False
+    requests: int, rules: int, sampling_rate: float, repeat: int, per_item: int, batch_filters: bool = False
 ) -> dict[str, Any]:
     ruleset = build_ruleset(rules, sampling_rate)
     windows = WindowConfig()
@@ -92,7 +92,7 @@ def run(
 
     def shards() -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
-        recent = None if per_span else MatchedTraces()
+        recent = MatchedTraces() if batch_filters else None
         for i in range(0, len(batches), per_item):
             out.extend(shard_batches(batches[i : i + per_item], ruleset, windows.shards, recent))
         return out
@@ -168,14 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported")
     parser.add_argument("--per-item", type=int, default=1, help="log batches per flow item (default 1)")
     parser.add_argument(
-        "--per-span-filters",
+        "--batch-filters",
         action="store_true",
-        help="rule filters per span at close, not per batch (to compare)",
+        help="rule filters per batch in the spans step, not per span at close (to compare)",
     )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
     result = run(
-        args.requests, args.rules, args.sampling_rate, args.repeat, args.per_item, args.per_span_filters
+        args.requests, args.rules, args.sampling_rate, args.repeat, args.per_item, args.batch_filters
     )
     print(render(result))
     if args.json_out:

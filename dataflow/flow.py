@@ -63,9 +63,11 @@ class ScoringPlan:
     judges: JudgeContext | None = None
     judge_spans_sink: Sink[tuple[str, dict[str, Any]]] | None = None
     judge_shards: int = 4
-    # Rule filters evaluated per batch in the spans step (vectorised, `dataflow.rules.matching`); False: per span
-    # when a trace closes (the reference predicates).
-    batch_filters: bool = True
+    # Rule filters evaluated per batch in the spans step (vectorised, `dataflow.rules.matching`), so that only
+    # spans of matched traces are built in full; False: per span when a trace closes (the reference predicates).
+    # Off by default: with bench/rules.py's 50-rule mix it costs more than it saves (bench/RESULTS.md, "Rule
+    # filters per batch").
+    batch_filters: bool = False
 
 
 def shard_batches(
