@@ -98,9 +98,9 @@ def shard_batches(
     groups: dict[str, list[Span]] = {}
     keys: dict[str, list[Span]] = {}  # trace id -> its shard's group (spans of a trace come together)
     # One table of the item's batches: the filters' per-call cost is paid once per item, not once per batch.
-    first = records[0].batch
-    same = all(r.batch.schema == first.schema for r in records)
-    tables = [pa.Table.from_batches([r.batch for r in records])] if same else [r.batch for r in records]
+    tables: list[Any] = [r.batch for r in records]
+    if match is not None and len(tables) > 1 and all(t.schema == tables[0].schema for t in tables):
+        tables = [pa.Table.from_batches(tables)]
     spans = (
         s
         for t in tables
