@@ -13,6 +13,8 @@ import random
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
+
 from dataflow.config import WindowConfig
 from dataflow.flow import shard_batches
 from dataflow.model import CloseReason, Span, SpanRecords
@@ -152,6 +154,7 @@ def test_a_rule_arrow_cannot_run_is_decided_span_by_span() -> None:
     rules = _rules(2, 1.0)
     rule = rules[0]
     flt = rule.filter
+    arrow = flt._arrow
     object.__setattr__(flt, "_arrow", None)  # as when Arrow refuses the filter at compile time
     try:
         spans = _spans(7, 5)
@@ -159,7 +162,7 @@ def test_a_rule_arrow_cannot_run_is_decided_span_by_span() -> None:
         assert all(b & 1 for b in bits)  # every sampled row counts as matched: built in full
         assert matcher(rule, 0, tags[0]) == flt.matches
     finally:
-        object.__setattr__(flt, "_arrow", compile_rule(rule.spec).filter._arrow)
+        object.__setattr__(flt, "_arrow", arrow)
 
 
 def test_an_item_of_several_batches_is_one_table() -> None:
@@ -172,3 +175,22 @@ def test_an_item_of_several_batches_is_one_table() -> None:
     key = lambda s: (s.trace_id, s.span_id)  # noqa: E731
     got = sorted((s for _, g in together for s in g), key=key)
     assert got == sorted((s for _, g in apart for s in g), key=key) and len(got) == 100
+
+
+def test_a_batch_arrow_fails_on_is_built_in_full_and_decided_span_by_span() -> None:
+    rules = _rules(2, 1.0)
+    flt = rules[0].filter
+    arrow = flt._arrow
+
+    def fail(batch: Any, memo: Any = None) -> Any:
+        msg = "boom"
+        raise pa.ArrowInvalid(msg)
+
+    object.__setattr__(flt, "_arrow", fail)
+    try:
+        spans = _spans(9, 3)
+        tags, bits = match_batch(builders.span_table(spans), lambda _p: rules)
+        assert tags == [0] * len(spans) and bits == [-1] * len(spans)
+        assert MatchedTraces().full_rows([s.trace_id for s in spans], bits) == [True] * len(spans)
+    finally:
+        object.__setattr__(flt, "_arrow", arrow)
