@@ -112,6 +112,7 @@ def run_once(batches: list[SpanRecords], args: argparse.Namespace) -> dict[str, 
         keep_open_at_eof=False,
         score=ScoringStep(_Rules(ruleset), RuleStats(), fetcher=None),
         scores_sink=TestingSink(out),
+        batch_filters=args.batch_filters,
     )
     flow = build_flow(plan)
     with tempfile.TemporaryDirectory(prefix="tj-bench-flow-") as tmp, counting_snapshots() as snapshots:
@@ -153,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=None, help="windows.shards (default: the config's)")
     p.add_argument("--no-recovery", action="store_true", help="run without a recovery store (to compare)")
     p.add_argument("--repeat", type=int, default=3, help="runs; the best is reported (default 3)")
+    p.add_argument(
+        "--batch-filters",
+        action="store_true",
+        help="rule filters per batch in the spans step, not per span at close (to compare)",
+    )
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
     batches, _ = build_batches(args.requests, templates=min(8, args.requests))

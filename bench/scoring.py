@@ -34,6 +34,7 @@ from connectors.otlp.ingest import normalizer_from
 from dataflow.config import IngestConfig, WindowConfig
 from dataflow.flow import shard_batches
 from dataflow.model import SpanRecords, Trace, scores_to_arrow
+from dataflow.rules.matching import MatchedTraces
 from dataflow.rules.model import RuleSet, compile_rule, parse_rule
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.step import ScoringStep
@@ -81,7 +82,9 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return best, result
 
 
-def run(requests: int, rules: int, sampling_rate: float, repeat: int, per_item: int) -> dict[str, Any]:
+def run(
+    requests: int, rules: int, sampling_rate: float, repeat: int, per_item: int, batch_filters: bool = False
+) -> dict[str, Any]:
     ruleset = build_ruleset(rules, sampling_rate)
     windows = WindowConfig()
     batches, decode_s = build_batches(requests, templates=min(8, requests))
@@ -89,8 +92,9 @@ def run(requests: int, rules: int, sampling_rate: float, repeat: int, per_item: 
 
     def shards() -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
+        recent = MatchedTraces() if batch_filters else None
         for i in range(0, len(batches), per_item):
-            out.extend(shard_batches(batches[i : i + per_item], ruleset, windows.shards))
+            out.extend(shard_batches(batches[i : i + per_item], ruleset, windows.shards, recent))
         return out
 
     shards_s, keyed = _timed(shards, repeat)
@@ -163,9 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampling-rate", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported")
     parser.add_argument("--per-item", type=int, default=1, help="log batches per flow item (default 1)")
+    parser.add_argument(
+        "--batch-filters",
+        action="store_true",
+        help="rule filters per batch in the spans step, not per span at close (to compare)",
+    )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
-    result = run(args.requests, args.rules, args.sampling_rate, args.repeat, args.per_item)
+    result = run(
+        args.requests, args.rules, args.sampling_rate, args.repeat, args.per_item, args.batch_filters
+    )
     print(render(result))
     if args.json_out:
         write_json(args.json_out, result, 2, announce=False)

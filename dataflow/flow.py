@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
+import pyarrow as pa
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
@@ -28,9 +29,10 @@ from dataflow.config import WindowConfig
 from dataflow.flow_timing import TimedLogic, timed
 from dataflow.model import ScoreRow, Span, SpanRecords, Trace
 from dataflow.rules.engine import sampled_by_any
+from dataflow.rules.matching import MatchedTraces, match_batch
 from dataflow.rules.model import RuleSet
 from dataflow.scoring.judge_step import JudgeContext, JudgeLogic
-from dataflow.windowing.step import WindowShardLogic, spans_from_batch
+from dataflow.windowing.step import Marks, Match, WindowShardLogic, spans_from_batch
 from dataflow.windowing.trace_window import ShardState, shard_of
 
 # Recovery snapshots name their classes by module (pickle). The judge step's snapshot (pending JudgeJobs with
@@ -61,31 +63,58 @@ class ScoringPlan:
     judges: JudgeContext | None = None
     judge_spans_sink: Sink[tuple[str, dict[str, Any]]] | None = None
     judge_shards: int = 4
+    # Rule filters evaluated per batch in the spans step (vectorised, `dataflow.rules.matching`), so that only
+    # spans of matched traces are built in full; False: per span when a trace closes (the reference predicates).
+    # Off by default: with bench/rules.py's 50-rule mix it costs more than it saves (bench/RESULTS.md, "Rule
+    # filters per batch").
+    batch_filters: bool = False
 
 
-def shard_batches(records: list[SpanRecords], ruleset: RuleSet, shards: int) -> list[tuple[str, list[Span]]]:
+def shard_batches(
+    records: list[SpanRecords], ruleset: RuleSet, shards: int, recent: MatchedTraces | None = None
+) -> list[tuple[str, list[Span]]]:
     """Spans of projects with rules, grouped by window shard: one item per shard per batch, not one
-    per span (Bytewax's per-item cost was a fifth of the scoring branch)."""
+    per span (Bytewax's per-item cost was a fifth of the scoring branch).
+
+    With `recent` (batch filters on), the rules' filters run over the whole batch (`match_batch`) and only
+    spans of traces that some rule samples and matched, in this batch or lately (`recent`), are built in
+    full; without, spans of traces that some rule samples are built in full and filtered span by span when
+    their trace closes. The others stay partial."""
     projects = ruleset.projects
-    if not projects:
+    if not projects or not records:
         return []
     needs = ruleset.needs
+    match: Match | None = None
+    if recent is not None:
+        matched = recent
+
+        def match(batch: Any) -> Marks:
+            tags, bits = match_batch(batch, ruleset.for_project)
+            return matched.full_rows(batch.column("TraceId").to_pylist(), bits), tags, bits
 
     def wanted(trace_ids: list[str], row_projects: list[str]) -> list[bool] | None:
         return sampled_by_any(ruleset.for_project, trace_ids, row_projects)
 
     groups: dict[str, list[Span]] = {}
     keys: dict[str, list[Span]] = {}  # trace id -> its shard's group (spans of a trace come together)
-    for r in records:
-        for span in spans_from_batch(r.batch, projects, needs.attributes, needs.resource, wanted):
-            group = keys.get(span.trace_id)
+    # One table of the item's batches: the filters' per-call cost is paid once per item, not once per batch.
+    tables: list[Any] = [r.batch for r in records]
+    if match is not None and len(tables) > 1 and all(t.schema == tables[0].schema for t in tables):
+        tables = [pa.Table.from_batches(tables)]
+    spans = (
+        s
+        for t in tables
+        for s in spans_from_batch(t, projects, needs.attributes, needs.resource, wanted, match)
+    )
+    for span in spans:
+        group = keys.get(span.trace_id)
+        if group is None:
+            key = shard_of(span.trace_id, shards)
+            group = groups.get(key)
             if group is None:
-                key = shard_of(span.trace_id, shards)
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = []
-                keys[span.trace_id] = group
-            group.append(span)
+                group = groups[key] = []
+            keys[span.trace_id] = group
+        group.append(span)
     return list(groups.items())
 
 
@@ -98,8 +127,10 @@ def build_flow(scoring: ScoringPlan) -> Dataflow:
 def add_scoring(flow: Dataflow, plan: ScoringPlan) -> None:
     shards = plan.windows.shards
 
+    recent = MatchedTraces() if plan.batch_filters else None
+
     def to_shards(records: list[SpanRecords]) -> list[tuple[str, list[Span]]]:
-        return shard_batches(records, plan.rules(), shards)
+        return shard_batches(records, plan.rules(), shards, recent)
 
     def build(state: ShardState | None) -> TimedLogic[list[Span], Trace, ShardState]:
         return TimedLogic("windows", WindowShardLogic(plan.windows, plan.keep_open_at_eof, state))

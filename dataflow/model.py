@@ -116,9 +116,14 @@ class Span(NamedTuple):
     output: str
     attributes: Mapping[str, str] = _NO_ATTRIBUTES
     resource: Mapping[str, str] = _NO_ATTRIBUTES
-    # Only the ids, project and start are set: no rule sampled the span's trace when it arrived, so its text
-    # and attributes stayed in Arrow. A trace holding such spans is completed from ClickHouse if it is scored.
+    # Only the ids, project and start are set: no rule sampled and matched the span's trace when it arrived, so
+    # its text and attributes stayed in Arrow. A trace holding such spans is completed from ClickHouse when some
+    # rule's decision needs its text.
     partial: bool = False
+    # The rules the span matched when it arrived (`dataflow.rules.matching`): bit i for the i-th rule of the
+    # project's rules whose tag is `rules_tag` (0: not known; the rules' predicates are evaluated on the span).
+    rules_tag: int = 0
+    matched: int = 0
 
     @property
     def is_root(self) -> bool:

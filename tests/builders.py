@@ -8,10 +8,13 @@ so a test names just the fields its assertions are about: `span(output="Paris")`
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from dataflow.model import CloseReason, Span, Trace
+import pyarrow as pa
+
+from dataflow.model import SPAN_SCHEMA, CloseReason, Span, Trace
 
 TRACE_ID = "a" * 32
 SPAN_ID = "b" * 16
@@ -120,3 +123,40 @@ def otlp_request(*spans: dict[str, Any], resource: Mapping[str, str] | None = No
 
 def _key_values(attributes: Mapping[str, str]) -> list[dict[str, Any]]:
     return [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()]
+
+
+def span_table(spans: Sequence[Span], *, starts: bool = False) -> pa.Table:
+    """Spans as an Arrow table with `otel_traces`' columns (no events or links), as the log carries them;
+    Timestamp is now, or with `starts` each span's `start_ns`."""
+    now = datetime.now(UTC)
+    stamps: list[Any] = [s.start_ns for s in spans] if starts else [now] * len(spans)
+    columns: dict[str, list[Any]] = {
+        "Timestamp": stamps,
+        "TraceId": [s.trace_id for s in spans],
+        "SpanId": [s.span_id for s in spans],
+        "ParentSpanId": [s.parent_span_id for s in spans],
+        "TraceState": [""] * len(spans),
+        "SpanName": [s.name for s in spans],
+        "SpanKind": [s.kind for s in spans],
+        "ServiceName": [s.service_name for s in spans],
+        "ResourceAttributes": [list(s.resource.items()) for s in spans],
+        "ScopeName": [""] * len(spans),
+        "ScopeVersion": [""] * len(spans),
+        "SpanAttributes": [list(s.attributes.items()) for s in spans],
+        "Duration": [s.duration_ns for s in spans],
+        "StatusCode": [s.status_code for s in spans],
+        "StatusMessage": [s.status_message for s in spans],
+        "Events.Timestamp": [[] for _ in spans],
+        "Events.Name": [[] for _ in spans],
+        "Events.Attributes": [[] for _ in spans],
+        "Links.TraceId": [[] for _ in spans],
+        "Links.SpanId": [[] for _ in spans],
+        "Links.TraceState": [[] for _ in spans],
+        "Links.Attributes": [[] for _ in spans],
+        "Project": [s.project for s in spans],
+        "SessionId": [s.session_id for s in spans],
+        "Input": [s.input for s in spans],
+        "Output": [s.output for s in spans],
+        "IngestedAt": [now] * len(spans),
+    }
+    return pa.Table.from_pydict(columns, schema=SPAN_SCHEMA)

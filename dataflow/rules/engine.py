@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dataflow.model import Span, Trace
+from dataflow.rules.matching import matcher, rules_tag
 from dataflow.rules.model import CompiledRule, hash64
 from dataflow.rules.sampling import sample_matrix
 
@@ -50,10 +51,15 @@ def scorable_spans(trace: Trace) -> tuple[Span, ...]:
 
 
 def decide(
-    rule: CompiledRule, trace: Trace, spans: tuple[Span, ...], candidates: tuple[Span, ...]
+    rule: CompiledRule,
+    trace: Trace,
+    spans: tuple[Span, ...],
+    candidates: tuple[Span, ...],
+    matches: Callable[[Span], bool] | None = None,
 ) -> tuple[Outcome, list[EvalTask]]:
-    """The decision for one rule whose sample includes the trace: filter, then (span scope) targeting."""
-    matches = rule.filter.matches
+    """The decision for one rule whose sample includes the trace: filter, then (span scope) targeting.
+    `matches` is the rule's filter (default: its predicate; the flow passes `matching.matcher`)."""
+    matches = matches or rule.filter.matches
     if rule.spec.scope == "trace":
         if any(matches(s) for s in spans):
             return Outcome.SCORED, [EvalTask(rule, trace, None)]
@@ -115,7 +121,8 @@ def evaluate_batch(
     span_scope_only: list[frozenset[str] | None] | None = None,
 ) -> tuple[list[EvalTask], Tally]:
     """`evaluate` for many traces of one project at once, counted rather than listed: the samples of all
-    (trace, rule) pairs come from one vectorised computation, and only sampled pairs are looked at."""
+    (trace, rule) pairs come from one vectorised computation, and only sampled pairs are looked at. A span's
+    filter result is read from its match bits when they were computed for these rules."""
     counts = [[0, 0, 0, 0] for _ in rules]
     tasks: list[EvalTask] = []
     seen = [(i, t, scorable_spans(t)) for i, t in enumerate(traces)]
@@ -128,6 +135,8 @@ def evaluate_batch(
     sampled_out = _INDEX[Outcome.SAMPLED_OUT]
     for r, n in enumerate(sampled_in):
         counts[r][sampled_out] = len(seen) - n
+    tag = rules_tag(rules)
+    matchers = [matcher(rule, r, tag) for r, rule in enumerate(rules)]
     rows, cols = chosen.nonzero()
     current = -1
     spans: tuple[Span, ...] = ()
@@ -138,7 +147,7 @@ def evaluate_batch(
             current = row
             i, trace, spans = seen[row]
             candidates = _candidates(spans, span_scope_only[i] if span_scope_only else None)
-        outcome, found = decide(rules[r], trace, spans, candidates)
+        outcome, found = decide(rules[r], trace, spans, candidates, matchers[r])
         counts[r][_INDEX[outcome]] += 1
         if found:
             tasks.extend(found)

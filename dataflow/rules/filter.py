@@ -1,9 +1,10 @@
-"""The rule filter language: a SQL WHERE subset, parsed once with sqlglot, compiled twice.
+"""The rule filter language: a SQL WHERE subset, parsed once with sqlglot, compiled three times.
 
 `compile_filter(text)` parses the text into one typed tree (`dataflow.rules.parser`) and compiles it to a
-Python predicate over `Span` for the stream (`python_compiler`) and to a parameterised ClickHouse WHERE
-fragment over `otel_traces` for replay, backfill and "test rule" (`sql_compiler`). The two agree on every
-input, NULLs included: a differential test runs random filters over random spans through both, on chDB.
+Python predicate over `Span` (`python_compiler`, the reference), to vectorised `pyarrow.compute` over a span
+batch for the stream (`arrow_compiler`: one boolean per row), and to a parameterised ClickHouse WHERE
+fragment over `otel_traces` for replay, backfill and "test rule" (`sql_compiler`). The three agree on every
+input, NULLs included: a differential test runs random filters over random spans through all three, on chDB.
 
 Language
     fields        name input output kind status_code status_message service_name project session_id (text),
@@ -67,19 +68,29 @@ doubled inside the key.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflow.model import Span
-from dataflow.rules.parser import FilterError, parse
+import pyarrow as pa
+
+from dataflow.model import SPAN_SCHEMA, Span
+from dataflow.rules.arrow_compiler import ArrowEval, Memo, compile_arrow
+from dataflow.rules.parser import Expr, FilterError, parse
 from dataflow.rules.python_compiler import Eval, compile_python
 from dataflow.rules.sql_compiler import compile_sql
 
 __all__ = ["CompiledFilter", "FilterError", "compile_filter"]
 
+logger = logging.getLogger(__name__)
+
 
 def _everything(span: Span) -> bool:
     return True
+
+
+def _all_rows(batch: pa.RecordBatch | pa.Table, memo: Memo | None = None) -> pa.BooleanArray:
+    return pa.array([True] * batch.num_rows, pa.bool_())
 
 
 @dataclass(frozen=True)
@@ -91,10 +102,24 @@ class CompiledFilter:
     params: dict[str, Any]
     fields: frozenset[str]
     _predicate: Eval = field(default=_everything, repr=False, compare=False)
+    _arrow: ArrowEval | None = field(default=_all_rows, repr=False, compare=False)
 
     def matches(self, span: Span) -> bool:
         """True only when the filter is TRUE for the span (FALSE and NULL are no match)."""
         return self._predicate(span) is True
+
+    @property
+    def vectorised(self) -> bool:
+        """False when the filter could not be compiled for Arrow: use `matches` span by span."""
+        return self._arrow is not None
+
+    def mask(self, batch: pa.RecordBatch | pa.Table, memo: Memo | None = None) -> pa.BooleanArray:
+        """Per row of a batch with `otel_traces`' columns: True only where the filter is TRUE (as `matches`).
+        Filters evaluated over the same batch with the same `memo` share their common subexpressions."""
+        if self._arrow is None:
+            msg = "this filter is not vectorised; use matches()"
+            raise ValueError(msg)
+        return self._arrow(batch, memo)
 
 
 def compile_filter(text: str, *, param_prefix: str = "f") -> CompiledFilter:
@@ -107,4 +132,21 @@ def compile_filter(text: str, *, param_prefix: str = "f") -> CompiledFilter:
     sql, params = compile_sql(parsed.tree, param_prefix)
     if parsed.tree is None:
         return CompiledFilter(text, sql, params, parsed.fields)
-    return CompiledFilter(text, sql, params, parsed.fields, compile_python(parsed.tree))
+    return CompiledFilter(
+        text, sql, params, parsed.fields, compile_python(parsed.tree), _vectorised(parsed.tree)
+    )
+
+
+_EMPTY = SPAN_SCHEMA.empty_table()
+
+
+def _vectorised(tree: Expr) -> ArrowEval | None:
+    """The Arrow form, or None when Arrow refuses it (e.g. a LIKE pattern too large for RE2): that rule's
+    filter is then evaluated span by span (`matches`)."""
+    try:
+        arrow = compile_arrow(tree)
+        arrow(_EMPTY, None)
+    except (pa.ArrowException, ValueError, TypeError):
+        logger.warning("filter not vectorised, evaluated span by span", exc_info=True)
+        return None
+    return arrow

@@ -6,8 +6,8 @@ Two passes over sqlglot's output, so that every refusal names a position and a t
    names and functions, operators that are not ours, `;`, `*`, casts, placeholders, string prefixes,
    values written back to back (`x = 1 y`, which sqlglot would read as an alias), and so on;
 2. the tree pass (`_Builder`) walks sqlglot's AST, checks types and builds the typed tree below, which
-   both compilers read. `IN` becomes a chain of `=` joined by OR and `BETWEEN` a pair of comparisons
-   joined by AND, so the two compilers cannot disagree on them.
+   the compilers read. `IN` becomes a chain of `=` joined by OR and `BETWEEN` a pair of comparisons
+   joined by AND, so the compilers cannot disagree on them.
 
 The semantics are documented in `dataflow.rules.filter`; the shared value rules (number grammar, case
 mapping) live in `dataflow.rules.python_compiler` (Python) and `dataflow.rules.sql_compiler` (SQL).

@@ -32,7 +32,7 @@ from dataflow.rules.parser import (
 Value = str | float | int | bool | None
 Eval = Callable[[Span], Value]
 
-# Text that converts to a number, in both compilers: sign, digits with an optional point, optional exponent.
+# Text that converts to a number, in every compiler: sign, digits with an optional point, optional exponent.
 NUMBER_TEXT = r"[+-]?(?:[0-9]+[.]?[0-9]*|[.][0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NUMBER_TEXT = re.compile(NUMBER_TEXT)
 

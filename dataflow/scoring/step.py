@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from dataflow import metrics
 from dataflow.model import ScoreRow, Span, Trace
 from dataflow.rules.engine import evaluate_batch, sampled_by_any
+from dataflow.rules.matching import settled_unmatched
 from dataflow.rules.model import RuleSet
 from dataflow.rules.status import RuleStats
 from dataflow.scoring.code_step import run_code_scorers
@@ -72,7 +73,7 @@ class ScoringStep:
         if self._shared is not None and self._shared():
             todo = self._complete_shared(todo, ruleset)
         else:
-            todo = self._complete(todo, ruleset)
+            todo = self._complete(todo, ruleset, skip_unmatched=True)
         by_project: dict[str, list[Trace]] = {}
         for trace in todo:
             by_project.setdefault(trace.project, []).append(trace)
@@ -106,10 +107,18 @@ class ScoringStep:
             self._foreign.record(todo)
         return [_as_late_if_foreign(t) for t in todo]
 
-    def _complete(self, traces: list[Trace], ruleset: RuleSet) -> list[Trace]:
+    def _complete(self, traces: list[Trace], ruleset: RuleSet, skip_unmatched: bool = False) -> list[Trace]:
         """Fill in late, resumed and partial traces that some rule samples from ClickHouse (blocking; rare: late
-        spans, restarts, a rule that samples a trace none sampled when its spans arrived)."""
-        maybe = [t for t in traces if t.late or not t.complete]
+        spans, restarts, a trace that matched a rule only after some of its spans arrived). `skip_unmatched`:
+        not a trace whose spans' match bits say no rule matched (`settled_unmatched`: nothing to score)."""
+        maybe = [
+            t
+            for t in traces
+            if t.late
+            or not (
+                t.complete or (skip_unmatched and settled_unmatched(t.spans, ruleset.for_project(t.project)))
+            )
+        ]
         if not maybe:
             return traces
         hit = sampled_by_any(ruleset.for_project, [t.trace_id for t in maybe], [t.project for t in maybe])

@@ -68,27 +68,43 @@ def _maps(column: Any, keys: frozenset[str] | None, n: int) -> list[dict[str, st
 _NO_ATTRS: dict[str, str] = {}
 
 
-def _partial_spans(batch: pa.RecordBatch | pa.Table) -> list[Span]:
-    """Spans of traces no rule sampled: ids, project and start only (see `Span.partial`)."""
+_ID_COLUMNS = ("TraceId", "SpanId", "ParentSpanId", "Project", "Timestamp")
+
+
+def _partial_spans(batch: pa.RecordBatch | pa.Table, tags: list[int] | None = None) -> list[Span]:
+    """Spans of traces no rule sampled and matched: ids, project, start and rules tag (see `Span.partial`)."""
     if batch.num_rows == 0:
         return []
     col = batch.column
     ts_ns = col("Timestamp").cast(pa.int64()).to_pylist()
     return [
-        Span(t, s, p, "", "", "", "", "", proj, "", ts, 0, "", "", _NO_ATTRS, _NO_ATTRS, True)
-        for t, s, p, proj, ts in zip(
+        Span(t, s, p, "", "", "", "", "", proj, "", ts, 0, "", "", _NO_ATTRS, _NO_ATTRS, True, tag)
+        for t, s, p, proj, ts, tag in zip(
             col("TraceId").to_pylist(),
             col("SpanId").to_pylist(),
             col("ParentSpanId").to_pylist(),
             col("Project").to_pylist(),
             ts_ns,
+            tags or [0] * batch.num_rows,
             strict=True,
         )
     ]
 
 
+def _slim(span: Span) -> Span:
+    """The partial form of a span (see `_partial_spans`)."""
+    return Span(
+        span.trace_id, span.span_id, span.parent_span_id, "", "", "", "", "", span.project, "", span.start_ns, 0,
+        "", "", _NO_ATTRS, _NO_ATTRS, True, span.rules_tag,
+    )  # fmt: skip
+
+
 # Given a batch's trace ids and projects, per row: is its trace sampled by some rule (None: every row is).
 Wanted = Callable[[list[str], list[str]], list[bool] | None]
+# Given a batch of rows of projects with rules, per row: build the span in full?, its rules' tag, its match bits
+# (see `Span.rules_tag`; the flow's spans step answers with `dataflow.rules.matching`).
+Marks = tuple[list[bool], list[int], list[int]]
+Match = Callable[[pa.RecordBatch | pa.Table], Marks]
 
 
 def spans_from_batch(
@@ -97,12 +113,14 @@ def spans_from_batch(
     attribute_keys: frozenset[str] | None = None,
     resource_keys: frozenset[str] | None = None,
     wanted: Wanted | None = None,
+    match: Match | None = None,
 ) -> list[Span]:
     """The Python view of a span batch; with `projects`, only spans of those projects are built.
 
     `attribute_keys` / `resource_keys` limit which attributes are turned into Python (None: all): the
     rules' filters name the keys they read, and building every attribute of every span was the largest
-    cost of the scoring branch. With `wanted`, spans of traces that no rule samples become partial spans.
+    cost of the scoring branch. With `wanted`, spans of traces that no rule samples become partial spans;
+    with `match`, the spans it does not mark full become partial, and every span carries its match bits.
     """
     if projects is not None:
         if not projects:
@@ -116,14 +134,51 @@ def spans_from_batch(
         if kept < batch.num_rows:
             # Only the columns read below are copied (events and links are not).
             batch = batch.select(_READ_COLUMNS).filter(mask)
+    if match is not None:
+        return _split(batch, match(batch), attribute_keys, resource_keys)
     if wanted is not None:
-        traces = batch.column("TraceId")
-        keep = wanted(traces.to_pylist(), batch.column("Project").to_pylist())
+        keep = wanted(batch.column("TraceId").to_pylist(), batch.column("Project").to_pylist())
         if keep is not None:
-            mask = pa.array(keep, pa.bool_())
-            rest = batch.filter(pc.invert(mask))
-            full = batch.filter(mask)
-            return [*_partial_spans(rest), *spans_from_batch(full, None, attribute_keys, resource_keys)]
+            n = batch.num_rows
+            return _split(batch, (keep, [0] * n, [0] * n), attribute_keys, resource_keys)
+    return _full_spans(batch, attribute_keys, resource_keys)
+
+
+def _split(
+    batch: pa.RecordBatch | pa.Table,
+    marks: Marks,
+    attribute_keys: frozenset[str] | None,
+    resource_keys: frozenset[str] | None,
+) -> list[Span]:
+    full, tags, bits = marks
+    kept = sum(full)
+    if kept * 2 > len(full):
+        # Mostly full: copying the batch's kept rows would cost more than the few partial rows' text.
+        spans = _full_spans(batch, attribute_keys, resource_keys, tags, bits)
+        return (
+            spans if kept == len(full) else [s if f else _slim(s) for s, f in zip(spans, full, strict=True)]
+        )
+    mask = pa.array(full, pa.bool_())
+    rest = _partial_spans(
+        batch.select(_ID_COLUMNS).filter(pc.invert(mask)),
+        [t for t, f in zip(tags, full, strict=True) if not f],
+    )
+    if not kept:
+        return rest
+    fulls = [i for i, f in enumerate(full) if f]
+    built = _full_spans(
+        batch.filter(mask), attribute_keys, resource_keys, [tags[i] for i in fulls], [bits[i] for i in fulls]
+    )
+    return [*rest, *built]
+
+
+def _full_spans(
+    batch: pa.RecordBatch | pa.Table,
+    attribute_keys: frozenset[str] | None,
+    resource_keys: frozenset[str] | None,
+    tags: list[int] | None = None,
+    bits: list[int] | None = None,
+) -> list[Span]:
     col = batch.column
     tid, sid, parent, name, kind, status, status_msg, service, project, session, dur, inp, out = (
         col(n).to_pylist() for n in _TEXT_COLUMNS
@@ -132,6 +187,8 @@ def spans_from_batch(
     n = batch.num_rows
     attrs = _maps(col("SpanAttributes"), attribute_keys, n)
     res = _maps(col("ResourceAttributes"), resource_keys, n)
+    tags = tags or [0] * n
+    bits = bits or [0] * n
     return [
         Span(
             tid[i],
@@ -150,6 +207,9 @@ def spans_from_batch(
             out[i],
             attrs[i],
             res[i],
+            False,
+            tags[i],
+            bits[i],
         )
         for i in range(n)
     ]

@@ -1,4 +1,5 @@
-"""The filter compiled twice must agree: the Python predicate and the SQL on chDB, on every span.
+"""The filter compiled three times must agree: the Python predicate, the SQL on chDB and the Arrow mask over
+the same spans as one batch, on every span.
 
 `test_random_filters_agree` runs random filters from a grammar over all fields, operators and functions
 against random spans (NULLs, missing keys, numbers as text, unicode, LIKE wildcards and escapes, hostile
@@ -11,14 +12,13 @@ import os
 import random
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from connectors.clickhouse.client import ClickHouse
-from dataflow.model import SPAN_COLUMNS, SPAN_KINDS, SPAN_SCHEMA, STATUS_CODES, Span
+from dataflow.model import SPAN_COLUMNS, SPAN_KINDS, STATUS_CODES, Span
 from dataflow.rules import CompiledFilter, FilterError, compile_filter
 from dataflow.rules.parser import MAX_NODES
 from dataflow.rules.python_compiler import case_maps, to_lower, to_upper
@@ -203,50 +203,24 @@ class Gen:
         return self.rnd.choice(choices)()
 
 
-def spans_table(spans: Sequence[Span]) -> pa.Table:
-    now = datetime.now(UTC)
-    columns: dict[str, list[Any]] = {
-        "Timestamp": [now] * len(spans),
-        "TraceId": [s.trace_id for s in spans],
-        "SpanId": [s.span_id for s in spans],
-        "ParentSpanId": [s.parent_span_id for s in spans],
-        "TraceState": [""] * len(spans),
-        "SpanName": [s.name for s in spans],
-        "SpanKind": [s.kind for s in spans],
-        "ServiceName": [s.service_name for s in spans],
-        "ResourceAttributes": [list(s.resource.items()) for s in spans],
-        "ScopeName": [""] * len(spans),
-        "ScopeVersion": [""] * len(spans),
-        "SpanAttributes": [list(s.attributes.items()) for s in spans],
-        "Duration": [s.duration_ns for s in spans],
-        "StatusCode": [s.status_code for s in spans],
-        "StatusMessage": [s.status_message for s in spans],
-        "Events.Timestamp": [[] for _ in spans],
-        "Events.Name": [[] for _ in spans],
-        "Events.Attributes": [[] for _ in spans],
-        "Links.TraceId": [[] for _ in spans],
-        "Links.SpanId": [[] for _ in spans],
-        "Links.TraceState": [[] for _ in spans],
-        "Links.Attributes": [[] for _ in spans],
-        "Project": [s.project for s in spans],
-        "SessionId": [s.session_id for s in spans],
-        "Input": [s.input for s in spans],
-        "Output": [s.output for s in spans],
-        "IngestedAt": [now] * len(spans),
-    }
-    return pa.Table.from_pydict(columns, schema=SPAN_SCHEMA)
-
-
 def store(ch: ClickHouse, spans: Sequence[Span]) -> str:
     """Insert spans that share one fresh trace id; return it."""
     trace_id = spans[0].trace_id
-    ch.insert_arrow("otel_traces", spans_table(spans), f"filter-test-{trace_id}", SPAN_COLUMNS)
+    ch.insert_arrow("otel_traces", builders.span_table(spans), f"filter-test-{trace_id}", SPAN_COLUMNS)
     return trace_id
 
 
 def sql_matches(ch: ClickHouse, compiled: CompiledFilter, trace_id: str) -> set[str]:
     sql = f"SELECT SpanId FROM otel_traces WHERE TraceId = {{tid:String}} AND ({compiled.sql})"
     return {str(r[0]) for r in ch.query_rows(sql, {**compiled.params, "tid": trace_id})}
+
+
+def arrow_matches(compiled: CompiledFilter, spans: Sequence[Span], table: pa.Table) -> set[str]:
+    """The vectorised filter over the spans as one batch (the flow's form)."""
+    assert compiled.vectorised, compiled.text
+    mask = compiled.mask(table).to_pylist()
+    assert len(mask) == len(spans)
+    return {s.span_id for s, hit in zip(spans, mask, strict=True) if hit}
 
 
 def describe(span: Span) -> str:
@@ -258,6 +232,7 @@ def run_differential(ch: ClickHouse, seed: int) -> tuple[int, int, list[str]]:
     trace_id = secrets.token_hex(16)
     spans = [gen.span(trace_id, i) for i in range(SPANS_PER_RUN)]
     store(ch, spans)
+    table = builders.span_table(spans)
     pairs = rejected = 0
     mismatches: list[str] = []
     for _ in range(FILTERS_PER_RUN):
@@ -268,13 +243,14 @@ def run_differential(ch: ClickHouse, seed: int) -> tuple[int, int, list[str]]:
             rejected += 1
             continue
         in_sql = sql_matches(ch, compiled, trace_id)
+        in_arrow = arrow_matches(compiled, spans, table)
         for span in spans:
             pairs += 1
-            py, ch_answer = compiled.matches(span), span.span_id in in_sql
-            if py != ch_answer and len(mismatches) < 20:
+            py, ch_answer, arrow = compiled.matches(span), span.span_id in in_sql, span.span_id in in_arrow
+            if not py == ch_answer == arrow and len(mismatches) < 20:
                 mismatches.append(
-                    f"filter {text!r}\n  sql {compiled.sql[:400]}\n  python={py} chdb={ch_answer}\n"
-                    f"  span {describe(span)}"
+                    f"filter {text!r}\n  sql {compiled.sql[:400]}\n  python={py} chdb={ch_answer} "
+                    f"arrow={arrow}\n  span {describe(span)}"
                 )
     return pairs, rejected, mismatches
 
@@ -296,7 +272,7 @@ def test_random_filters_agree(chdb_client: ClickHouse, which: str) -> None:
     print(
         f"{pairs} (filter, span) pairs, {rejected} generated filters rejected, {len(mismatches)} mismatches"
     )
-    assert not mismatches, f"seed {seed}: Python and chDB disagree:\n" + "\n".join(mismatches)
+    assert not mismatches, f"seed {seed}: Python, chDB and Arrow disagree:\n" + "\n".join(mismatches)
     assert pairs >= 10_000, f"seed {seed}: only {pairs} pairs"
     assert rejected < FILTERS_PER_RUN // 10, f"seed {seed}: the generator made {rejected} invalid filters"
 
@@ -344,12 +320,16 @@ def test_known_answers_on_both_sides(chdb_client: ClickHouse) -> None:
     cases = [*SEMANTICS, *KNOWN]
     spans = [base_span(trace_id, i, **changes) for i, (_, changes, _) in enumerate(cases)]
     store(chdb_client, spans)
+    table = builders.span_table(spans)
     wrong = []
     for (text, _, expected), span in zip(cases, spans, strict=True):
         compiled = compile_filter(text)
         in_sql = span.span_id in sql_matches(chdb_client, compiled, trace_id)
-        if (compiled.matches(span), in_sql) != (expected, expected):
-            wrong.append(f"{text!r}: python={compiled.matches(span)} chdb={in_sql} expected={expected}")
+        in_arrow = span.span_id in arrow_matches(compiled, spans, table)
+        if (compiled.matches(span), in_sql, in_arrow) != (expected, expected, expected):
+            wrong.append(
+                f"{text!r}: python={compiled.matches(span)} chdb={in_sql} arrow={in_arrow} expected={expected}"
+            )
     assert not wrong, "\n".join(wrong)
 
 
@@ -382,6 +362,7 @@ def test_hostile_values_are_parameters(chdb_client: ClickHouse, value: str) -> N
         got = sql_matches(chdb_client, compiled, trace_id)
         expected = {s.span_id for s in spans if compiled.matches(s)}
         assert got == expected
+        assert arrow_matches(compiled, spans, builders.span_table(spans)) == expected
         if "LIKE" not in text:
             assert got == {spans[0].span_id}
     assert chdb_client.query_rows(
@@ -416,3 +397,4 @@ def test_largest_filter_runs_on_chdb(chdb_client: ClickHouse) -> None:
     store(chdb_client, [span])
     assert sql_matches(chdb_client, compiled, trace_id) == {span.span_id}
     assert compiled.matches(span)
+    assert arrow_matches(compiled, [span], builders.span_table([span])) == {span.span_id}

@@ -234,6 +234,25 @@ def test_python_semantics(text: str, changes: dict[str, Any], expected: bool) ->
     assert compile_filter(text).matches(span(**changes)) is expected
 
 
+def test_arrow_semantics_over_one_batch() -> None:
+    """The same table through the vectorised form, every case a row of one batch (chDB: integration tier)."""
+    spans = [span(span_id=f"{i:016x}", **changes) for i, (_, changes, _) in enumerate(SEMANTICS)]
+    table = builders.span_table(spans)
+    wrong = [
+        text
+        for i, (text, _, expected) in enumerate(SEMANTICS)
+        if compile_filter(text).mask(table)[i].as_py() is not expected
+    ]
+    assert not wrong
+
+
+def test_arrow_mask_of_the_empty_filter_and_of_no_rows() -> None:
+    spans = [span(), span(span_id="c" * 16, parent_span_id="b" * 16)]
+    assert compile_filter("").mask(builders.span_table(spans)).to_pylist() == [True, True]
+    assert compile_filter("NOT is_root").mask(builders.span_table(spans)).to_pylist() == [False, True]
+    assert compile_filter("name LIKE 'x%'").mask(builders.span_table([])).to_pylist() == []
+
+
 @pytest.mark.parametrize(
     ("text", "number"),
     [
