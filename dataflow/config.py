@@ -248,6 +248,14 @@ class RulesConfig(_Section):
     )
     reload_interval_s: float = Field(2.0, gt=0, description="How often each process checks for rule changes.")
     status_interval_s: float = Field(5.0, gt=0, description="How often per-rule status rows are written.")
+    batch_filters: bool = Field(
+        False,
+        description=(
+            "Evaluate the rules' filters over each span batch at once (vectorised Arrow), building in full only "
+            "the spans of traces some rule matched; off: each sampled rule's filter per span of a closed trace "
+            "(faster when most traces match some rule; bench/RESULTS.md, 'Rule filters per batch')."
+        ),
+    )
 
 
 class JudgingConfig(_Section):

@@ -327,6 +327,7 @@ class Service:
             judges=self.judges,
             judge_spans_sink=JudgeSpanSink(self.wal, normalizer_from(s.ingest)),
             judge_shards=s.judging.shards,
+            batch_filters=s.rules.batch_filters,
         )
 
     # --- stopping, component by component (in this order: the reverse of the start) ---------------------------

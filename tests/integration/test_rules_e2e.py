@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -97,8 +98,11 @@ def wait_status(svc: ServiceProcess, rule_id: str, traces_seen: int) -> dict[str
     )  # fmt: skip
 
 
-def test_rules_score_real_traces(tmp_path: Path) -> None:
-    svc = ServiceProcess(tmp_path / "data", env=FAST_WINDOWS).start()
+@pytest.mark.parametrize("batch_filters", ["false", "true"])
+def test_rules_score_real_traces(tmp_path: Path, batch_filters: str) -> None:
+    """Both filter paths (per span, per batch: `rules.batch_filters`) store the same scores and decisions."""
+    env = {**FAST_WINDOWS, "TRACEJUDGE_RULES__BATCH_FILTERS": batch_filters}
+    svc = ServiceProcess(tmp_path / "data", env=env).start()
     try:
         project = f"e2e-{uuid.uuid4().hex[:8]}"
         created = []
