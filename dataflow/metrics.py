@@ -68,6 +68,11 @@ RECEIVER_DUPLICATE_REQUESTS = Counter(
     ["transport"],
     registry=REGISTRY,
 )
+INGEST_WORKER_RESTARTS = Counter(
+    "tracejudge_ingest_worker_restarts_total",
+    "Ingest worker processes that exited while the service ran and were started again.",
+    registry=REGISTRY,
+)
 RECEIVER_REQUEST_BYTES = Counter(
     "tracejudge_receiver_request_bytes_total",
     "Export request bytes received after decompression, by transport.",

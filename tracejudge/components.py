@@ -192,8 +192,10 @@ class GrpcReceiver:
         limits: LimitsConfig,
         ring: KeyRing | None = None,
         credentials: grpc.ServerCredentials | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self._args = (ingestor, host, port, max_message_bytes)
+        self._reuse_port = reuse_port
         self._limits = limits
         self._ring = ring
         self._credentials = credentials
@@ -202,8 +204,9 @@ class GrpcReceiver:
 
     def start(self) -> None:
         self._server, self.port = start_grpc_server(
-            *self._args, ring=self._ring, credentials=self._credentials, limits=self._limits
-        )
+            *self._args, ring=self._ring, credentials=self._credentials, limits=self._limits,
+            reuse_port=self._reuse_port,
+        )  # fmt: skip
 
     def stop(self) -> None:
         if self._server is not None:

@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bytewax.recovery import init_db_dir
 
@@ -27,6 +28,7 @@ from connectors.api.app import ApiState, build_api_app
 from connectors.api.jobs import JobsDeps
 from connectors.api.keys import AuthDeps
 from connectors.auth.exposure import check_exposure
+from connectors.auth.key_file import ExportingSource
 from connectors.auth.ring import KeyRing
 from connectors.auth.session import SessionSigner, load_secret
 from connectors.clickhouse.client import ClickHouse
@@ -70,6 +72,7 @@ from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
 from tracejudge.heartbeat import Heartbeat
+from tracejudge.ingest_workers import IngestWorkers
 from tracejudge.jobs import JobParts, job_runner
 from tracejudge.lifecycle import Lifecycle, Step
 
@@ -152,7 +155,12 @@ class Service:
         """The key ring (polled like the rules); refuse a network address with authentication off."""
         s = self.settings
         store = KeyStore(self.reader_ch)
-        self.key_ring = KeyRing(store, s.auth.enabled, s.auth.reload_interval_s)
+        self.keys_file = (
+            data_dir / "ingest-keys.json"
+        )  # the ingest workers' copy (connectors/auth/key_file.py)
+        self.key_ring = KeyRing(
+            ExportingSource(store, self.keys_file), s.auth.enabled, s.auth.reload_interval_s
+        )
         self.key_ring.refresh(force=True)
         check_exposure(s.host, self.key_ring.enabled, s.auth.insecure)
         logger.info("authentication %s", "on" if self.key_ring.enabled else "off (no API key yet)")
@@ -203,7 +211,7 @@ class Service:
     def _start_pipeline(self, data_dir: Path) -> None:
         """The log's consumers (reclaimer, span store, judge loop, flow), then the log: it closes first."""
         s, lc = self.settings, self._lifecycle
-        self.wal = Wal(data_dir / "wal", s.wal)
+        self.wal = Wal(data_dir / "wal", s.wal, workers=s.ingest.worker_count)
         self.wal.guard = self.disk_guard
         recovery_dir: Path | None = None
         if s.flow.recovery:
@@ -257,7 +265,8 @@ class Service:
     def _start_receivers(self, listeners: Listeners) -> None:
         s, lc = self.settings, self._lifecycle
         self.decode_pool: DecodePool | None = None
-        if s.ingest.decode_workers:
+        in_process = s.ingest.worker_count == 0
+        if in_process and s.ingest.decode_workers:
             self.decode_pool = DecodePool(s.ingest.decode_workers, normalizer_from(s.ingest))
             lc.start(Step("decode-pool", self.decode_pool.warm_up, self.decode_pool.close))
         self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool)
@@ -271,25 +280,28 @@ class Service:
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")
-        apps = [
-            (build_otlp_http_app(self.ingestor, self.key_ring), listeners.sockets["otlp_http"]),
-            (build_api_app(api_state), listeners.sockets["api"]),
-        ]
+        apps: list[tuple[Any, socket.socket]] = [(build_api_app(api_state), listeners.sockets["api"])]
+        if in_process:
+            apps.append((build_otlp_http_app(self.ingestor, self.key_ring), listeners.sockets["otlp_http"]))
         tls = self.tls
         self.http = lc.start(
             HttpServers(apps, self.stop_requested.set, s.limits, tls.context if tls else None)
         )
-        # gRPC last: a stop closes it first, then the HTTP servers
-        receiver = GrpcReceiver(
-            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, s.limits,
-            self.key_ring, tls.grpc_credentials() if tls else None,
-        )  # fmt: skip
-        self.ports["otlp_grpc"] = lc.start(receiver).port
+        # the receivers last: a stop closes them first, then the HTTP servers
+        if in_process:
+            receiver = GrpcReceiver(
+                self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, s.limits,
+                self.key_ring, tls.grpc_credentials() if tls else None,
+            )  # fmt: skip
+            self.ports["otlp_grpc"] = lc.start(receiver).port
+        else:
+            workers = IngestWorkers(s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file)
+            self.ports["otlp_grpc"] = lc.start(workers).port
         if tls is not None:
             logger.info(
                 "TLS on every listener (%s)%s", s.tls.cert_file, ", client certificates required" * tls.mutual
             )
-        logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
+        logger.info("listening: OTLP/gRPC on %s:%d", s.host, self.ports["otlp_grpc"])
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])
         logger.info(
             "listening: API on %s:%d (POST /api/v1/traces, /docs, /metrics)", s.host, self.ports["api"]

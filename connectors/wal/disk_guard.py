@@ -115,3 +115,27 @@ class DiskGuard:
             logger.warning("cannot write the disk reserve %s: %s", self._reserve, exc)
             with contextlib.suppress(OSError):
                 self._reserve.unlink()
+
+
+class FollowerGuard:
+    """An ingest worker's view of the main process's guard: full while free space is under the minimum or
+    the main process's guard has given up its reserve (it writes it back once there is room again)."""
+
+    def __init__(self, data_dir: Path, reserve_bytes: int, min_free_bytes: int) -> None:
+        self._dir = data_dir
+        self._reserve = data_dir / RESERVE_NAME
+        self._reserve_bytes = reserve_bytes
+        self._min_free = min_free_bytes
+        self._checked_at = 0.0
+        self._full = False
+
+    def check(self) -> None:
+        """Raise WalError while the file system is full (looking again at most every 0.1 s)."""
+        if time.monotonic() - self._checked_at >= _CHECK_EVERY_S:
+            self._checked_at = time.monotonic()
+            st = os.statvfs(self._dir)
+            released = self._reserve_bytes > 0 and not self._reserve.exists()
+            self._full = released or st.f_bavail * st.f_frsize < self._min_free
+        if self._full:
+            msg = f"the data directory's file system is full ({self._dir}): No space left on device"
+            raise WalError(msg)

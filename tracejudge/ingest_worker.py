@@ -1,0 +1,118 @@
+"""An ingest worker process: OTLP receivers that decode where the bytes arrive and append to their own log
+partition (`python -m tracejudge.ingest_worker`, started by `tracejudge.ingest_workers`).
+
+The main process writes one JSON line to the worker's stdin: the settings, the worker's log partition, the
+gRPC port and the descriptor of the OTLP/HTTP listening socket it passed down. The worker serves OTLP/gRPC on
+that port with `SO_REUSEPORT` (the kernel spreads connections over the workers) and OTLP/HTTP by accepting
+on the shared socket (whichever worker is free accepts), decodes each request in this process, appends it to
+its partition with its own group commit and answers after the append is durable: request bodies and decoded
+batches never cross a process boundary. It reads API keys from the file the main process rewrites, and writes
+"ready" and then, every second, its metrics' growth to stdout (one JSON line each).
+
+It stops cleanly (receivers drain, the partition is sealed) on a "stop" line, or when its stdin ends: the
+main process is gone (the orphan rule: a worker never outlives its service, even one killed with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from connectors.auth.key_file import FileKeySource
+from connectors.auth.ring import KeyRing
+from connectors.otlp.http import build_otlp_http_app
+from connectors.otlp.ingest import Ingestor
+from connectors.tls import ServerTls
+from connectors.wal.disk_guard import FollowerGuard
+from connectors.wal.log import Wal
+from dataflow.config import Settings
+from tracejudge.components import GrpcReceiver, HttpServers
+from tracejudge.worker_metrics import Deltas
+
+logger = logging.getLogger("tracejudge.ingest_worker")
+METRICS_EVERY_S = 1.0
+
+
+def _send(kind: str, body: Any) -> None:
+    sys.stdout.write(json.dumps([kind, body]) + "\n")
+    sys.stdout.flush()
+
+
+def _watch_stdin(stop: threading.Event) -> None:
+    """A "stop" line or the end of stdin (the main process died) stops the worker."""
+    for line in sys.stdin:
+        if line.strip() == "stop":
+            break
+    stop.set()
+
+
+class Worker:
+    """The receivers, the partition and the key ring of one worker process."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        s = Settings.model_validate(spec["settings"])
+        self.settings = s
+        self.stop = threading.Event()
+        data_dir = s.data_dir.resolve()
+        self.wal = Wal(data_dir / "wal", s.wal, own=[int(spec["partition"])])
+        self.wal.guard = FollowerGuard(data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes)
+        self.ring = KeyRing(FileKeySource(Path(spec["keys_file"])), s.auth.enabled, s.auth.reload_interval_s)
+        self.ring.refresh(force=True)
+        self.ingestor = Ingestor(self.wal, s.ingest)
+        tls = ServerTls(s.tls) if s.tls.enabled else None
+        http_sock = socket.socket(fileno=int(spec["http_fd"]))
+        self.http = HttpServers(
+            [(build_otlp_http_app(self.ingestor, self.ring), http_sock)],
+            self.stop.set,
+            s.limits,
+            tls.context if tls else None,
+        )
+        self.grpc = GrpcReceiver(
+            self.ingestor, s.host, int(spec["grpc_port"]), s.ingest.grpc_max_message_bytes, s.limits,
+            self.ring, tls.grpc_credentials() if tls else None, reuse_port=True,
+        )  # fmt: skip
+
+    def run(self) -> None:
+        self.wal.start()
+        self.ring.start()
+        self.http.start()
+        self.grpc.start()
+        deltas = Deltas()
+        _send("ready", {"grpc_port": self.grpc.port})
+        while not self.stop.wait(METRICS_EVERY_S):
+            _send("metrics", deltas.take())
+        self.grpc.stop()
+        self.http.stop()
+        self.ring.stop()
+        self.wal.close()
+        _send("metrics", deltas.take())
+        _send("stopped", {})
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.readline())
+    logging.basicConfig(
+        level=spec["settings"]["log_level"],
+        format="%(asctime)s %(levelname)s %(name)s[w%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # a terminal's Ctrl-C reaches the main process, which stops us
+    signal.signal(
+        signal.SIGTERM, signal.SIG_IGN
+    )  # likewise `kill <group>`: the main process drains us in order
+    worker = Worker(spec)
+    threading.Thread(target=_watch_stdin, args=(worker.stop,), name="stdin-watch", daemon=True).start()
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The main process's side of the ingest workers (`tracejudge/ingest_worker.py`): start them, restart a dead
+one, add their metrics to `/metrics`, drain them on stop.
+
+Worker `i` writes log partition `wal.partitions + i`; the main process's own partitions keep what it appends
+itself (judge spans, `POST /api/v1/traces`). The ports: the OTLP/HTTP listening socket is claimed by the main
+process (`Listeners`) and handed to every worker, which accept from it in turn (the least busy accepts first);
+the gRPC port is claimed here with `SO_REUSEPORT` and a socket that never listens, so the port is known and
+held before a worker binds it (grpc cannot serve a socket it did not open) and only this user's processes can
+share it. A worker that exits while the service runs is started again after `RESTART_DELAY_S`; the requests it
+held were never acknowledged and are retried by the exporters, and its partition's torn tail is cut by the
+new worker before it appends (`connectors/wal/log.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from dataflow import metrics
+from dataflow.config import Settings
+from tracejudge.worker_metrics import apply
+
+logger = logging.getLogger("tracejudge")
+RESTART_DELAY_S = 1.0
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0
+
+
+def claim_reuse_port(host: str, port: int) -> socket.socket:
+    """A bound, never listening socket holding `host:port` for `SO_REUSEPORT` sharers (port 0: pick one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        msg = f"cannot bind OTLP/gRPC on {host}:{port}: {exc.strerror}"
+        raise OSError(msg) from exc
+    return sock
+
+
+class _Worker:
+    """One worker process and the thread reading what it says."""
+
+    def __init__(self, spec: dict[str, Any], http_fd: int, on_exit: Any) -> None:
+        self.spec = spec
+        self.ready = threading.Event()
+        self.stopped = False
+        self._on_exit = on_exit
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracejudge.ingest_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=[http_fd],
+            text=True,
+            bufsize=1,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(spec) + "\n")
+        self.proc.stdin.flush()
+        self._thread = threading.Thread(
+            target=self._read, args=(self.proc.stdout,), name=f"ingest-worker-{spec['index']}", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, out: IO[str]) -> None:
+        for line in out:
+            kind, body = json.loads(line)
+            if kind == "ready":
+                self.ready.set()
+            elif kind == "metrics":
+                apply(body)
+        self.proc.wait()
+        self._on_exit(self)
+
+    def ask_stop(self) -> None:
+        self.stopped = True
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("stop\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # already gone
+
+    def join(self, timeout: float) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.error(
+                "ingest worker %d did not stop within %.0f s; killing it", self.spec["index"], timeout
+            )
+            self.proc.kill()
+            self.proc.wait()
+        self._thread.join(timeout=5)
+
+
+class IngestWorkers:
+    """`count` worker processes receiving OTLP; a lifecycle component."""
+
+    name = "ingest-workers"
+
+    def __init__(self, settings: Settings, count: int, http_sock: socket.socket, keys_file: Path) -> None:
+        self._settings = settings
+        self._count = count
+        self._http_sock = http_sock
+        self._keys_file = keys_file
+        self._grpc_claim: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._workers: dict[int, _Worker] = {}
+        self.port = 0
+
+    def _spec(self, index: int) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "settings": s.model_dump(mode="json"),
+            "index": index,
+            "partition": s.wal.partitions + index,
+            "grpc_port": self.port,
+            "http_fd": self._http_sock.fileno(),
+            "keys_file": str(self._keys_file),
+        }
+
+    def _spawn(self, index: int) -> _Worker:
+        worker = _Worker(self._spec(index), self._http_sock.fileno(), self._exited)
+        with self._lock:
+            self._workers[index] = worker
+        return worker
+
+    def start(self) -> None:
+        s = self._settings
+        self._grpc_claim = claim_reuse_port(s.host, s.otlp_grpc_port)
+        self.port = int(self._grpc_claim.getsockname()[1])
+        try:
+            workers = [self._spawn(i) for i in range(self._count)]
+            for w in workers:
+                if not w.ready.wait(START_TIMEOUT_S) or w.proc.poll() is not None:
+                    msg = f"ingest worker {w.spec['index']} did not start"
+                    raise OSError(msg)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("%d ingest workers receiving OTLP (log partitions p%d-p%d)", self._count,
+                    s.wal.partitions, s.wal.partitions + self._count - 1)  # fmt: skip
+
+    def _exited(self, worker: _Worker) -> None:
+        if worker.stopped or self._stopping.is_set():
+            return
+        index = worker.spec["index"]
+        logger.error("ingest worker %d exited (code %s); starting it again", index, worker.proc.returncode)
+        metrics.INGEST_WORKER_RESTARTS.inc()
+        if self._stopping.wait(RESTART_DELAY_S):
+            return
+        self._spawn(index)
+
+    def stop(self) -> None:
+        """Drain every worker (its receivers finish their calls, its partition is sealed), then let the port go."""
+        self._stopping.set()
+        with self._lock:
+            workers = list(self._workers.values())
+        for w in workers:
+            w.ask_stop()
+        for w in workers:
+            w.join(STOP_TIMEOUT_S)
+        if self._grpc_claim is not None:
+            self._grpc_claim.close()
