@@ -11,14 +11,10 @@ process appends or deletes, for the log's size bound.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 from connectors.wal.progress import Progress, read_progress
 from dataflow import metrics
-
-_USAGE_TTL_S = 0.25
 
 
 class SegmentFiles:
@@ -95,14 +91,13 @@ class FollowedPartition(SegmentFiles):
 
 
 class DiskUsage:
-    """The bytes of the segment files under `root`'s partitions `indexes` (None: all), cached briefly."""
+    """The bytes of the segment files under `root`'s partitions `indexes` (None: all), counted on each call
+    (a directory listing and a stat per segment: tens of microseconds against a request's milliseconds; a
+    cached count let a burst overshoot the bound)."""
 
     def __init__(self, root: Path, indexes: range | None) -> None:
         self._root = root
         self._indexes = indexes
-        self._lock = threading.Lock()
-        self._at = -1.0
-        self._bytes = 0
 
     def _dirs(self) -> list[Path]:
         if self._indexes is not None:
@@ -110,12 +105,7 @@ class DiskUsage:
         return [p for p in self._root.glob("p*") if p.name[1:].isdigit()]
 
     def bytes(self) -> int:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at >= _USAGE_TTL_S:
-                self._bytes = sum(_dir_bytes(d) for d in self._dirs())
-                self._at = now
-            return self._bytes
+        return sum(_dir_bytes(d) for d in self._dirs())
 
 
 def _dir_bytes(directory: Path) -> int:

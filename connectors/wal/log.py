@@ -531,7 +531,8 @@ class Wal:
     def add_backlog(self, delta: int) -> None:
         with self._backlog_lock:
             self._backlog += delta
-            self.metrics.backlog_bytes.set(self._backlog)
+            if self._usage is None:  # else `refresh_state` sets it, over every process's partitions
+                self.metrics.backlog_bytes.set(self._backlog)
         self.metrics.segments.set(sum(len(p.sizes) for p in self.partitions))
         if delta < 0 and self._full and self.backlog_bytes < self.config.max_bytes:
             self._set_full(None)  # reclaimed under the bound: ready again without waiting for a request
@@ -544,6 +545,18 @@ class Wal:
         if self.publish:  # a worker: its own segments are reclaimed by the main process, so count the files
             return self._usage.bytes() + queued
         return self._backlog + self._usage.bytes() + queued
+
+    def refresh_state(self) -> None:
+        """With ingest workers: the backlog gauge and the log-full report over every partition, here in the
+        main process (whose `/metrics` and `/readyz` answer), called by the reclaimer every tick."""
+        if self._usage is None or self.publish:
+            return
+        backlog = self.backlog_bytes
+        self.metrics.backlog_bytes.set(backlog)
+        if backlog >= self.config.max_bytes:
+            self._set_full(f"write-ahead log is full ({backlog} of {self.config.max_bytes} bytes)")
+        else:
+            self._set_full(None)
 
     def check_capacity(self, bounded: bool = True) -> None:
         """Raise WalFull when over the bound (or WalError when unusable), before any work is spent. Not
