@@ -7,7 +7,8 @@ that port with `SO_REUSEPORT` (the kernel spreads connections over the workers) 
 on the shared socket (whichever worker is free accepts), decodes each request in this process, appends it to
 its partition with its own group commit and answers after the append is durable: request bodies and decoded
 batches never cross a process boundary. It reads API keys from the file the main process rewrites, and writes
-"ready" and then, every second, its metrics' growth to stdout (one JSON line each).
+"ready" and then, every second, its metrics' growth to stdout (one JSON list a line); duplicate requests are
+judged by the main process over the same pipes (`tracejudge/dedupe_link.py`).
 
 It stops cleanly (receivers drain, the partition is sealed) on a "stop" line, or when its stdin ends: the
 main process is gone (the orphan rule: a worker never outlives its service, even one killed with SIGKILL).
@@ -33,22 +34,31 @@ from connectors.wal.disk_guard import FollowerGuard
 from connectors.wal.log import Wal
 from dataflow.config import Settings
 from tracejudge.components import GrpcReceiver, HttpServers
+from tracejudge.dedupe_link import Link
 from tracejudge.worker_metrics import Deltas
 
 logger = logging.getLogger("tracejudge.ingest_worker")
 METRICS_EVERY_S = 1.0
 
 
-def _send(kind: str, body: Any) -> None:
-    sys.stdout.write(json.dumps([kind, body]) + "\n")
-    sys.stdout.flush()
+_OUT = threading.Lock()
 
 
-def _watch_stdin(stop: threading.Event) -> None:
-    """A "stop" line or the end of stdin (the main process died) stops the worker."""
+def _send(message: list[Any]) -> None:
+    line = json.dumps(message) + "\n"
+    with _OUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _watch_stdin(stop: threading.Event, link: Link) -> None:
+    """A `stop`, or the end of stdin (the main process died), stops the worker; the rest are dedupe answers."""
     for line in sys.stdin:
-        if line.strip() == "stop":
+        message = json.loads(line)
+        if message[0] == "stop":
             break
+        link.answer(message)
+    link.close()
     stop.set()
 
 
@@ -64,7 +74,10 @@ class Worker:
         self.wal.guard = FollowerGuard(data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes)
         self.ring = KeyRing(FileKeySource(Path(spec["keys_file"])), s.auth.enabled, s.auth.reload_interval_s)
         self.ring.refresh(force=True)
-        self.ingestor = Ingestor(self.wal, s.ingest)
+        self.link = Link(_send)
+        self.ingestor = Ingestor(
+            self.wal, s.ingest, recent=self.link if s.ingest.duplicate_window_s > 0 else None
+        )
         tls = ServerTls(s.tls) if s.tls.enabled else None
         http_sock = socket.socket(fileno=int(spec["http_fd"]))
         self.http = HttpServers(
@@ -84,15 +97,15 @@ class Worker:
         self.http.start()
         self.grpc.start()
         deltas = Deltas()
-        _send("ready", {"grpc_port": self.grpc.port})
+        _send(["ready", self.grpc.port])
         while not self.stop.wait(METRICS_EVERY_S):
-            _send("metrics", deltas.take())
+            _send(["metrics", deltas.take()])
         self.grpc.stop()
         self.http.stop()
         self.ring.stop()
         self.wal.close()
-        _send("metrics", deltas.take())
-        _send("stopped", {})
+        _send(["metrics", deltas.take()])
+        _send(["stopped"])
 
 
 def main() -> int:
@@ -109,7 +122,9 @@ def main() -> int:
         signal.SIGTERM, signal.SIG_IGN
     )  # likewise `kill <group>`: the main process drains us in order
     worker = Worker(spec)
-    threading.Thread(target=_watch_stdin, args=(worker.stop,), name="stdin-watch", daemon=True).start()
+    threading.Thread(
+        target=_watch_stdin, args=(worker.stop, worker.link), name="stdin-watch", daemon=True
+    ).start()
     worker.run()
     return 0
 

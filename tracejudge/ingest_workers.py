@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from dataflow import metrics
 from dataflow.config import Settings
+from tracejudge.dedupe_link import Broker
 from tracejudge.worker_metrics import apply
 
 logger = logging.getLogger("tracejudge")
@@ -49,11 +50,14 @@ def claim_reuse_port(host: str, port: int) -> socket.socket:
 class _Worker:
     """One worker process and the thread reading what it says."""
 
-    def __init__(self, spec: dict[str, Any], http_fd: int, on_exit: Any) -> None:
+    def __init__(self, spec: dict[str, Any], http_fd: int, on_exit: Any, broker: Broker | None) -> None:
         self.spec = spec
+        self.index = int(spec["index"])
         self.ready = threading.Event()
         self.stopped = False
         self._on_exit = on_exit
+        self._broker = broker
+        self._in = threading.Lock()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tracejudge.ingest_worker"],
             stdin=subprocess.PIPE,
@@ -66,28 +70,40 @@ class _Worker:
         self.proc.stdin.write(json.dumps(spec) + "\n")
         self.proc.stdin.flush()
         self._thread = threading.Thread(
-            target=self._read, args=(self.proc.stdout,), name=f"ingest-worker-{spec['index']}", daemon=True
+            target=self._read, args=(self.proc.stdout,), name=f"ingest-worker-{self.index}", daemon=True
         )
         self._thread.start()
 
+    def send(self, message: list[Any]) -> None:
+        line = json.dumps(message) + "\n"
+        try:
+            with self._in:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(line)
+                self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # gone: its claims fail when its exit is seen
+
     def _read(self, out: IO[str]) -> None:
         for line in out:
-            kind, body = json.loads(line)
-            if kind == "ready":
-                self.ready.set()
+            message = json.loads(line)
+            kind = message[0]
+            if kind == "claim" and self._broker is not None:
+                self._broker.claim(self.index, message[1], message[2], self.send)
+            elif kind in ("done", "fail") and self._broker is not None:
+                self._broker.done(self.index, message[1], message[2] if kind == "done" else None)
             elif kind == "metrics":
-                apply(body)
+                apply(message[1])
+            elif kind == "ready":
+                self.ready.set()
         self.proc.wait()
+        if self._broker is not None:
+            self._broker.worker_gone(self.index)
         self._on_exit(self)
 
     def ask_stop(self) -> None:
         self.stopped = True
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("stop\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass  # already gone
+        self.send(["stop"])
 
     def join(self, timeout: float) -> None:
         try:
@@ -106,8 +122,11 @@ class IngestWorkers:
 
     name = "ingest-workers"
 
-    def __init__(self, settings: Settings, count: int, http_sock: socket.socket, keys_file: Path) -> None:
+    def __init__(
+        self, settings: Settings, count: int, http_sock: socket.socket, keys_file: Path, broker: Broker | None
+    ) -> None:
         self._settings = settings
+        self._broker = broker
         self._count = count
         self._http_sock = http_sock
         self._keys_file = keys_file
@@ -129,7 +148,7 @@ class IngestWorkers:
         }
 
     def _spawn(self, index: int) -> _Worker:
-        worker = _Worker(self._spec(index), self._http_sock.fileno(), self._exited)
+        worker = _Worker(self._spec(index), self._http_sock.fileno(), self._exited, self._broker)
         with self._lock:
             self._workers[index] = worker
         return worker

@@ -71,6 +71,7 @@ from dataflow.rules.status import RuleStats
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
+from tracejudge.dedupe_link import Broker
 from tracejudge.heartbeat import Heartbeat
 from tracejudge.ingest_workers import IngestWorkers
 from tracejudge.jobs import JobParts, job_runner
@@ -269,7 +270,12 @@ class Service:
         if in_process and s.ingest.decode_workers:
             self.decode_pool = DecodePool(s.ingest.decode_workers, normalizer_from(s.ingest))
             lc.start(Step("decode-pool", self.decode_pool.warm_up, self.decode_pool.close))
-        self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool)
+        broker: Broker | None = None  # one memory of acknowledged requests for this process and its workers
+        if not in_process and s.ingest.duplicate_window_s > 0:
+            broker = Broker(s.ingest.duplicate_window_s, s.ingest.duplicate_max_requests)
+            lc.start(Step("dedupe-broker", on_stop=broker.close))
+        recent = None if broker is None else broker.recent
+        self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool, recent=recent)
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
@@ -295,7 +301,9 @@ class Service:
             )  # fmt: skip
             self.ports["otlp_grpc"] = lc.start(receiver).port
         else:
-            workers = IngestWorkers(s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file)
+            workers = IngestWorkers(
+                s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file, broker
+            )
             self.ports["otlp_grpc"] = lc.start(workers).port
         if tls is not None:
             logger.info(
