@@ -7,11 +7,19 @@ transport, outcome, reason, table, connection, rule name, scorer (score) name. N
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Called before `/metrics` is rendered: the ingest workers' counts are fetched into this process's metrics.
+BEFORE_SCRAPE: list[Callable[[], None]] = []
+
+
+def before_scrape() -> None:
+    for hook in list(BEFORE_SCRAPE):
+        hook()
 
 
 @dataclass(frozen=True)

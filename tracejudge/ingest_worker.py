@@ -25,8 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from connectors.auth.key_file import FileKeySource
-from connectors.auth.ring import KeyRing
+from connectors.auth.key_file import FileKeyRing, FileKeySource
 from connectors.otlp.http import build_otlp_http_app
 from connectors.otlp.ingest import Ingestor
 from connectors.tls import ServerTls
@@ -51,15 +50,21 @@ def _send(message: list[Any]) -> None:
         sys.stdout.flush()
 
 
-def _watch_stdin(stop: threading.Event, link: Link) -> None:
-    """A `stop`, or the end of stdin (the main process died), stops the worker; the rest are dedupe answers."""
+def _watch_stdin(worker: Worker) -> None:
+    """A `stop`, or the end of stdin (the main process died), stops the worker; `reload` reads the TLS files
+    again (the main process got SIGHUP); the rest are dedupe answers."""
     for line in sys.stdin:
         message = json.loads(line)
         if message[0] == "stop":
             break
-        link.answer(message)
-    link.close()
-    stop.set()
+        if message[0] == "reload":
+            worker.reload()
+        elif message[0] == "flush":
+            worker.send_metrics(message[1])
+        else:
+            worker.link.answer(message)
+    worker.link.close()
+    worker.stop.set()
 
 
 class Worker:
@@ -72,13 +77,17 @@ class Worker:
         data_dir = s.data_dir.resolve()
         self.wal = Wal(data_dir / "wal", s.wal, own=[int(spec["partition"])])
         self.wal.guard = FollowerGuard(data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes)
-        self.ring = KeyRing(FileKeySource(Path(spec["keys_file"])), s.auth.enabled, s.auth.reload_interval_s)
+        self.ring = FileKeyRing(
+            FileKeySource(Path(spec["keys_file"])), s.auth.enabled, s.auth.reload_interval_s
+        )
         self.ring.refresh(force=True)
         self.link = Link(_send)
+        self._deltas = Deltas()
+        self._metrics_lock = threading.Lock()
         self.ingestor = Ingestor(
             self.wal, s.ingest, recent=self.link if s.ingest.duplicate_window_s > 0 else None
         )
-        tls = ServerTls(s.tls) if s.tls.enabled else None
+        self.tls = tls = ServerTls(s.tls) if s.tls.enabled else None
         http_sock = socket.socket(fileno=int(spec["http_fd"]))
         self.http = HttpServers(
             [(build_otlp_http_app(self.ingestor, self.ring), http_sock)],
@@ -91,20 +100,28 @@ class Worker:
             self.ring, tls.grpc_credentials() if tls else None, reuse_port=True,
         )  # fmt: skip
 
+    def send_metrics(self, request: int | None = None) -> None:
+        """What the metrics grew by since the last time; `request`: the main process's scrape that asked."""
+        with self._metrics_lock:
+            _send(["metrics", self._deltas.take(), request])
+
+    def reload(self) -> None:
+        if self.tls is not None:
+            self.http.call_soon(self.tls.reload)
+
     def run(self) -> None:
         self.wal.start()
         self.ring.start()
         self.http.start()
         self.grpc.start()
-        deltas = Deltas()
         _send(["ready", self.grpc.port])
         while not self.stop.wait(METRICS_EVERY_S):
-            _send(["metrics", deltas.take()])
+            self.send_metrics()
         self.grpc.stop()
         self.http.stop()
         self.ring.stop()
         self.wal.close()
-        _send(["metrics", deltas.take()])
+        self.send_metrics()
         _send(["stopped"])
 
 
@@ -122,9 +139,7 @@ def main() -> int:
         signal.SIGTERM, signal.SIG_IGN
     )  # likewise `kill <group>`: the main process drains us in order
     worker = Worker(spec)
-    threading.Thread(
-        target=_watch_stdin, args=(worker.stop, worker.link), name="stdin-watch", daemon=True
-    ).start()
+    threading.Thread(target=_watch_stdin, args=(worker,), name="stdin-watch", daemon=True).start()
     worker.run()
     return 0
 

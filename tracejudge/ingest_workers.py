@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +32,7 @@ logger = logging.getLogger("tracejudge")
 RESTART_DELAY_S = 1.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
+FLUSH_TIMEOUT_S = 2.0
 
 
 def claim_reuse_port(host: str, port: int) -> socket.socket:
@@ -58,6 +60,8 @@ class _Worker:
         self._on_exit = on_exit
         self._broker = broker
         self._in = threading.Lock()
+        self.flushed = -1  # the newest scrape whose metrics this worker sent
+        self.flush_done = threading.Condition()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tracejudge.ingest_worker"],
             stdin=subprocess.PIPE,
@@ -94,6 +98,10 @@ class _Worker:
                 self._broker.done(self.index, message[1], message[2] if kind == "done" else None)
             elif kind == "metrics":
                 apply(message[1])
+                if message[2] is not None:
+                    self.flushed = max(self.flushed, int(message[2]))
+                    with self.flush_done:
+                        self.flush_done.notify_all()
             elif kind == "ready":
                 self.ready.set()
         self.proc.wait()
@@ -134,6 +142,7 @@ class IngestWorkers:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._workers: dict[int, _Worker] = {}
+        self._scrapes = 0
         self.port = 0
 
     def _spec(self, index: int) -> dict[str, Any]:
@@ -166,6 +175,7 @@ class IngestWorkers:
         except BaseException:
             self.stop()
             raise
+        metrics.BEFORE_SCRAPE.append(self.flush_metrics)
         logger.info("%d ingest workers receiving OTLP (log partitions p%d-p%d)", self._count,
                     s.wal.partitions, s.wal.partitions + self._count - 1)  # fmt: skip
 
@@ -179,9 +189,34 @@ class IngestWorkers:
             return
         self._spawn(index)
 
+    def flush_metrics(self) -> None:
+        """Before `/metrics` is rendered: every live worker's counts so far, waiting up to FLUSH_TIMEOUT_S."""
+        with self._lock:
+            self._scrapes += 1
+            request = self._scrapes
+            workers = [w for w in self._workers.values() if w.ready.is_set() and w.proc.poll() is None]
+        for w in workers:
+            w.send(["flush", request])
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        for w in workers:
+            with w.flush_done:
+                w.flush_done.wait_for(
+                    lambda w=w: w.flushed >= request or w.proc.poll() is not None,  # type: ignore[misc]
+                    timeout=max(0.0, deadline - time.monotonic()),
+                )
+
+    def reload(self) -> None:
+        """Tell every worker to read the TLS files again (the main process got SIGHUP)."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for w in workers:
+            w.send(["reload"])
+
     def stop(self) -> None:
         """Drain every worker (its receivers finish their calls, its partition is sealed), then let the port go."""
         self._stopping.set()
+        if self.flush_metrics in metrics.BEFORE_SCRAPE:
+            metrics.BEFORE_SCRAPE.remove(self.flush_metrics)
         with self._lock:
             workers = list(self._workers.values())
         for w in workers:

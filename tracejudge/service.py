@@ -101,6 +101,7 @@ class Service:
         self.ports: dict[str, int] = {}
         self.tls: ServerTls | None = None
         self.http: HttpServers | None = None
+        self.ingest_workers: IngestWorkers | None = None
 
     # --- start-up ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -305,6 +306,7 @@ class Service:
                 s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file, broker
             )
             self.ports["otlp_grpc"] = lc.start(workers).port
+            self.ingest_workers = workers
         if tls is not None:
             logger.info(
                 "TLS on every listener (%s)%s", s.tls.cert_file, ", client certificates required" * tls.mutual
@@ -398,6 +400,8 @@ class Service:
             logger.info("received SIGHUP: no TLS configured (or not started yet), nothing to reload")
             return
         http.call_soon(tls.reload)
+        if self.ingest_workers is not None:
+            self.ingest_workers.reload()
 
     def wait(self) -> None:
         while not self.stop_requested.wait(0.5):

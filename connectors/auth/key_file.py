@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.auth.keys import ApiKey
-from connectors.auth.ring import KeySource
+from connectors.auth.ring import KeyRing, KeySource
 
 
 def _to_json(key: ApiKey) -> dict[str, Any]:
@@ -84,3 +84,17 @@ class FileKeySource:
         except FileNotFoundError:
             return []
         return [_from_json(k) for k in raw]
+
+
+class FileKeyRing(KeyRing):
+    """A worker's key ring over `FileKeySource`: it looks at the file (one `stat`) before each question, so a key
+    the main process created or revoked counts here from the next request on, as it does there."""
+
+    @property
+    def enabled(self) -> bool:
+        self.refresh()
+        return super().enabled
+
+    def verify(self, token: str) -> ApiKey | None:
+        self.refresh()
+        return super().verify(token)
