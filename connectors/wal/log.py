@@ -20,6 +20,11 @@ acknowledged) cut, and sealed.
 The spans' log is `Wal(root, config)`; another log passes its own Arrow schema, metrics and name (the scores
 API's, `connectors/scores_log/`). `seal_soon` seals the open segment without waiting for its age, for a reader
 that must see everything acknowledged so far.
+
+With ingest workers (`tracejudge/ingest_workers.py`) each worker opens `Wal(root, config, own=[n])` and writes
+only partition `p<n>`, holding its lock (`lock.py`) and publishing its progress on disk (`progress.py`); the
+main process opens `Wal(root, config, workers=N)`, writes its own partitions and follows the workers' ones
+(`follow.py`), sealing their crash-left `.open` segments at start-up before any worker runs.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ _MAGIC = b"TJW2"
 REC_SCHEMA = 1
 REC_BATCH = 2
 REC_SEAL = 3
+LOCK_WAIT_S = 90.0  # a partition's previous writer (an orphaned ingest worker) drains for up to ~25 s
 
 
 def _frame(kind: int, payload: bytes | pa.Buffer, rows: int) -> list[bytes | pa.Buffer]:
@@ -213,7 +219,7 @@ class _Partition(SegmentFiles):
         self._lock: PartitionLock | None = None
         self._progress: ProgressWriter | None = None
         if wal.publish:  # written here, read by another process: exclusive, with its progress on disk
-            self._lock = PartitionLock(self.dir, wal.config.retry_after_s * 10)
+            self._lock = PartitionLock(self.dir, LOCK_WAIT_S)
         self._seq = read_last_seq(self.dir)
         self._seg_rows = 0
         self._seg_bytes = 0
@@ -513,7 +519,7 @@ class Wal:
         before any worker of this process starts; the published progress restarted from the files."""
         directory = self.root / f"p{index}"
         directory.mkdir(parents=True, exist_ok=True)
-        lock = PartitionLock(directory, self.config.retry_after_s * 10)
+        lock = PartitionLock(directory, LOCK_WAIT_S)
         try:
             recover_open_segments(self, directory, index)
             last = read_last_seq(directory)
