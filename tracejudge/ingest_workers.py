@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from dataflow import metrics
 from dataflow.config import Settings
+from tracejudge.components import bind
 from tracejudge.dedupe_link import Broker
 from tracejudge.worker_metrics import apply
 
@@ -33,20 +34,6 @@ RESTART_DELAY_S = 1.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 FLUSH_TIMEOUT_S = 2.0
-
-
-def claim_reuse_port(host: str, port: int) -> socket.socket:
-    """A bound, never listening socket holding `host:port` for `SO_REUSEPORT` sharers (port 0: pick one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        msg = f"cannot bind OTLP/gRPC on {host}:{port}: {exc.strerror}"
-        raise OSError(msg) from exc
-    return sock
 
 
 class _Worker:
@@ -164,7 +151,7 @@ class IngestWorkers:
 
     def start(self) -> None:
         s = self._settings
-        self._grpc_claim = claim_reuse_port(s.host, s.otlp_grpc_port)
+        self._grpc_claim = bind(s.host, s.otlp_grpc_port, reuse_port=True)
         self.port = int(self._grpc_claim.getsockname()[1])
         try:
             workers = [self._spawn(i) for i in range(self._count)]

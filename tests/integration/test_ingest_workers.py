@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 import time
 from pathlib import Path
 
 import grpc
 
 from tests.integration.service import ServiceProcess, http
-from tests.integration.test_durability import EXPORT, PB, _missing, count_offline, make_request
+from tests.integration.test_durability import EXPORT, PB, Sender, _missing, count_offline, make_request
 from tests.waiting import eventually
 
 RETRYABLE_HTTP = {429, 502, 503, 504}
@@ -34,27 +33,13 @@ def worker_pids(parent: int) -> list[int]:
     return sorted(out)
 
 
-class Clients:
-    """Threads sending unique spans over HTTP and gRPC (a fresh connection after an error), remembering what was
-    acknowledged and every refusal."""
+class Clients(Sender):
+    """`Sender`'s threads (unique spans over HTTP and gRPC), also remembering every refusal an exporter would
+    not retry."""
 
     def __init__(self, svc: ServiceProcess, threads: int = 4) -> None:
-        self.svc = svc
-        self.acked: set[tuple[str, str]] = set()
+        super().__init__(svc, threads)
         self.refusals: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def __enter__(self) -> Clients:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
 
     def _send(self, index: int, channel: grpc.Channel, body: bytes) -> str | None:
         """None when acknowledged, else the refusal."""
