@@ -134,8 +134,12 @@ class IngestWorkers:
 
     def _spec(self, index: int) -> dict[str, Any]:
         s = self._settings
+        settings = s.model_dump(mode="json")
+        # Each worker's partition takes 1/count of the spans: sealing it count times later keeps the segments,
+        # hence ClickHouse's inserted parts and its merges, as large as one partition's would be.
+        settings["wal"]["segment_max_age_s"] = s.wal.segment_max_age_s * self._count
         return {
-            "settings": s.model_dump(mode="json"),
+            "settings": settings,
             "index": index,
             "partition": s.wal.partitions + index,
             "grpc_port": self.port,
