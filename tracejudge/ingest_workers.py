@@ -155,7 +155,11 @@ class IngestWorkers:
 
     def start(self) -> None:
         s = self._settings
-        self._grpc_claim = bind(s.host, s.otlp_grpc_port, reuse_port=True)
+        try:
+            self._grpc_claim = bind(s.host, s.otlp_grpc_port, reuse_port=True)
+        except OSError as exc:
+            msg = f"cannot bind OTLP/gRPC on {s.host}:{s.otlp_grpc_port}: {exc.__cause__ or exc}"
+            raise OSError(msg) from exc
         self.port = int(self._grpc_claim.getsockname()[1])
         try:
             workers = [self._spawn(i) for i in range(self._count)]
