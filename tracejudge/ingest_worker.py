@@ -51,13 +51,14 @@ def _send(message: list[Any]) -> None:
 
 
 def _watch_stdin(worker: Worker) -> None:
-    """A `stop`, or the end of stdin (the main process died), stops the worker; `reload` reads the TLS files
-    again (the main process got SIGHUP); the rest are dedupe answers."""
+    """`stop` drains the worker (its requests still get their dedupe answers meanwhile); the end of stdin (the
+    main process is gone) refuses what waits for an answer and stops it too; `reload` reads the TLS files again
+    (the main process got SIGHUP); `flush` sends the metrics now; the rest are dedupe answers."""
     for line in sys.stdin:
         message = json.loads(line)
         if message[0] == "stop":
-            break
-        if message[0] == "reload":
+            worker.stop.set()
+        elif message[0] == "reload":
             worker.reload()
         elif message[0] == "flush":
             worker.send_metrics(message[1])
@@ -132,12 +133,10 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s[w%(process)d]: %(message)s",
         stream=sys.stderr,
     )
-    signal.signal(
-        signal.SIGINT, signal.SIG_IGN
-    )  # a terminal's Ctrl-C reaches the main process, which stops us
-    signal.signal(
-        signal.SIGTERM, signal.SIG_IGN
-    )  # likewise `kill <group>`: the main process drains us in order
+    # A terminal's Ctrl-C, or a `kill` of the process group, reaches the main process too, which drains us in
+    # order (receivers first, the log sealed after them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     worker = Worker(spec)
     threading.Thread(target=_watch_stdin, args=(worker,), name="stdin-watch", daemon=True).start()
     worker.run()

@@ -92,6 +92,7 @@ class _Worker:
             elif kind == "ready":
                 self.ready.set()
         self.proc.wait()
+        self.ready.set()  # wakes a start-up waiting for it (which then sees it ended)
         if self._broker is not None:
             self._broker.worker_gone(self.index)
         self._on_exit(self)
@@ -130,6 +131,7 @@ class IngestWorkers:
         self._stopping = threading.Event()
         self._workers: dict[int, _Worker] = {}
         self._scrapes = 0
+        self._running = False  # started: a worker that exits from now on is started again
         self.port = 0
 
     def _spec(self, index: int) -> dict[str, Any]:
@@ -170,13 +172,14 @@ class IngestWorkers:
         except BaseException:
             self.stop()
             raise
+        self._running = True
         metrics.BEFORE_SCRAPE.append(self.flush_metrics)
         logger.info("%d ingest workers receiving OTLP (log partitions p%d-p%d)", self._count,
                     s.wal.partitions, s.wal.partitions + self._count - 1)  # fmt: skip
 
     def _exited(self, worker: _Worker) -> None:
-        if worker.stopped or self._stopping.is_set():
-            return
+        if worker.stopped or self._stopping.is_set() or not self._running:
+            return  # stopped, or start-up failed (`start` raises)
         index = worker.spec["index"]
         logger.error("ingest worker %d exited (code %s); starting it again", index, worker.proc.returncode)
         metrics.INGEST_WORKER_RESTARTS.inc()

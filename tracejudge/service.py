@@ -62,6 +62,7 @@ from dataflow import metrics
 from dataflow.config import Settings
 from dataflow.errors import ConfigError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
+from dataflow.health import HEALTH
 from dataflow.judging.connections import ConnectionRegistry
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.rules.checks import scorer_connection_problems
@@ -215,6 +216,10 @@ class Service:
         s, lc = self.settings, self._lifecycle
         self.wal = Wal(data_dir / "wal", s.wal, workers=s.ingest.worker_count)
         self.wal.guard = self.disk_guard
+        if s.ingest.worker_count:  # /readyz sees a log the workers filled at once, not at the next reclaim
+            refresh = self.wal.refresh_state
+            lc.start(Step("wal-state", lambda: HEALTH.before_read.append(refresh),
+                          lambda: HEALTH.before_read.remove(refresh)))  # fmt: skip
         recovery_dir: Path | None = None
         if s.flow.recovery:
             recovery_dir = data_dir / "recovery"
