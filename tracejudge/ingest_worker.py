@@ -77,7 +77,9 @@ class Worker:
         self.stop = threading.Event()
         data_dir = s.data_dir.resolve()
         self.wal = Wal(data_dir / "wal", s.wal, own=[int(spec["partition"])])
-        self.wal.guard = FollowerGuard(data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes)
+        self.wal.guard = FollowerGuard(
+            data_dir, s.wal.disk_reserve_bytes, s.wal.disk_min_free_bytes, lambda: _send(["disk-full"])
+        )
         self.ring = FileKeyRing(
             FileKeySource(Path(spec["keys_file"])), s.auth.enabled, s.auth.reload_interval_s
         )

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,8 +40,16 @@ FLUSH_TIMEOUT_S = 2.0
 class _Worker:
     """One worker process and the thread reading what it says."""
 
-    def __init__(self, spec: dict[str, Any], http_fd: int, on_exit: Any, broker: Broker | None) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        http_fd: int,
+        on_exit: Any,
+        broker: Broker | None,
+        on_disk_full: Callable[[], None],
+    ) -> None:
         self.spec = spec
+        self._on_disk_full = on_disk_full
         self.index = int(spec["index"])
         self.ready = threading.Event()
         self.stopped = False
@@ -91,6 +100,8 @@ class _Worker:
                         self.flush_done.notify_all()
             elif kind == "ready":
                 self.ready.set()
+            elif kind == "disk-full":
+                self._on_disk_full()
         self.proc.wait()
         self.ready.set()  # wakes a start-up waiting for it (which then sees it ended)
         if self._broker is not None:
@@ -119,9 +130,16 @@ class IngestWorkers:
     name = "ingest-workers"
 
     def __init__(
-        self, settings: Settings, count: int, http_sock: socket.socket, keys_file: Path, broker: Broker | None
+        self,
+        settings: Settings,
+        count: int,
+        http_sock: socket.socket,
+        keys_file: Path,
+        broker: Broker | None,
+        on_disk_full: Callable[[], None],
     ) -> None:
         self._settings = settings
+        self._on_disk_full = on_disk_full  # a worker saw the disk full: the guard looks now
         self._broker = broker
         self._count = count
         self._http_sock = http_sock
@@ -150,7 +168,9 @@ class IngestWorkers:
         }
 
     def _spawn(self, index: int) -> _Worker:
-        worker = _Worker(self._spec(index), self._http_sock.fileno(), self._exited, self._broker)
+        worker = _Worker(
+            self._spec(index), self._http_sock.fileno(), self._exited, self._broker, self._on_disk_full
+        )
         with self._lock:
             self._workers[index] = worker
         return worker

@@ -216,10 +216,14 @@ class Service:
         s, lc = self.settings, self._lifecycle
         self.wal = Wal(data_dir / "wal", s.wal, workers=s.ingest.worker_count)
         self.wal.guard = self.disk_guard
-        if s.ingest.worker_count:  # /readyz sees a log the workers filled at once, not at the next reclaim
-            refresh = self.wal.refresh_state
-            lc.start(Step("wal-state", lambda: HEALTH.before_read.append(refresh),
-                          lambda: HEALTH.before_read.remove(refresh)))  # fmt: skip
+        if s.ingest.worker_count:  # /readyz sees a log or a disk the workers filled at once, not at a poll
+            hooks = [self.wal.refresh_state, self.disk_guard.refresh]
+
+            def unhook() -> None:
+                for hook in hooks:
+                    HEALTH.before_read.remove(hook)
+
+            lc.start(Step("health-refresh", lambda: HEALTH.before_read.extend(hooks), unhook))
         recovery_dir: Path | None = None
         if s.flow.recovery:
             recovery_dir = data_dir / "recovery"
@@ -308,8 +312,9 @@ class Service:
             self.ports["otlp_grpc"] = lc.start(receiver).port
         else:
             workers = IngestWorkers(
-                s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file, broker
-            )
+                s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file, broker,
+                lambda: self.disk_guard.refresh(now=True),
+            )  # fmt: skip
             self.ports["otlp_grpc"] = lc.start(workers).port
             self.ingest_workers = workers
         if tls is not None:
