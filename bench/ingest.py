@@ -33,10 +33,11 @@ from bench.common import fmt, markdown_table
 from bench.sampling import (
     CountPoller,
     TreeSampler,
+    by_process,
     cpu_by_thread_delta,
     persisted_metrics,
     stop_threads,
-    thread_cpu_by_name,
+    tree_thread_cpu,
     wait_drained,
 )
 from bench.service import ManagedServer, sql_row, tracejudge_cmd
@@ -126,7 +127,7 @@ class _Run:
         self.sampler = sampler = TreeSampler(server.proc.pid)
         sampler.start()
         cpu0 = sampler.cpu_s
-        threads0 = thread_cpu_by_name(server.proc.pid)
+        threads0 = tree_thread_cpu(server.proc.pid)
         self.poller = poller = CountPoller(
             lambda: sql_row(server.api, self.count_q, timeout=args.query_timeout)[0]
         )
@@ -151,9 +152,11 @@ class _Run:
         poller.stop()
         poller.poll_once()
         sampler.sample()
+        threads = cpu_by_thread_delta(threads0, tree_thread_cpu(server.proc.pid), top=1000)
         result: dict[str, Any] = {
             "server_cpu_s": sampler.cpu_s - cpu0,
-            "server_cpu_by_thread_s": cpu_by_thread_delta(threads0, thread_cpu_by_name(server.proc.pid)),
+            "server_cpu_by_process_s": by_process(threads),
+            "server_cpu_by_thread_s": dict(list(threads.items())[:12]),
         }
         timeout = max(args.query_timeout, 120)
         cnt, uniq = common.count_unique(lambda: sql_row(server.api, self.verify_q, timeout=timeout), result)
@@ -264,6 +267,7 @@ def print_details(r: dict[str, Any]) -> None:
         "spans_abandoned",
         "max_ms",
         "server_cpu_s",
+        "server_cpu_by_process_s",
         "server_cpu_by_thread_s",
         "client_cpu_s",
         "peak_main_rss_mb",

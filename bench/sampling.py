@@ -42,6 +42,42 @@ def thread_cpu_by_name(pid: int) -> dict[str, float]:
     return out
 
 
+def _role(cmdline: list[str]) -> str:
+    """A child process's role from its command line: the module of `-m`, else "spawn" (multiprocessing)."""
+    if "-m" in cmdline[:-1]:
+        return cmdline[cmdline.index("-m") + 1].rsplit(".", 1)[-1]
+    return "spawn" if any("multiprocessing" in a for a in cmdline) else "other"
+
+
+def tree_thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per ``process role/thread name`` over a process and its descendants (the root is "main");
+    processes of one role (e.g. every ingest worker) are summed."""
+    import psutil
+
+    out: dict[str, float] = {f"main/{k}": v for k, v in thread_cpu_by_name(pid).items()}
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return out
+    for child in children:
+        try:
+            role = _role(child.cmdline())
+        except psutil.Error:
+            continue
+        for name, cpu in thread_cpu_by_name(child.pid).items():
+            out[f"{role}/{name}"] = out.get(f"{role}/{name}", 0.0) + cpu
+    return out
+
+
+def by_process(threads: dict[str, float]) -> dict[str, float]:
+    """`tree_thread_cpu` deltas summed per process role."""
+    out: dict[str, float] = {}
+    for key, cpu in threads.items():
+        role = key.split("/", 1)[0]
+        out[role] = round(out.get(role, 0.0) + cpu, 1)
+    return out
+
+
 def cpu_by_thread_delta(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
     delta = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
     return dict(sorted(delta.items(), key=lambda kv: -kv[1])[:top])

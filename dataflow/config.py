@@ -8,6 +8,7 @@ exactly this validation.
 from __future__ import annotations
 
 import contextvars
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,9 +121,23 @@ class IngestConfig(_Section):
         le=64,
         description=(
             "Processes that decode request bodies, off the receiving process's GIL; 0 decodes in the "
-            "receiving process."
+            "receiving process. Used only with `workers: 0` (the workers decode what they receive)."
         ),
     )
+    workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description=(
+            "Processes that receive OTLP (gRPC and HTTP), decode and append to their own log partition; "
+            "unset: one per core; 0: receive in the main process (with `decode_workers`)."
+        ),
+    )
+
+    @property
+    def worker_count(self) -> int:
+        """`workers`, with unset resolved to the number of cores."""
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
 
 
 class WalConfig(_Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 logger = logging.getLogger("tracejudge.health")
@@ -31,6 +32,9 @@ class Health:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._problems: dict[str, Problem] = {}
+        # Called before the problems are read: states kept elsewhere (the ingest workers' log partitions on disk)
+        # are looked at now, not at their next poll.
+        self.before_read: list[Callable[[], None]] = []
 
     def report(self, key: str, message: str, *, blocking: bool = False) -> bool:
         """Record (or update) the problem `key`; log it if it is new. Return whether it is new."""
@@ -50,6 +54,8 @@ class Health:
             logger.warning("recovered after %.0f s: %s", time.time() - old.since, old.message)
 
     def problems(self) -> list[Problem]:
+        for refresh in list(self.before_read):
+            refresh()
         with self._lock:
             return sorted(self._problems.values(), key=lambda p: p.since)
 

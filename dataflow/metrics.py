@@ -7,11 +7,19 @@ transport, outcome, reason, table, connection, rule name, scorer (score) name. N
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Called before `/metrics` is rendered: the ingest workers' counts are fetched into this process's metrics.
+BEFORE_SCRAPE: list[Callable[[], None]] = []
+
+
+def before_scrape() -> None:
+    for hook in list(BEFORE_SCRAPE):
+        hook()
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,11 @@ RECEIVER_DUPLICATE_REQUESTS = Counter(
     "Export requests byte-identical to one acknowledged lately (a client's retry), answered again without "
     "storing their spans twice, by transport.",
     ["transport"],
+    registry=REGISTRY,
+)
+INGEST_WORKER_RESTARTS = Counter(
+    "tracejudge_ingest_worker_restarts_total",
+    "Ingest worker processes that exited while the service ran and were started again.",
     registry=REGISTRY,
 )
 RECEIVER_REQUEST_BYTES = Counter(

@@ -37,20 +37,23 @@ from dataflow.rules.status import RuleStats
 logger = logging.getLogger("tracejudge")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to `host:port` (0: a free port); `reuse_port`: shared with this user's other
+    `SO_REUSEPORT` sockets (the ingest workers' gRPC servers) and not listening itself."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that names it, and without it
     # a keep-alive client waits ~40 ms per answer (Nagle's algorithm against the client's delayed ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT if reuse_port else socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         msg = f"cannot listen on {host}:{port}: {exc.strerror}"
         raise OSError(msg) from exc
-    sock.listen(1024)
-    sock.setblocking(False)
+    if not reuse_port:
+        sock.listen(1024)
+        sock.setblocking(False)
     return sock
 
 
@@ -67,7 +70,7 @@ class Listeners:
     def start(self) -> None:
         try:
             for key, port in self._ports.items():
-                self.sockets[key] = _bind(self._host, port)
+                self.sockets[key] = bind(self._host, port)
         except OSError:
             self.stop()
             raise
@@ -192,8 +195,10 @@ class GrpcReceiver:
         limits: LimitsConfig,
         ring: KeyRing | None = None,
         credentials: grpc.ServerCredentials | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self._args = (ingestor, host, port, max_message_bytes)
+        self._reuse_port = reuse_port
         self._limits = limits
         self._ring = ring
         self._credentials = credentials
@@ -202,8 +207,9 @@ class GrpcReceiver:
 
     def start(self) -> None:
         self._server, self.port = start_grpc_server(
-            *self._args, ring=self._ring, credentials=self._credentials, limits=self._limits
-        )
+            *self._args, ring=self._ring, credentials=self._credentials, limits=self._limits,
+            reuse_port=self._reuse_port,
+        )  # fmt: skip
 
     def stop(self) -> None:
         if self._server is not None:

@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bytewax.recovery import init_db_dir
 
@@ -27,6 +28,7 @@ from connectors.api.app import ApiState, build_api_app
 from connectors.api.jobs import JobsDeps
 from connectors.api.keys import AuthDeps
 from connectors.auth.exposure import check_exposure
+from connectors.auth.key_file import ExportingSource
 from connectors.auth.ring import KeyRing
 from connectors.auth.session import SessionSigner, load_secret
 from connectors.clickhouse.client import ClickHouse
@@ -61,6 +63,7 @@ from dataflow import metrics
 from dataflow.config import Settings
 from dataflow.errors import ConfigError
 from dataflow.flow import SOURCE_STEPS, ScoringPlan, build_flow
+from dataflow.health import HEALTH
 from dataflow.judging.connections import ConnectionRegistry
 from dataflow.judging.executor import ExecutorConfig, JudgeExecutor
 from dataflow.rules.checks import scorer_connection_problems
@@ -71,7 +74,9 @@ from dataflow.scoring.foreign import ForeignCheck
 from dataflow.scoring.judge_step import JudgeContext, Pending, RuleBudgets
 from dataflow.scoring.step import ScoringStep
 from tracejudge.components import FlowThread, GrpcReceiver, HttpServers, Listeners, StatusWriter
+from tracejudge.dedupe_link import Broker
 from tracejudge.heartbeat import Heartbeat
+from tracejudge.ingest_workers import IngestWorkers
 from tracejudge.jobs import JobParts, job_runner
 from tracejudge.lifecycle import Lifecycle, Step
 
@@ -99,6 +104,7 @@ class Service:
         self.ports: dict[str, int] = {}
         self.tls: ServerTls | None = None
         self.http: HttpServers | None = None
+        self.ingest_workers: IngestWorkers | None = None
 
     # --- start-up ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -154,7 +160,12 @@ class Service:
         """The key ring (polled like the rules); refuse a network address with authentication off."""
         s = self.settings
         store = KeyStore(self.reader_ch)
-        self.key_ring = KeyRing(store, s.auth.enabled, s.auth.reload_interval_s)
+        self.keys_file = (
+            data_dir / "ingest-keys.json"
+        )  # the ingest workers' copy (connectors/auth/key_file.py)
+        self.key_ring = KeyRing(
+            ExportingSource(store, self.keys_file), s.auth.enabled, s.auth.reload_interval_s
+        )
         self.key_ring.refresh(force=True)
         check_exposure(s.host, self.key_ring.enabled, s.auth.insecure)
         logger.info("authentication %s", "on" if self.key_ring.enabled else "off (no API key yet)")
@@ -205,8 +216,16 @@ class Service:
     def _start_pipeline(self, data_dir: Path) -> None:
         """The log's consumers (reclaimer, span store, judge loop, flow), then the log: it closes first."""
         s, lc = self.settings, self._lifecycle
-        self.wal = Wal(data_dir / "wal", s.wal)
+        self.wal = Wal(data_dir / "wal", s.wal, workers=s.ingest.worker_count)
         self.wal.guard = self.disk_guard
+        if s.ingest.worker_count:  # /readyz sees a log or a disk the workers filled at once, not at a poll
+            hooks = [self.wal.refresh_state, self.disk_guard.refresh]
+
+            def unhook() -> None:
+                for hook in hooks:
+                    HEALTH.before_read.remove(hook)
+
+            lc.start(Step("health-refresh", lambda: HEALTH.before_read.extend(hooks), unhook))
         recovery_dir: Path | None = None
         if s.flow.recovery:
             recovery_dir = data_dir / "recovery"
@@ -259,10 +278,16 @@ class Service:
     def _start_receivers(self, listeners: Listeners) -> None:
         s, lc = self.settings, self._lifecycle
         self.decode_pool: DecodePool | None = None
-        if s.ingest.decode_workers:
+        in_process = s.ingest.worker_count == 0
+        if in_process and s.ingest.decode_workers:
             self.decode_pool = DecodePool(s.ingest.decode_workers, normalizer_from(s.ingest))
             lc.start(Step("decode-pool", self.decode_pool.warm_up, self.decode_pool.close))
-        self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool)
+        broker: Broker | None = None  # one memory of acknowledged requests for this process and its workers
+        if not in_process and s.ingest.duplicate_window_s > 0:
+            broker = Broker(s.ingest.duplicate_window_s, s.ingest.duplicate_max_requests)
+            lc.start(Step("dedupe-broker", on_stop=broker.close))
+        recent = None if broker is None else broker.recent
+        self.ingestor = Ingestor(self.wal, s.ingest, pool=self.decode_pool, recent=recent)
         api_state = ApiState(
             self.ingestor, self.reader_ch, self.readonly, s.api, self.is_ready, self.rule_store,
             lambda: self.registry.refresh(), self.connection_store, lambda: self.connections.refresh(),
@@ -273,25 +298,32 @@ class Service:
         )  # fmt: skip
         self.ports["otlp_http"] = listeners.port("otlp_http")
         self.ports["api"] = listeners.port("api")
-        apps = [
-            (build_otlp_http_app(self.ingestor, self.key_ring), listeners.sockets["otlp_http"]),
-            (build_api_app(api_state), listeners.sockets["api"]),
-        ]
+        apps: list[tuple[Any, socket.socket]] = [(build_api_app(api_state), listeners.sockets["api"])]
+        if in_process:
+            apps.append((build_otlp_http_app(self.ingestor, self.key_ring), listeners.sockets["otlp_http"]))
         tls = self.tls
         self.http = lc.start(
             HttpServers(apps, self.stop_requested.set, s.limits, tls.context if tls else None)
         )
-        # gRPC last: a stop closes it first, then the HTTP servers
-        receiver = GrpcReceiver(
-            self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, s.limits,
-            self.key_ring, tls.grpc_credentials() if tls else None,
-        )  # fmt: skip
-        self.ports["otlp_grpc"] = lc.start(receiver).port
+        # the receivers last: a stop closes them first, then the HTTP servers
+        if in_process:
+            receiver = GrpcReceiver(
+                self.ingestor, s.host, s.otlp_grpc_port, s.ingest.grpc_max_message_bytes, s.limits,
+                self.key_ring, tls.grpc_credentials() if tls else None,
+            )  # fmt: skip
+            self.ports["otlp_grpc"] = lc.start(receiver).port
+        else:
+            workers = IngestWorkers(
+                s, s.ingest.worker_count, listeners.sockets["otlp_http"], self.keys_file, broker,
+                lambda: self.disk_guard.refresh(now=True),
+            )  # fmt: skip
+            self.ports["otlp_grpc"] = lc.start(workers).port
+            self.ingest_workers = workers
         if tls is not None:
             logger.info(
                 "TLS on every listener (%s)%s", s.tls.cert_file, ", client certificates required" * tls.mutual
             )
-        logger.info("listening: OTLP/gRPC on %s:%d", s.host, receiver.port)
+        logger.info("listening: OTLP/gRPC on %s:%d", s.host, self.ports["otlp_grpc"])
         logger.info("listening: OTLP/HTTP on %s:%d (POST /v1/traces)", s.host, self.ports["otlp_http"])
         logger.info(
             "listening: API on %s:%d (POST /api/v1/traces, /docs, /metrics)", s.host, self.ports["api"]
@@ -382,6 +414,8 @@ class Service:
             logger.info("received SIGHUP: no TLS configured (or not started yet), nothing to reload")
             return
         http.call_soon(tls.reload)
+        if self.ingest_workers is not None:
+            self.ingest_workers.reload()
 
     def wait(self) -> None:
         while not self.stop_requested.wait(0.5):

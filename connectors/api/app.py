@@ -6,6 +6,7 @@ OpenAPI docs are served at `/docs` (and the schema at `/openapi.json`). Every JS
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import ipaddress
@@ -233,6 +234,7 @@ def build_api_app(state: ApiState) -> FastAPI:
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prom() -> Response:
+        await asyncio.to_thread(metrics.before_scrape)  # waits for the ingest workers' counts: off the loop
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     def test_rule(spec: RuleSpec, window: dict[str, Any]) -> dict[str, Any]:

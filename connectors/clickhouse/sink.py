@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from connectors.clickhouse.client import ClickHouse
-from connectors.wal.log import Wal, _Partition, read_segment
+from connectors.wal.log import Partition, Wal, read_segment
 from dataflow import metrics
 from dataflow.config import SinkConfig
 from dataflow.errors import SinkError, WalCorrupt
@@ -129,10 +129,10 @@ class SpanStore:
         self._next = {p.index: self._start_at(p) for p in wal.partitions}
         self._thread = threading.Thread(target=self._run, name="span-store", daemon=True)
 
-    def _cursor(self, part: _Partition) -> Path:
+    def _cursor(self, part: Partition) -> Path:
         return part.dir / "stored_seq"
 
-    def _start_at(self, part: _Partition) -> int:
+    def _start_at(self, part: Partition) -> int:
         sealed = part.sealed_segments()
         oldest = sealed[0][0] if sealed else part.last_sealed + 1
         path = self._cursor(part)
@@ -141,7 +141,7 @@ class SpanStore:
             return max(oldest, stored + 1)
         return oldest
 
-    def _record(self, part: _Partition, seq: int) -> None:
+    def _record(self, part: Partition, seq: int) -> None:
         path = self._cursor(part)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(str(seq))

@@ -115,9 +115,11 @@ def start_grpc_server(
     ring: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
     limits: LimitsConfig | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.Server, int]:
     """Start the OTLP/gRPC receiver (with TLS when `credentials` are given); return the server and the port it
-    bound. With a key ring, every export needs a key with the `ingest` scope in its `authorization` metadata."""
+    bound. With a key ring, every export needs a key with the `ingest` scope in its `authorization` metadata.
+    `reuse_port`: share the port with the other ingest workers (`SO_REUSEPORT`)."""
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",
         {
@@ -132,7 +134,7 @@ def start_grpc_server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
             *limit_options(limits or LimitsConfig()),
         ],
     )

@@ -7,8 +7,9 @@ are skipped and counted; the rest of the request is kept.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from connectors.otlp.builder import Normalizer, restricted, with_project
 from connectors.otlp.decode import DecodedRequest, decode_json, decode_protobuf
@@ -30,6 +31,13 @@ class ExportResult:
     message: str
 
 
+class Deduper(Protocol):
+    """What remembers acknowledged requests: `dedupe.RecentRequests`, or a worker's link to the main
+    process's one (`tracejudge/dedupe_link.py`)."""
+
+    def once(self, key: bytes, run: Callable[[], ExportResult]) -> tuple[ExportResult, bool]: ...
+
+
 def normalizer_from(config: IngestConfig) -> Normalizer:
     return Normalizer(
         input_keys=tuple(config.input_keys),
@@ -46,15 +54,20 @@ class Ingestor:
     """Turns request bodies into durable span batches. Thread-safe; call from receiver threads."""
 
     def __init__(
-        self, wal: Wal, config: IngestConfig, append_timeout_s: float = 60.0, pool: DecodePool | None = None
+        self,
+        wal: Wal,
+        config: IngestConfig,
+        append_timeout_s: float = 60.0,
+        pool: DecodePool | None = None,
+        recent: Deduper | None = None,
     ) -> None:
         self.wal = wal
         self.config = config
         self.normalizer = normalizer_from(config)
         self._timeout = append_timeout_s
         self._pool = pool
-        self._recent: RecentRequests[ExportResult] | None = None
-        if config.duplicate_window_s > 0:
+        self._recent = recent
+        if recent is None and config.duplicate_window_s > 0:
             self._recent = RecentRequests(config.duplicate_window_s, config.duplicate_max_requests)
 
     def decode(

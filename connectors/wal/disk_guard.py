@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dataflow.errors import TracejudgeError, WalError
@@ -60,10 +61,14 @@ class DiskGuard:
         st = os.statvfs(self._dir)
         return st.f_bavail * st.f_frsize
 
+    def refresh(self, now: bool = False) -> None:
+        """Re-read free space when the last look is over 0.1 s old, or `now` (an ingest worker saw it full)."""
+        if now or time.monotonic() - self._checked_at >= _CHECK_EVERY_S:
+            self._update()
+
     def check(self) -> None:
         """Raise WalError while the file system is full (re-reading free space at most every 0.1 s)."""
-        if time.monotonic() - self._checked_at >= _CHECK_EVERY_S:
-            self._update()
+        self.refresh()
         if self._full:
             msg = f"the data directory's file system is full ({self._dir}): No space left on device"
             raise WalError(msg)
@@ -115,3 +120,30 @@ class DiskGuard:
             logger.warning("cannot write the disk reserve %s: %s", self._reserve, exc)
             with contextlib.suppress(OSError):
                 self._reserve.unlink()
+
+
+class FollowerGuard:
+    """An ingest worker's view of the main process's guard: full while free space is under the minimum (read
+    on every check: a `statvfs`, microseconds) or the main process's guard has given up its reserve (it
+    writes it back once there is room again). `on_full` is told when this worker saw the disk full first, so
+    the main process's guard releases its reserve now rather than at its next poll."""
+
+    def __init__(
+        self, data_dir: Path, reserve_bytes: int, min_free_bytes: int, on_full: Callable[[], None]
+    ) -> None:
+        self._dir = data_dir
+        self._reserve = data_dir / RESERVE_NAME
+        self._reserve_bytes = reserve_bytes
+        self._min_free = min_free_bytes
+        self._on_full = on_full
+
+    def check(self) -> None:
+        """Raise WalError while the file system is full."""
+        st = os.statvfs(self._dir)
+        low = st.f_bavail * st.f_frsize < self._min_free
+        released = self._reserve_bytes > 0 and not self._reserve.exists()
+        if low and not released:
+            self._on_full()
+        if low or released:
+            msg = f"the data directory's file system is full ({self._dir}): No space left on device"
+            raise WalError(msg)

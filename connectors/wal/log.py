@@ -20,6 +20,11 @@ acknowledged) cut, and sealed.
 The spans' log is `Wal(root, config)`; another log passes its own Arrow schema, metrics and name (the scores
 API's, `connectors/scores_log/`). `seal_soon` seals the open segment without waiting for its age, for a reader
 that must see everything acknowledged so far.
+
+With ingest workers (`tracejudge/ingest_workers.py`) each worker opens `Wal(root, config, own=[n])` and writes
+only partition `p<n>`, holding its lock (`lock.py`) and publishing its progress on disk (`progress.py`); the
+main process opens `Wal(root, config, workers=N)`, writes its own partitions and follows the workers' ones
+(`follow.py`), sealing their crash-left `.open` segments at start-up before any worker runs.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,9 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from connectors.wal.follow import DiskUsage, FollowedPartition, SegmentFiles
+from connectors.wal.lock import PartitionLock
+from connectors.wal.progress import ProgressWriter
 from dataflow import metrics
 from dataflow.config import WalConfig
 from dataflow.errors import WalCorrupt, WalError, WalFull
@@ -55,6 +63,7 @@ _MAGIC = b"TJW2"
 REC_SCHEMA = 1
 REC_BATCH = 2
 REC_SEAL = 3
+LOCK_WAIT_S = 90.0  # a partition's previous writer (an orphaned ingest worker) drains for up to ~25 s
 
 
 def _frame(kind: int, payload: bytes | pa.Buffer, rows: int) -> list[bytes | pa.Buffer]:
@@ -155,14 +164,51 @@ def read_records_from(
     return schema, out, reached, sealed
 
 
-class _Partition:
+def read_last_seq(directory: Path) -> int:
+    """The number of the newest segment of a partition directory (open or sealed; 0: none yet)."""
+    path = directory / "last_seq"
+    on_disk = [int(p.stem) for p in directory.glob("*.seg")] + [int(p.stem) for p in directory.glob("*.open")]
+    last = int(path.read_text().strip()) if path.exists() else 0
+    return max([last, *on_disk])
+
+
+def recover_open_segments(wal: Wal, directory: Path, index: int) -> None:
+    """Seal every `.open` segment a crash left, after cutting its torn (never acknowledged) tail."""
+    for path in sorted(directory.glob("*.open")):
+        with pa.memory_map(str(path), "r") as source:
+            buf = source.read_buffer()
+        good = 0
+        rows = 0
+        for rec in iter_records(buf, verify=True):
+            if rec.kind == REC_SEAL:
+                break
+            good = rec.offset + _HEADER.size + rec.payload.size
+            rows += rec.rows
+        size = path.stat().st_size
+        if size > good:
+            wal.metrics.torn_bytes.inc(size - good)
+            logger.warning("%s p%d: cut %d torn bytes from %s", wal.name, index, size - good, path.name)
+        with open(path, "rb+") as fh:
+            fh.truncate(good)
+            fh.seek(good)
+            if good == 0:
+                for part in _frame(REC_SCHEMA, wal.schema.serialize(), 0):
+                    fh.write(part)
+            for part in _frame(REC_SEAL, b"", rows):
+                fh.write(part)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(path, path.with_suffix(".seg"))
+        _fsync_dir(directory)
+        logger.info("%s p%d: recovered and sealed %s (%d rows)", wal.name, index, path.stem, rows)
+
+
+class _Partition(SegmentFiles):
     """One partition: its segment files and the writer thread that group-commits appends."""
 
     def __init__(self, wal: Wal, index: int) -> None:
+        super().__init__(wal.root, index)
         self.wal = wal
-        self.index = index
-        self.dir = wal.root / f"p{index}"
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._cond = threading.Condition()
         self._queue: list[tuple[pa.Buffer, int, Future[None]]] = []
         self._queued_bytes = 0
@@ -170,37 +216,23 @@ class _Partition:
         self._seal_asked = False  # seal the open segment now, not at its age (`seal_soon`)
         self._failing = False  # a write or seal failed and none has succeeded since (reported to health)
         self._fd: int | None = None
-        self._seq = self._read_last_seq()
+        self._lock: PartitionLock | None = None
+        self._progress: ProgressWriter | None = None
+        if wal.publish:  # written here, read by another process: exclusive, with its progress on disk
+            self._lock = PartitionLock(self.dir, LOCK_WAIT_S)
+        self._seq = read_last_seq(self.dir)
         self._seg_rows = 0
         self._seg_bytes = 0
         self._seg_opened_at = 0.0
-        self._recover_open_segments()
+        recover_open_segments(wal, self.dir, index)
         self.last_sealed = self._seq
         # (segment being written, end of its durable records): what incremental readers may read.
         self.durable: tuple[int, int] = (0, 0)
+        if wal.publish:
+            self._progress = ProgressWriter(self.dir)
+            self._publish()
         self.sizes: dict[int, int] = {seq: p.stat().st_size for seq, p in self.sealed_segments()}
         self._thread = threading.Thread(target=self._run, name=f"{wal.name}-writer-p{index}", daemon=True)
-
-    # --- files ---------------------------------------------------------------------------------------------
-    def seg_path(self, seq: int, sealed: bool = True) -> Path:
-        return self.dir / f"{seq:016d}.{'seg' if sealed else 'open'}"
-
-    def sealed_segments(self) -> list[tuple[int, Path]]:
-        out = []
-        for p in self.dir.glob("*.seg"):
-            try:
-                out.append((int(p.stem), p))
-            except ValueError:
-                continue
-        return sorted(out)
-
-    def _read_last_seq(self) -> int:
-        path = self.dir / "last_seq"
-        on_disk = [int(p.stem) for p in self.dir.glob("*.seg")] + [
-            int(p.stem) for p in self.dir.glob("*.open")
-        ]
-        last = int(path.read_text().strip()) if path.exists() else 0
-        return max([last, *on_disk])
 
     def _write_last_seq(self, seq: int) -> None:
         tmp = self.dir / "last_seq.tmp"
@@ -209,38 +241,9 @@ class _Partition:
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / "last_seq")
 
-    def _recover_open_segments(self) -> None:
-        for path in sorted(self.dir.glob("*.open")):
-            with pa.memory_map(str(path), "r") as source:
-                buf = source.read_buffer()
-            good = 0
-            rows = 0
-            for rec in iter_records(buf, verify=True):
-                if rec.kind == REC_SEAL:
-                    break
-                good = rec.offset + _HEADER.size + rec.payload.size
-                rows += rec.rows
-            size = path.stat().st_size
-            if size > good:
-                self.wal.metrics.torn_bytes.inc(size - good)
-                logger.warning(
-                    "%s p%d: cut %d torn bytes from %s", self.wal.name, self.index, size - good, path.name
-                )
-            with open(path, "rb+") as fh:
-                fh.truncate(good)
-                fh.seek(good)
-                if good == 0:
-                    for part in _frame(REC_SCHEMA, self.wal.schema.serialize(), 0):
-                        fh.write(part)
-                for part in _frame(REC_SEAL, b"", rows):
-                    fh.write(part)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(path, path.with_suffix(".seg"))
-            _fsync_dir(self.dir)
-            logger.info(
-                "%s p%d: recovered and sealed %s (%d rows)", self.wal.name, self.index, path.stem, rows
-            )
+    def _publish(self) -> None:
+        if self._progress is not None:
+            self._progress.publish(self.durable, self.last_sealed)
 
     # --- appending -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -280,6 +283,10 @@ class _Partition:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join()
+        if self._progress is not None:
+            self._progress.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def _run(self) -> None:
         try:
@@ -341,6 +348,7 @@ class _Partition:
         self.sizes[seq] = self._seg_bytes
         self.wal.add_backlog(self._seg_bytes)
         self.durable = (seq, self._seg_bytes)
+        self._publish()
 
     def _write(self, items: list[tuple[pa.Buffer, int, Future[None]]]) -> None:
         started = time.perf_counter()
@@ -384,6 +392,7 @@ class _Partition:
         self._seg_bytes += written
         self.sizes[self._seq] = self._seg_bytes
         self.durable = (self._seq, self._seg_bytes)
+        self._publish()
         self.wal.add_backlog(written)
         self.wal.metrics.appended_bytes.inc(written)
         self.wal.metrics.appended_rows.inc(rows)
@@ -426,6 +435,7 @@ class _Partition:
         self.sizes[self._seq] = self._seg_bytes + _HEADER.size
         self.wal.add_backlog(_HEADER.size)
         self.last_sealed = self._seq
+        self._publish()
 
     # --- reclaiming ---------------------------------------------------------------------------------------------
     def reclaim_below(self, seq: int) -> int:
@@ -443,6 +453,9 @@ class _Partition:
         return removed
 
 
+Partition = _Partition | FollowedPartition  # one this process writes, or one an ingest worker writes
+
+
 class DiskGuardLike(Protocol):
     def check(self) -> None: ...
 
@@ -457,6 +470,8 @@ class Wal:
         schema: pa.Schema = SPAN_SCHEMA,
         log_metrics: metrics.LogMetrics = metrics.WAL,
         name: str = "wal",
+        own: Sequence[int] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.root = root
         self.config = config
@@ -477,15 +492,43 @@ class Wal:
         self._rr = 0
         self._full = False  # over max_bytes at the last check (reported to health)
         self.closed = False
+        self.publish = own is not None  # this process writes only `own`, for readers in another process
+        self._usage: DiskUsage | None = None  # partitions whose bytes other processes write or reclaim
         existing = sorted(int(p.name[1:]) for p in root.glob("p*") if p.name[1:].isdigit())
-        if existing and existing[-1] >= config.partitions:
-            msg = (
-                f"wal.partitions is {config.partitions} but {root} has partition p{existing[-1]}: "
-                "partitions can be added, never removed, while they hold data"
-            )
-            raise WalError(msg)
-        self.partitions = [_Partition(self, i) for i in range(config.partitions)]
+        if own is not None:
+            self.partitions: list[Partition] = [_Partition(self, i) for i in own]
+            self._usage = DiskUsage(root, None)
+        elif workers is not None:
+            count = max([config.partitions + workers, *(i + 1 for i in existing)])
+            self.partitions = [_Partition(self, i) for i in range(config.partitions)]
+            self.partitions += [self._follow(i) for i in range(config.partitions, count)]
+            self._usage = DiskUsage(root, range(config.partitions, count))
+        else:
+            if existing and existing[-1] >= config.partitions:
+                msg = (
+                    f"wal.partitions is {config.partitions} but {root} has partition p{existing[-1]}: "
+                    "partitions can be added, never removed, while they hold data"
+                )
+                raise WalError(msg)
+            self.partitions = [_Partition(self, i) for i in range(config.partitions)]
+        self._writers = [p for p in self.partitions if isinstance(p, _Partition)]
         self.metrics.limit_bytes.set(config.max_bytes)
+
+    def _follow(self, index: int) -> FollowedPartition:
+        """A partition an ingest worker writes: its `.open` segments (a crash's) sealed now, under its lock,
+        before any worker of this process starts; the published progress restarted from the files."""
+        directory = self.root / f"p{index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = PartitionLock(directory, LOCK_WAIT_S)
+        try:
+            recover_open_segments(self, directory, index)
+            last = read_last_seq(directory)
+            progress = ProgressWriter(directory)
+            progress.publish((0, 0), last)
+            progress.close()
+        finally:
+            lock.release()
+        return FollowedPartition(self.root, index, last, self.metrics)
 
     def start(self) -> None:
         for part in self.partitions:
@@ -494,14 +537,32 @@ class Wal:
     def add_backlog(self, delta: int) -> None:
         with self._backlog_lock:
             self._backlog += delta
-            self.metrics.backlog_bytes.set(self._backlog)
+            if self._usage is None:  # else `refresh_state` sets it, over every process's partitions
+                self.metrics.backlog_bytes.set(self._backlog)
         self.metrics.segments.set(sum(len(p.sizes) for p in self.partitions))
         if delta < 0 and self._full and self.backlog_bytes < self.config.max_bytes:
             self._set_full(None)  # reclaimed under the bound: ready again without waiting for a request
 
     @property
     def backlog_bytes(self) -> int:
-        return self._backlog + sum(p.queued_bytes for p in self.partitions)
+        queued = sum(p.queued_bytes for p in self._writers)
+        if self._usage is None:
+            return self._backlog + queued
+        if self.publish:  # a worker: its own segments are reclaimed by the main process, so count the files
+            return self._usage.bytes() + queued
+        return self._backlog + self._usage.bytes() + queued
+
+    def refresh_state(self) -> None:
+        """With ingest workers: the backlog gauge and the log-full report over every partition, here in the
+        main process (whose `/metrics` and `/readyz` answer), called by the reclaimer every tick."""
+        if self._usage is None or self.publish:
+            return
+        backlog = self.backlog_bytes
+        self.metrics.backlog_bytes.set(backlog)
+        if backlog >= self.config.max_bytes:
+            self._set_full(f"write-ahead log is full ({backlog} of {self.config.max_bytes} bytes)")
+        else:
+            self._set_full(None)
 
     def check_capacity(self, bounded: bool = True) -> None:
         """Raise WalFull when over the bound (or WalError when unusable), before any work is spent. Not
@@ -543,7 +604,7 @@ class Wal:
         """Queue a batch already serialised as an Arrow IPC record-batch message of the log's schema."""
         self.check_capacity(bounded)
         buf = payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload)
-        part = self.partitions[self._rr % len(self.partitions)]
+        part = self._writers[self._rr % len(self._writers)]
         self._rr += 1
         return part.enqueue(buf, rows)
 

@@ -166,6 +166,7 @@ class Reclaimer:
             below = limits.get(part.index, 0)
             if below > 0:
                 removed += part.reclaim_below(below)
+        self._wal.refresh_state()
         return removed
 
     def _tick(self) -> None:

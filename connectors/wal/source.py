@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.wal.log import Wal, _Partition, read_records_from
+from connectors.wal.log import Partition, Wal, read_records_from
 from dataflow.errors import WalCorrupt
 from dataflow.model import SpanRecords
 
@@ -23,9 +23,7 @@ RecordOffset = tuple[str, int, int]
 
 
 class _WalRecordPartition(StatefulSourcePartition[SpanRecords, RecordOffset]):
-    def __init__(
-        self, wal: Wal, part: _Partition, resume: RecordOffset | None, stop: threading.Event
-    ) -> None:
+    def __init__(self, wal: Wal, part: Partition, resume: RecordOffset | None, stop: threading.Event) -> None:
         self._wal = wal
         self._part = part
         self._stop = stop
