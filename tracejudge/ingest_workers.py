@@ -35,6 +35,7 @@ RESTART_DELAY_S = 1.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 FLUSH_TIMEOUT_S = 2.0
+MAX_SEAL_STRETCH = 2  # a worker partition seals at most this many times later than wal.segment_max_age_s
 
 
 class _Worker:
@@ -156,8 +157,10 @@ class IngestWorkers:
         s = self._settings
         settings = s.model_dump(mode="json")
         # Each worker's partition takes 1/count of the spans: sealing it count times later keeps the segments,
-        # hence ClickHouse's inserted parts and its merges, as large as one partition's would be.
-        settings["wal"]["segment_max_age_s"] = s.wal.segment_max_age_s * self._count
+        # hence ClickHouse's inserted parts and its merges, as large as one partition's would be; at most
+        # MAX_SEAL_STRETCH times, so that spans reach ClickHouse (the UI, completions) within seconds on many cores.
+        stretch = min(self._count, MAX_SEAL_STRETCH)
+        settings["wal"]["segment_max_age_s"] = s.wal.segment_max_age_s * stretch
         return {
             "settings": settings,
             "index": index,
