@@ -135,8 +135,13 @@ def evaluate_batch(
     sampled_out = _INDEX[Outcome.SAMPLED_OUT]
     for r, n in enumerate(sampled_in):
         counts[r][sampled_out] = len(seen) - n
-    tag = rules_tag(rules)
-    matchers = [matcher(rule, r, tag) for r, rule in enumerate(rules)]
+    # Match bits exist only when the flow's spans step computed them (`rules.batch_filters`); without any, the
+    # predicates are called directly (no per-call check of a tag on the per-span path).
+    if any(s.rules_tag for _, _, spans_ in seen for s in spans_):
+        tag = rules_tag(rules)
+        matchers = [matcher(rule, r, tag) for r, rule in enumerate(rules)]
+    else:
+        matchers = [rule.filter.matches for rule in rules]
     rows, cols = chosen.nonzero()
     current = -1
     spans: tuple[Span, ...] = ()
